@@ -1,0 +1,63 @@
+"""`dimx` command line: the library's stages without ComfyUI."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _tiny_model(args) -> None:
+    from .tiny import build_tiny_model
+
+    print(build_tiny_model(args.out, seed=args.seed))
+
+
+def _tiny_lora(args) -> None:
+    from .tiny import build_tiny_lora
+
+    print(build_tiny_lora(args.model, args.out, kind=args.kind, seed=args.seed))
+
+
+def _info(args) -> None:
+    from .backends import report
+
+    print(report().as_text())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dimx", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tiny_model = commands.add_parser(
+        "tiny-model", help="write a tiny CogVideoX image-to-video diffusers folder (random weights, for tests)",
+        description="Build a tiny CogVideoX image-to-video model with the layout and architecture of "
+                    "CogVideoX-5b-I2V, for tests and demos. Its outputs are noise: it only checks the plumbing.")
+    tiny_model.add_argument("--out", type=Path, required=True, help="folder to create (must be empty or absent)")
+    tiny_model.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    tiny_model.set_defaults(run=_tiny_model)
+
+    tiny_lora = commands.add_parser(
+        "tiny-lora", help="write a tiny director LoRA for a tiny model, in the DimensionX release layout",
+        description="Write a random director LoRA (attention q/k/v/out of every block, no alpha, like the "
+                    "released DimensionX files) that fits the tiny model in --model.")
+    tiny_lora.add_argument("--model", type=Path, required=True, help="tiny model folder written by tiny-model")
+    tiny_lora.add_argument("--out", type=Path, required=True, help=".safetensors file to write")
+    tiny_lora.add_argument("--kind", choices=("s", "t"), required=True,
+                           help="s: S-Director (camera motion), t: T-Director (object motion)")
+    tiny_lora.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    tiny_lora.set_defaults(run=_tiny_lora)
+
+    info = commands.add_parser("info", help="show the pack version and which optional backends are available",
+                               description="Report the pack version, torch, the CUDA device and optional packages.")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+        print(f"dimx {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

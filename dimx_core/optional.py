@@ -1,0 +1,49 @@
+"""Heavy or platform-specific dependencies, imported on first use.
+
+The pack must load in ComfyUI even when gsplat (CUDA), pycolmap or OpenCV are missing; the node that needs
+one then fails with a message that says what to install, instead of the whole pack failing to import.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+from types import ModuleType
+
+# import name -> (distribution name, what it is used for)
+KNOWN = {
+    "diffusers": ("diffusers", "CogVideoX models and schedulers"),
+    "transformers": ("transformers", "the T5 text encoder"),
+    "peft": ("peft", "director LoRA adapters"),
+    "safetensors": ("safetensors", "reading and writing weights"),
+    "gsplat": ("gsplat", "fast Gaussian-splat rasterisation on CUDA"),
+    "pycolmap": ("pycolmap", "structure-from-motion camera poses"),
+    "cv2": ("opencv-python-headless", "optical flow and image features"),
+    "imageio": ("imageio", "reading and writing video files"),
+}
+
+
+class MissingDependency(ImportError):
+    """An optional package is absent; the message names it and how to install it."""
+
+
+def require(module: str, purpose: str | None = None) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        dist, default_purpose = KNOWN.get(module, (module, "this feature"))
+        raise MissingDependency(
+            f"{purpose or default_purpose} needs the Python package '{dist}', which could not be imported "
+            f"({err}). Install it into the Python that runs ComfyUI: python -m pip install {dist} "
+            f"(or: python -m pip install -r requirements.txt in the DimensionX folder).") from err
+
+
+def version_of(module: str) -> str | None:
+    """Installed version without importing the module (importing gsplat may start a CUDA build)."""
+    if importlib.util.find_spec(module) is None:
+        return None
+    dist = KNOWN.get(module, (module, ""))[0]
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown version"

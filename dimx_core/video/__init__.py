@@ -1,0 +1,1 @@
+"""CogVideoX image-to-video: loading components and (later) the director-aware denoising loop."""

@@ -1,0 +1,76 @@
+"""What a CogVideoX image-to-video checkpoint can do, read from its configs (never from file names)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The published CogVideoX-5b-I2V (1.0) transformer config; the benchmark builds it with random weights.
+COGVIDEOX_5B_I2V_TRANSFORMER = dict(
+    activation_fn="gelu-approximate", attention_bias=True, attention_head_dim=64, dropout=0.0,
+    flip_sin_to_cos=True, freq_shift=0, in_channels=32, max_text_seq_length=226,
+    norm_elementwise_affine=True, norm_eps=1e-5, num_attention_heads=48, num_layers=42, out_channels=16,
+    patch_size=2, sample_frames=49, sample_height=60, sample_width=90, spatial_interpolation_scale=1.875,
+    temporal_compression_ratio=4, temporal_interpolation_scale=1.0, text_embed_dim=4096, time_embed_dim=512,
+    timestep_activation_fn="silu", use_learned_positional_embeddings=True, use_rotary_positional_embeddings=True)
+
+# The published scheduler config of CogVideoX-5b-I2V: v-prediction, zero-terminal-SNR, trailing spacing.
+COGVIDEOX_5B_I2V_SCHEDULER = dict(
+    beta_end=0.012, beta_schedule="scaled_linear", beta_start=0.00085, clip_sample=False, clip_sample_range=1.0,
+    num_train_timesteps=1000, prediction_type="v_prediction", rescale_betas_zero_snr=True, sample_max_value=1.0,
+    set_alpha_to_one=True, snr_shift_scale=1.0, steps_offset=0, timestep_spacing="trailing", trained_betas=None)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Geometry and conditioning of one image-to-video checkpoint.
+
+    `version` is "1.0" (5b-I2V: learned positional embeddings, one size only, image latents scaled by the
+    VAE factor) or "1.5" (temporal patches, `ofs` embedding, image latents scaled by its inverse).
+    """
+    version: str
+    width: int
+    height: int
+    frames: int
+    latent_channels: int
+    spatial_factor: int
+    temporal_factor: int
+    vae_scaling_factor: float
+    fixed_size: bool
+    text_tokens: int
+    uses_ofs: bool
+
+    @property
+    def latent_frames(self) -> int:
+        return (self.frames - 1) // self.temporal_factor + 1
+
+    @property
+    def image_latent_scale(self) -> float:
+        return 1.0 / self.vae_scaling_factor if self.version == "1.5" else self.vae_scaling_factor
+
+    def describe(self) -> str:
+        return (f"CogVideoX {self.version} image-to-video, {self.width}x{self.height}, {self.frames} frames"
+                f"{' (fixed size)' if self.fixed_size else ''}")
+
+
+def spec_from_configs(transformer_config: dict, vae_config: dict) -> ModelSpec:
+    in_channels = transformer_config["in_channels"]
+    latent_channels = vae_config.get("latent_channels", 16)
+    if in_channels != 2 * latent_channels:
+        raise ValueError(
+            f"this transformer takes {in_channels} input channels, but an image-to-video CogVideoX model takes "
+            f"{2 * latent_channels} (video latents + image latents): it looks like a text-to-video checkpoint. "
+            "DimensionX needs CogVideoX-5b-I2V.")
+    spatial = 2 ** (len(vae_config.get("block_out_channels", (0, 0, 0, 0))) - 1)
+    is_15 = transformer_config.get("patch_size_t") is not None
+    return ModelSpec(
+        version="1.5" if is_15 else "1.0",
+        width=transformer_config["sample_width"] * spatial,
+        height=transformer_config["sample_height"] * spatial,
+        frames=transformer_config["sample_frames"],
+        latent_channels=latent_channels,
+        spatial_factor=spatial,
+        temporal_factor=int(vae_config.get("temporal_compression_ratio", 4)),
+        vae_scaling_factor=float(vae_config["scaling_factor"]),
+        fixed_size=bool(transformer_config.get("use_learned_positional_embeddings", False)),
+        text_tokens=int(transformer_config.get("max_text_seq_length", 226)),
+        uses_ofs=transformer_config.get("ofs_embed_dim") is not None,
+    )
