@@ -1,0 +1,9 @@
+import pytest
+
+from dimx_core.tiny import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A freshly built tiny CogVideoX image-to-video folder, shared by the whole session."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)

@@ -1,0 +1,5 @@
+"""Every node the pack registers. The node tests check the extension lists exactly these; the host tests
+check that a live ComfyUI shows exactly these."""
+EXPECTED_NODES = {
+    "DimensionXPackInfo",
+}

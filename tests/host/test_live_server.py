@@ -1,0 +1,44 @@
+"""The pack inside a real ComfyUI server, driven over HTTP like the page drives it."""
+import pytest
+
+from harness.comfyhost import REPO, ComfyError, ComfyServer, comfy_root_and_python, prepare_instance
+from harness.workflows import load_workflow, ui_to_api
+from tests.expected_nodes import EXPECTED_NODES
+
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+
+
+def test_server_lists_every_pack_node_with_its_inputs(comfy):
+    info = comfy.object_info()
+    assert {name for name in info if name.startswith("DimensionX")} == EXPECTED_NODES
+    for name in EXPECTED_NODES:
+        assert info[name]["category"].startswith("DimensionX/")
+        assert "input" in info[name] and info[name]["description"]
+
+
+def test_pack_info_prompt_runs(comfy):
+    outputs = comfy.run({"1": {"class_type": "DimensionXPackInfo", "inputs": {}}})
+    text = outputs["1"]["text"][0]
+    assert text.startswith("DimensionX ") and str(comfy.base / "models" / "dimensionx") in text
+
+
+def test_a_bad_prompt_is_refused_with_the_servers_reason(comfy):
+    with pytest.raises(ComfyError, match="refused"):
+        comfy.queue({"1": {"class_type": "DimensionXNoSuchNode", "inputs": {}}})
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_example_workflow_runs_to_success(comfy, path):
+    outputs = comfy.run(ui_to_api(load_workflow(path), comfy.object_info()))
+    assert outputs, f"{path.name} produced no outputs"
+
+
+def test_a_pack_that_fails_to_import_stops_the_harness(tmp_path):
+    broken = tmp_path / "broken_pack"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('simulated missing dependency')\n")
+    root, python = comfy_root_and_python(REPO / ".cache")
+    server = ComfyServer(root, prepare_instance(tmp_path / "base", pack=broken), python)
+    with pytest.raises(ComfyError, match="did not load"):
+        server.start()
+    assert server.process.poll() is not None

@@ -1,0 +1,29 @@
+"""Import the pack the way ComfyUI does (a package named after its folder), next to a real ComfyUI tree."""
+import asyncio
+import importlib.util
+import sys
+
+import pytest
+
+from harness.comfyhost import REPO, comfy_root_and_python
+
+PACK_NAME = "dimensionx_under_test"
+
+
+@pytest.fixture(scope="session")
+def pack():
+    root, _ = comfy_root_and_python(REPO / ".cache")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    spec = importlib.util.spec_from_file_location(PACK_NAME, REPO / "__init__.py",
+                                                  submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def node_classes(pack):
+    extension = asyncio.run(pack.comfy_entrypoint())
+    return {node.GET_SCHEMA().node_id: node for node in asyncio.run(extension.get_node_list())}
