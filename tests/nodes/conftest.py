@@ -15,6 +15,9 @@ def pack():
     root, _ = comfy_root_and_python(REPO / ".cache")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+    from comfy.cli_args import args
+
+    args.cpu = True  # as `main.py --cpu`: these tests run where no GPU may be
     spec = importlib.util.spec_from_file_location(PACK_NAME, REPO / "__init__.py",
                                                   submodule_search_locations=[str(REPO)])
     module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,49 @@
+"""The camera path value that flows between nodes (DIMX_TRAJECTORY).
+
+Convention, stated once for the whole pack: poses are camera-to-world 4x4 matrices in the OpenCV camera
+convention (x right, y down, z forward); intrinsics are 3x3 pixel matrices for images of `width` x `height`.
+Unless a trajectory was imported from elsewhere, the first camera sits at the world origin looking down +z.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Trajectory:
+    c2w_opencv: np.ndarray          # (N, 4, 4) float64
+    intrinsics: np.ndarray          # (N, 3, 3) float64, pixels
+    width: int
+    height: int
+    pattern: str = "custom"
+    pivot: np.ndarray | None = None  # (3,) the point orbits turn around, if any
+    director: str | None = None      # name of the released director LoRA that produces this motion
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.c2w_opencv = np.asarray(self.c2w_opencv, dtype=np.float64)
+        self.intrinsics = np.asarray(self.intrinsics, dtype=np.float64)
+        n = len(self.c2w_opencv)
+        if n == 0 or self.c2w_opencv.shape != (n, 4, 4):
+            raise ValueError(f"a trajectory needs poses of shape (N, 4, 4) with N >= 1, got {self.c2w_opencv.shape}")
+        if self.intrinsics.shape != (n, 3, 3):
+            raise ValueError(f"intrinsics must be ({n}, 3, 3) to match {n} poses, got {self.intrinsics.shape}")
+        if not (np.isfinite(self.c2w_opencv).all() and np.isfinite(self.intrinsics).all()):
+            raise ValueError("trajectory poses or intrinsics contain NaN or infinity")
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
+        rotations = self.c2w_opencv[:, :3, :3]
+        error = np.abs(rotations @ rotations.transpose(0, 2, 1) - np.eye(3)).max()
+        if error > 1e-4 or (np.linalg.det(rotations) < 0).any():
+            raise ValueError(f"trajectory rotations are not proper rotations (orthogonality error {error:.2g})")
+        if self.pivot is not None:
+            self.pivot = np.asarray(self.pivot, dtype=np.float64).reshape(3)
+
+    def __len__(self) -> int:
+        return len(self.c2w_opencv)
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.c2w_opencv[:, :3, 3]

@@ -1,0 +1,7 @@
+"""The pack's own ComfyUI socket types (see DESIGN.md, "Data that flows between nodes")."""
+from comfy_api.latest import io
+
+VideoModel = io.Custom("DIMX_VIDEO_MODEL")      # loaded CogVideoX image-to-video parts
+Directors = io.Custom("DIMX_DIRECTORS")         # named director LoRAs, resident together
+Trajectory = io.Custom("DIMX_TRAJECTORY")       # dimx_core.camera.Trajectory
+Gaussians = io.Custom("DIMX_GAUSSIANS")         # dimx_core.recon Gaussians (optionally with a deformation field)
