@@ -9,7 +9,7 @@ from pathlib import Path
 def _tiny_model(args) -> None:
     from .tiny import build_tiny_model
 
-    print(build_tiny_model(args.out, seed=args.seed))
+    print(build_tiny_model(args.out, seed=args.seed, version=args.version))
 
 
 def _tiny_lora(args) -> None:
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "CogVideoX-5b-I2V, for tests and demos. Its outputs are noise: it only checks the plumbing.")
     tiny_model.add_argument("--out", type=Path, required=True, help="folder to create (must be empty or absent)")
     tiny_model.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    tiny_model.add_argument("--version", choices=("1.0", "1.5"), default="1.0",
+                            help="1.0 mirrors CogVideoX-5b-I2V (default), 1.5 mirrors CogVideoX1.5-5B-I2V")
     tiny_model.set_defaults(run=_tiny_model)
 
     tiny_lora = commands.add_parser(

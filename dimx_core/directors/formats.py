@@ -1,0 +1,223 @@
+"""Read director LoRA files of every format seen in the wild into one canonical form.
+
+Canonical form: for each targeted linear layer of the diffusers CogVideoX transformer (module path such as
+`transformer_blocks.3.attn1.to_q`), the down matrix A (rank x in), the up matrix B (out x rank) and the
+alpha the file carries, if any. The trained effect is W + (alpha / rank) * B @ A, and DimensionX's files carry
+no alpha because SAT trained them with alpha = 1: their effect is W + (1 / rank) * B @ A (see `effective_alpha`).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..optional import require
+
+# ComfyUI's native CogVideoX module names -> diffusers module names (inside a block, and at the top level).
+NATIVE_BLOCK_MODULES = {"q": "attn1.to_q", "k": "attn1.to_k", "v": "attn1.to_v", "attn_out": "attn1.to_out.0",
+                        "ff_proj": "ff.net.0.proj", "ff_out": "ff.net.2", "norm1.linear": "norm1.linear",
+                        "norm2.linear": "norm2.linear"}
+NATIVE_TOP_MODULES = {"time_embedding_linear_1": "time_embedding.linear_1",
+                      "time_embedding_linear_2": "time_embedding.linear_2",
+                      "ofs_embedding_linear_1": "ofs_embedding.linear_1",
+                      "ofs_embedding_linear_2": "ofs_embedding.linear_2"}
+SAT_QKV = ("attn1.to_q", "attn1.to_k", "attn1.to_v")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+@dataclass
+class LoraTarget:
+    down: torch.Tensor          # A: (rank, in_features)
+    up: torch.Tensor            # B: (out_features, rank)
+    alpha: float | None = None
+
+    @property
+    def rank(self) -> int:
+        return self.down.shape[0]
+
+
+@dataclass
+class LoraFile:
+    path: str
+    format: str
+    targets: dict[str, LoraTarget] = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    fingerprint: str = ""  # changes when the file changes; names its adapter inside the transformer
+
+    @property
+    def ranks(self) -> list[int]:
+        return sorted({t.rank for t in self.targets.values()})
+
+    def effective_alpha(self, target: LoraTarget) -> float:
+        """alpha as trained: the file's own alpha, else 1 (SAT's default, which DimensionX used)."""
+        return 1.0 if target.alpha is None else target.alpha
+
+    def describe(self) -> str:
+        alphas = {t.alpha for t in self.targets.values()}
+        alpha_text = ("none (trained with alpha 1: effect = B·A / rank)" if alphas == {None}
+                      else ", ".join(str(a) for a in sorted(a for a in alphas if a is not None)))
+        blocks = sorted({int(m.group(1)) for name in self.targets
+                         if (m := re.match(r"transformer_blocks\.(\d+)\.", name))})
+        kinds = sorted({name.split(".", 2)[-1] if name.startswith("transformer_blocks.") else name
+                        for name in self.targets})
+        block_text = f"{blocks[0]}..{blocks[-1]} ({len(blocks)} blocks)" if blocks else "none"
+        return "\n".join([
+            f"file: {self.path}",
+            f"format: {self.format}",
+            f"targets: {len(self.targets)} layers in blocks {block_text}",
+            f"layer kinds: {', '.join(kinds)}",
+            f"rank: {', '.join(map(str, self.ranks))}",
+            f"alpha: {alpha_text}",
+            f"strength 1.0 applies W + {self._scale_text()}·B·A",
+        ])
+
+    def _scale_text(self) -> str:
+        scales = {self.effective_alpha(t) / t.rank for t in self.targets.values()}
+        return ", ".join(f"{s:.6g}" for s in sorted(scales))
+
+
+def load_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of a .safetensors file, or of a pickle loaded with weights_only=True only."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LoRA file '{path}' does not exist")
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
+            raise ValueError(f"'{path.name}' could not be read as a weights-only PyTorch file ({err}). Pickles that "
+                             "need code execution are refused; convert the file to .safetensors.") from err
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(f"'{path.name}' does not hold a flat dictionary of tensors")
+        return state, {}
+    safetensors = require("safetensors")
+    safetensors_torch = require("safetensors.torch")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return safetensors_torch.load_file(str(path)), metadata
+    except Exception as err:  # safetensors raises its own SafetensorError for truncated or foreign files
+        raise ValueError(f"'{path.name}' is not a readable .safetensors file ({err}); it may be truncated or "
+                         "still downloading.") from err
+
+
+def _diffusers_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
+    pattern = re.compile(r"^(?:transformer\.|diffusion_model\.|model\.diffusion_model\.|base_model\.model\.)?"
+                         r"(?P<module>.+?)\.(?P<which>lora_A|lora_B|lora_down|lora_up)(?:\.default)?\.weight$")
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        if match := pattern.match(key):
+            role = "down" if match["which"] in ("lora_A", "lora_down") else "up"
+            parts.setdefault(match["module"], {})[role] = tensor
+    if not parts:
+        return None
+    native = any(re.match(r"blocks\.\d+\.", module) for module in parts)
+    targets = {}
+    for module, pair in parts.items():
+        name = _native_to_diffusers(module) if native else module
+        alpha_key = next((k for k in state if k.endswith(f"{module}.alpha")), None)
+        alpha = float(state[alpha_key]) if alpha_key is not None else None
+        targets[name] = _target(module, pair, alpha)
+    prefixed = any(key.startswith("transformer.") for key in state)
+    has_alpha = any(key.endswith(".alpha") for key in state)
+    kind = "ComfyUI native keys" if native else "diffusers/PEFT keys"
+    detail = "with 'transformer.' prefix" if prefixed else "without 'transformer.' prefix"
+    return f"{kind} ({detail}, {'with' if has_alpha else 'no'} alpha)", targets
+
+
+def _native_to_diffusers(module: str) -> str:
+    if match := re.match(r"blocks\.(\d+)\.(.+)$", module):
+        inner = NATIVE_BLOCK_MODULES.get(match[2])
+        if inner is None:
+            raise ValueError(f"unknown ComfyUI CogVideoX layer 'blocks.{match[1]}.{match[2]}'")
+        return f"transformer_blocks.{match[1]}.{inner}"
+    return NATIVE_TOP_MODULES.get(module, module)
+
+
+def _kohya_style(state: dict, known_modules: list[str]) -> tuple[str, dict[str, LoraTarget]] | None:
+    """`lora_unet_<module path with _>.lora_down/lora_up.weight` + `.alpha`: the path is matched against the
+    transformer's own module names, because underscores inside names make it ambiguous."""
+    pattern = re.compile(r"^lora_(?:unet|transformer)_(?P<flat>.+)\.(?P<which>lora_down|lora_up)\.weight$")
+    flat_to_module = {module.replace(".", "_"): module for module in known_modules}
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    alphas: dict[str, float] = {}
+    for key, tensor in state.items():
+        if match := pattern.match(key):
+            flat = match["flat"]
+            module = flat_to_module.get(flat) or flat_to_module.get(_native_flat_to_diffusers_flat(flat))
+            if module is None:
+                raise ValueError(f"kohya-style key '{key}' names no layer of the CogVideoX transformer")
+            parts.setdefault(module, {})["down" if match["which"] == "lora_down" else "up"] = tensor
+            alpha_key = key.rsplit(".", 2)[0] + ".alpha"
+            if alpha_key in state:
+                alphas[module] = float(state[alpha_key])
+    if not parts:
+        return None
+    return "kohya-style (lora_down/lora_up + alpha)", {m: _target(m, p, alphas.get(m)) for m, p in parts.items()}
+
+
+def _native_flat_to_diffusers_flat(flat: str) -> str:
+    if match := re.match(r"blocks_(\d+)_(.+)$", flat):
+        for native, diffusers_name in NATIVE_BLOCK_MODULES.items():
+            if match[2] == native.replace(".", "_"):
+                return f"transformer_blocks_{match[1]}_{diffusers_name.replace('.', '_')}"
+    return flat
+
+
+def _sat_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
+    """SAT exports (CogVideo's own trainer): qkv as one layer with per-projection matrix_A.i / matrix_B.i."""
+    pattern = re.compile(r"(?:^|\.)layers\.(?P<block>\d+)\.attention\.(?P<layer>query_key_value|dense)\."
+                         r"matrix_(?P<which>[AB])\.(?P<index>\d+)$")
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        if match := pattern.search(key):
+            index = int(match["index"])
+            if match["layer"] == "dense":
+                inner = "attn1.to_out.0"
+            elif index < 3:
+                inner = SAT_QKV[index]
+            else:
+                raise ValueError(f"SAT key '{key}' has projection index {index}; query_key_value has 3")
+            module = f"transformer_blocks.{match['block']}.{inner}"
+            parts.setdefault(module, {})["down" if match["which"] == "A" else "up"] = tensor
+    if not parts:
+        return None
+    return "SAT export (query_key_value/dense matrix_A/matrix_B)", {m: _target(m, p, None) for m, p in parts.items()}
+
+
+def _target(module: str, pair: dict[str, torch.Tensor], alpha: float | None) -> LoraTarget:
+    if set(pair) != {"down", "up"}:
+        missing = "up (lora_B)" if "up" not in pair else "down (lora_A)"
+        raise ValueError(f"layer '{module}' has no {missing} matrix")
+    down, up = pair["down"], pair["up"]
+    if down.ndim != 2 or up.ndim != 2 or up.shape[1] != down.shape[0]:
+        raise ValueError(f"layer '{module}': down {tuple(down.shape)} and up {tuple(up.shape)} are not a LoRA pair")
+    return LoraTarget(down=down, up=up, alpha=alpha)
+
+
+def read_lora(path: str | Path, known_modules: list[str]) -> LoraFile:
+    """Detect the format from the keys and return canonical targets (module names of the diffusers model).
+
+    `known_modules` are the linear-layer names of the diffusers transformer, needed to read kohya-style keys.
+    """
+    state, metadata = load_state_dict(path)
+    name = Path(path).name
+    for reader in (_sat_style, _diffusers_style, lambda s: _kohya_style(s, known_modules)):
+        try:
+            found = reader(state)
+        except ValueError as err:
+            raise ValueError(f"'{name}': {err}") from err
+        if found:
+            fmt, targets = found
+            stat = Path(path).stat()
+            fingerprint = hashlib.sha1(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+            return LoraFile(path=str(path), format=fmt, targets=targets, metadata=metadata,
+                            fingerprint=fingerprint.hexdigest()[:12])
+    sample = ", ".join(list(state)[:3])
+    raise ValueError(f"'{name}' holds no LoRA tensors (its keys look like: {sample} ...). Is it a full model "
+                     "checkpoint? Director LoRAs go in models/loras; the base model goes in models/dimensionx.")
