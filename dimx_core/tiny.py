@@ -26,11 +26,11 @@ TINY_TRANSFORMER_15 = dict(TINY_TRANSFORMER, patch_size_t=2, ofs_embed_dim=32, p
                            use_learned_positional_embeddings=False)
 TINY_VAE = dict(in_channels=3, out_channels=3, down_block_types=["CogVideoXDownBlock3D"] * 4,
                 up_block_types=["CogVideoXUpBlock3D"] * 4, block_out_channels=[8, 8, 16, 16], latent_channels=16,
-                layers_per_block=1, act_fn="silu", norm_eps=1e-6, norm_num_groups=4, temporal_compression_ratio=4,
+                layers_per_block=1, act_fn="silu", norm_eps=1e-6, norm_num_groups=8, temporal_compression_ratio=4,
                 sample_height=96, sample_width=144, scaling_factor=0.7, force_upcast=True, use_quant_conv=False,
                 use_post_quant_conv=False, invert_scale_latents=False)
 TINY_T5 = dict(d_model=TINY_TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
-               relative_attention_max_distance=32, feed_forward_proj="gated-gelu", dropout_rate=0.0,
+               feed_forward_proj="gated-gelu", dropout_rate=0.0,
                layer_norm_epsilon=1e-6, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 T5_EXTRA_IDS = 100  # like the published T5 tokenizer: <extra_id_0..99> after the SentencePiece pieces
 

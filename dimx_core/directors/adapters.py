@@ -5,6 +5,7 @@ scale, so it costs no reload from disk and no copy of weights.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -72,7 +73,9 @@ def attach(transformer: torch.nn.Module, directors: list[Director], model_label:
         check_fits(lora, transformer, model_label)
         config = peft.LoraConfig(r=lora.ranks[0], lora_alpha=1.0, target_modules=sorted(lora.targets),
                                  lora_dropout=0.0, init_lora_weights=False)
-        peft.inject_adapter_in_model(config, transformer, adapter_name=adapter)
+        with warnings.catch_warnings():  # several adapters in one model is the point here
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            peft.inject_adapter_in_model(config, transformer, adapter_name=adapter)
         modules = dict(transformer.named_modules())
         with torch.no_grad():
             for name, target in lora.targets.items():

@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..optional import require
+from ..video import native_keys
+from ..weights import load_state_dict
 
-# ComfyUI's native CogVideoX module names -> diffusers module names (inside a block, and at the top level).
-NATIVE_BLOCK_MODULES = {"q": "attn1.to_q", "k": "attn1.to_k", "v": "attn1.to_v", "attn_out": "attn1.to_out.0",
-                        "ff_proj": "ff.net.0.proj", "ff_out": "ff.net.2", "norm1.linear": "norm1.linear",
-                        "norm2.linear": "norm2.linear"}
-NATIVE_TOP_MODULES = {"time_embedding_linear_1": "time_embedding.linear_1",
-                      "time_embedding_linear_2": "time_embedding.linear_2",
-                      "ofs_embedding_linear_1": "ofs_embedding.linear_1",
-                      "ofs_embedding_linear_2": "ofs_embedding.linear_2"}
 SAT_QKV = ("attn1.to_q", "attn1.to_k", "attn1.to_v")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
 @dataclass
@@ -80,32 +71,6 @@ class LoraFile:
         return ", ".join(f"{s:.6g}" for s in sorted(scales))
 
 
-def load_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and metadata of a .safetensors file, or of a pickle loaded with weights_only=True only."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LoRA file '{path}' does not exist")
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
-            raise ValueError(f"'{path.name}' could not be read as a weights-only PyTorch file ({err}). Pickles that "
-                             "need code execution are refused; convert the file to .safetensors.") from err
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ValueError(f"'{path.name}' does not hold a flat dictionary of tensors")
-        return state, {}
-    safetensors = require("safetensors")
-    safetensors_torch = require("safetensors.torch")
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        return safetensors_torch.load_file(str(path)), metadata
-    except Exception as err:  # safetensors raises its own SafetensorError for truncated or foreign files
-        raise ValueError(f"'{path.name}' is not a readable .safetensors file ({err}); it may be truncated or "
-                         "still downloading.") from err
-
-
 def _diffusers_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
     pattern = re.compile(r"^(?:transformer\.|diffusion_model\.|model\.diffusion_model\.|base_model\.model\.)?"
                          r"(?P<module>.+?)\.(?P<which>lora_A|lora_B|lora_down|lora_up)(?:\.default)?\.weight$")
@@ -116,10 +81,10 @@ def _diffusers_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
             parts.setdefault(match["module"], {})[role] = tensor
     if not parts:
         return None
-    native = any(re.match(r"blocks\.\d+\.", module) for module in parts)
+    native = native_keys.is_native(parts)
     targets = {}
     for module, pair in parts.items():
-        name = _native_to_diffusers(module) if native else module
+        name = native_keys.to_diffusers(module) if native else module
         alpha_key = next((k for k in state if k.endswith(f"{module}.alpha")), None)
         alpha = float(state[alpha_key]) if alpha_key is not None else None
         targets[name] = _target(module, pair, alpha)
@@ -128,15 +93,6 @@ def _diffusers_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
     kind = "ComfyUI native keys" if native else "diffusers/PEFT keys"
     detail = "with 'transformer.' prefix" if prefixed else "without 'transformer.' prefix"
     return f"{kind} ({detail}, {'with' if has_alpha else 'no'} alpha)", targets
-
-
-def _native_to_diffusers(module: str) -> str:
-    if match := re.match(r"blocks\.(\d+)\.(.+)$", module):
-        inner = NATIVE_BLOCK_MODULES.get(match[2])
-        if inner is None:
-            raise ValueError(f"unknown ComfyUI CogVideoX layer 'blocks.{match[1]}.{match[2]}'")
-        return f"transformer_blocks.{match[1]}.{inner}"
-    return NATIVE_TOP_MODULES.get(module, module)
 
 
 def _kohya_style(state: dict, known_modules: list[str]) -> tuple[str, dict[str, LoraTarget]] | None:
@@ -149,7 +105,7 @@ def _kohya_style(state: dict, known_modules: list[str]) -> tuple[str, dict[str, 
     for key, tensor in state.items():
         if match := pattern.match(key):
             flat = match["flat"]
-            module = flat_to_module.get(flat) or flat_to_module.get(_native_flat_to_diffusers_flat(flat))
+            module = flat_to_module.get(flat) or flat_to_module.get(native_keys.flat_to_diffusers_flat(flat))
             if module is None:
                 raise ValueError(f"kohya-style key '{key}' names no layer of the CogVideoX transformer")
             parts.setdefault(module, {})["down" if match["which"] == "lora_down" else "up"] = tensor
@@ -159,14 +115,6 @@ def _kohya_style(state: dict, known_modules: list[str]) -> tuple[str, dict[str, 
     if not parts:
         return None
     return "kohya-style (lora_down/lora_up + alpha)", {m: _target(m, p, alphas.get(m)) for m, p in parts.items()}
-
-
-def _native_flat_to_diffusers_flat(flat: str) -> str:
-    if match := re.match(r"blocks_(\d+)_(.+)$", flat):
-        for native, diffusers_name in NATIVE_BLOCK_MODULES.items():
-            if match[2] == native.replace(".", "_"):
-                return f"transformer_blocks_{match[1]}_{diffusers_name.replace('.', '_')}"
-    return flat
 
 
 def _sat_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
@@ -205,9 +153,9 @@ def read_lora(path: str | Path, known_modules: list[str]) -> LoraFile:
 
     `known_modules` are the linear-layer names of the diffusers transformer, needed to read kohya-style keys.
     """
-    state, metadata = load_state_dict(path)
+    state, metadata = load_state_dict(path, "LoRA file")
     name = Path(path).name
-    for reader in (_sat_style, _diffusers_style, lambda s: _kohya_style(s, known_modules)):
+    for reader in (_sat_style, lambda s: _kohya_style(s, known_modules), _diffusers_style):
         try:
             found = reader(state)
         except ValueError as err:
