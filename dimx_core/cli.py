@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show the pack version and which optional backends are available",
                                description="Report the pack version, torch, the CUDA device and optional packages.")
     info.set_defaults(run=_info)
+
+    from .video.cli import register as register_video
+
+    register_video(commands)
     return parser
 
 
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:  # user errors: no traceback
         print(f"dimx {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,10 +1,10 @@
 """ComfyUI adapters for dimx_core: schemas, validation and conversion only."""
 from comfy_api.latest import ComfyExtension, io
 
-from . import host
+from . import directors, host, video
 from .info import PackInfo
 
-NODES: list[type[io.ComfyNode]] = [PackInfo]
+NODES: list[type[io.ComfyNode]] = [PackInfo, *video.NODES, *directors.NODES]
 
 
 class DimensionXExtension(ComfyExtension):

@@ -2,4 +2,8 @@
 check that a live ComfyUI shows exactly these."""
 EXPECTED_NODES = {
     "DimensionXPackInfo",
+    "DimensionXLoadVideoModel",
+    "DimensionXLoadDirectorLoRA",
+    "DimensionXDirectorSampler",
+    "DimensionXSwitchOnceSampler",
 }

@@ -37,10 +37,6 @@ class Director:
         return f"dimx_{self.lora.fingerprint}"
 
 
-def linear_module_names(transformer: torch.nn.Module) -> list[str]:
-    return [name for name, module in transformer.named_modules() if isinstance(module, torch.nn.Linear)]
-
-
 def check_fits(lora: LoraFile, transformer: torch.nn.Module, model_label: str) -> None:
     """Refuse a LoRA made for another base model, naming the first layers that do not fit."""
     modules = dict(transformer.named_modules())

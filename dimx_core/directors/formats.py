@@ -95,11 +95,11 @@ def _diffusers_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
     return f"{kind} ({detail}, {'with' if has_alpha else 'no'} alpha)", targets
 
 
-def _kohya_style(state: dict, known_modules: list[str]) -> tuple[str, dict[str, LoraTarget]] | None:
+def _kohya_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
     """`lora_unet_<module path with _>.lora_down/lora_up.weight` + `.alpha`: the path is matched against the
-    transformer's own module names, because underscores inside names make it ambiguous."""
+    transformer's layer names, because underscores inside names make it ambiguous."""
     pattern = re.compile(r"^lora_(?:unet|transformer)_(?P<flat>.+)\.(?P<which>lora_down|lora_up)\.weight$")
-    flat_to_module = {module.replace(".", "_"): module for module in known_modules}
+    flat_to_module = {module.replace(".", "_"): module for module in native_keys.linear_names()}
     parts: dict[str, dict[str, torch.Tensor]] = {}
     alphas: dict[str, float] = {}
     for key, tensor in state.items():
@@ -148,14 +148,11 @@ def _target(module: str, pair: dict[str, torch.Tensor], alpha: float | None) -> 
     return LoraTarget(down=down, up=up, alpha=alpha)
 
 
-def read_lora(path: str | Path, known_modules: list[str]) -> LoraFile:
-    """Detect the format from the keys and return canonical targets (module names of the diffusers model).
-
-    `known_modules` are the linear-layer names of the diffusers transformer, needed to read kohya-style keys.
-    """
+def read_lora(path: str | Path) -> LoraFile:
+    """Detect the format from the keys and return canonical targets (module names of the diffusers model)."""
     state, metadata = load_state_dict(path, "LoRA file")
     name = Path(path).name
-    for reader in (_sat_style, lambda s: _kohya_style(s, known_modules), _diffusers_style):
+    for reader in (_sat_style, _kohya_style, _diffusers_style):
         try:
             found = reader(state)
         except ValueError as err:

@@ -28,8 +28,8 @@ def fit_image(image: torch.Tensor, width: int, height: int) -> tuple[torch.Tenso
     cropped = image[top:top + crop_h, left:left + crop_w].permute(2, 0, 1)[None]
     resized = F.interpolate(cropped.float(), size=(height, width), mode="bicubic", align_corners=False,
                             antialias=True)[0].permute(1, 2, 0).clamp(0, 1).to(image.dtype)
-    note = (f"input image {src_w}x{src_h} center-cropped to {crop_w}x{crop_h} and resized to {width}x{height}, "
-            "the size this model was trained at")
+    cropped_text = f"center-cropped to {crop_w}x{crop_h} and " if (crop_w, crop_h) != (src_w, src_h) else ""
+    note = f"input image {src_w}x{src_h} {cropped_text}resized to {width}x{height}, the size this model was trained at"
     return resized, note
 
 

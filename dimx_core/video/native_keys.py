@@ -36,3 +36,14 @@ def flat_to_diffusers_flat(flat: str) -> str:
             if match[2] == native.replace(".", "_"):
                 return f"transformer_blocks_{match[1]}_{diffusers_name.replace('.', '_')}"
     return flat
+
+
+BLOCK_LINEARS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2",
+                 "norm1.linear", "norm2.linear")
+TOP_LINEARS = ("patch_embed.text_proj", "time_embedding.linear_1", "time_embedding.linear_2", "ofs_embedding.linear_1",
+               "ofs_embedding.linear_2", "norm_out.linear", "proj_out")
+
+
+def linear_names(max_blocks: int = 64) -> list[str]:
+    """Every linear layer a diffusers CogVideoX transformer of up to `max_blocks` blocks can have."""
+    return [f"transformer_blocks.{i}.{inner}" for i in range(max_blocks) for inner in BLOCK_LINEARS] + list(TOP_LINEARS)

@@ -151,6 +151,9 @@ def load_single_files(transformer: str | Path, vae: str | Path, text_encoder: st
     encoder = _build(lambda **kw: transformers.T5EncoderModel(transformers.T5Config(**kw)), t5_config(t5_state),
                      t5_state, dtype, "text encoder", allowed_missing=("encoder.embed_tokens.weight",))
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    if len(tokenizer) > encoder.config.vocab_size:
+        raise ValueError(f"the tokenizer in '{tokenizer_dir}' has {len(tokenizer)} tokens but the text encoder only "
+                         f"{encoder.config.vocab_size}: they do not belong together (T5-XXL has 32128)")
     if config["text_embed_dim"] != encoder.config.d_model:
         raise ValueError(f"the transformer reads text states of width {config['text_embed_dim']} but the text "
                          f"encoder makes {encoder.config.d_model}: choose the T5-XXL encoder")

@@ -41,7 +41,7 @@ def hand_merge(parts, release, module, strength=1.0, alpha=1.0):
 
 
 def attach_file(parts, path, strength=1.0, name="d"):
-    lora = read_lora(path, [n for n, _ in parts.transformer.named_modules()])
+    lora = read_lora(path)
     director = Director(name=name, role="S", strength=strength, lora=lora)
     attach(parts.transformer, [director], "the tiny model")
     control = DirectorControl(parts.transformer, [director], schedule.constant([name], 1))
@@ -86,7 +86,7 @@ def test_a_pickle_that_needs_code_is_refused(tmp_path):
     path = tmp_path / "evil.ckpt"
     torch.save({"weights": torch.zeros(1), "callback": print}, path)
     with pytest.raises(ValueError, match="weights-only"):
-        read_lora(path, [])
+        read_lora(path)
 
 
 def test_truncated_and_foreign_files_are_named(release, tmp_path, parts):
@@ -94,11 +94,11 @@ def test_truncated_and_foreign_files_are_named(release, tmp_path, parts):
     truncated = tmp_path / "half.safetensors"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ValueError, match="half.safetensors. is not a readable .safetensors file"):
-        read_lora(truncated, [])
+        read_lora(truncated)
     model_like = tmp_path / "model.safetensors"
     save_file({"transformer_blocks.0.attn1.to_q.weight": torch.zeros(4, 4)}, str(model_like))
     with pytest.raises(ValueError, match="holds no LoRA tensors"):
-        read_lora(model_like, [])
+        read_lora(model_like)
 
 
 def test_a_lora_for_another_base_model_names_the_misfit(parts, tmp_path):
@@ -107,7 +107,7 @@ def test_a_lora_for_another_base_model_names_the_misfit(parts, tmp_path):
             "transformer.transformer_blocks.40.attn1.to_q.lora_A.weight": torch.zeros(4, 32),
             "transformer.transformer_blocks.40.attn1.to_q.lora_B.weight": torch.zeros(32, 4)}
     path = lora_writers.write(tmp_path / "cogvideox_2b.safetensors", wide)
-    lora = read_lora(path, [])
+    lora = read_lora(path)
     with pytest.raises(ValueError) as error:
         attach(parts.transformer, [Director("x", "S", 1.0, lora)], "CogVideoX-5b-I2V")
     text = str(error.value)
@@ -116,11 +116,10 @@ def test_a_lora_for_another_base_model_names_the_misfit(parts, tmp_path):
 
 
 def test_switch_once_runs_s_then_t_in_one_run(parts, tiny_model_dir, tmp_path):
-    names = [n for n, _ in parts.transformer.named_modules()]
     s_file = build_tiny_lora(tiny_model_dir, tmp_path / "s.safetensors", "s", seed=1)
     t_file = build_tiny_lora(tiny_model_dir, tmp_path / "t.safetensors", "t", seed=1)
-    s_dir = Director("orbit_left", "S", 1.0, read_lora(s_file, names))
-    t_dir = Director("motion", "T", 1.0, read_lora(t_file, names))
+    s_dir = Director("orbit_left", "S", 1.0, read_lora(s_file))
+    t_dir = Director("motion", "T", 1.0, read_lora(t_file))
     attach(parts.transformer, [s_dir, t_dir], "tiny")
     plan = schedule.switch_once("orbit_left", "motion", switch_step=3, steps=6)
     control = DirectorControl(parts.transformer, [s_dir, t_dir], plan)
@@ -168,7 +167,7 @@ def test_bad_schedules_are_explained(text, message):
 
 
 def test_lora_info_describes_the_trained_scale(release, tmp_path):
-    lora = read_lora(lora_writers.write(tmp_path / "x.safetensors", release), [])
+    lora = read_lora(lora_writers.write(tmp_path / "x.safetensors", release))
     text = lora.describe()
     assert f"rank: {TINY_LORA_RANK}" in text and "alpha: none" in text
     assert f"W + {1 / TINY_LORA_RANK:g}·B·A" in text and "blocks 0..1 (2 blocks)" in text
