@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_path
+from .conventions import opencv_to_opengl, opengl_to_opencv
 from .trajectory import Trajectory
-
-OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])  # flips the camera's y and z axes; its own inverse
 
 
 def frame_name(index: int) -> str:
@@ -28,7 +27,7 @@ def write_transforms_json(path: str | Path, trajectory: Trajectory, file_paths: 
     first = trajectory.intrinsics[0]
     frames = []
     for name, c2w, k in zip(names, trajectory.c2w_opencv, trajectory.intrinsics):
-        frames.append({"file_path": name, "transform_matrix": (c2w @ OPENCV_TO_OPENGL).tolist(),
+        frames.append({"file_path": name, "transform_matrix": opencv_to_opengl(c2w).tolist(),
                        "fl_x": k[0, 0], "fl_y": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]})
     document = {
         "camera_model": "OPENCV", "w": trajectory.width, "h": trajectory.height,
@@ -58,7 +57,7 @@ def read_transforms_json(path: str | Path) -> tuple[Trajectory, list[str]]:
     poses, intrinsics, names = [], [], []
     for index, frame in enumerate(frames):
         try:
-            poses.append(np.asarray(frame["transform_matrix"], dtype=np.float64) @ OPENCV_TO_OPENGL)
+            poses.append(opengl_to_opencv(frame["transform_matrix"]))
             fx = frame.get("fl_x", document.get("fl_x"))
             fy = frame.get("fl_y", document.get("fl_y", fx))
             cx = frame.get("cx", document.get("cx", width / 2))
