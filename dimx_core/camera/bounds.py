@@ -27,9 +27,9 @@ class CameraBounds:
 
     def as_text(self) -> str:
         names = ("major", "middle", "minor")
-        lines = [f"center: {np.array2string(self.center, precision=4)}"]
+        lines = [f"center: {np.array2string(self.center + 0.0, precision=4)}"]  # + 0.0 turns -0 into 0
         for name, axis, size, spread in zip(names, self.axes, self.size, self.spread):
-            lines.append(f"{name} axis {np.array2string(axis, precision=4)}: size {size:.4g}, std {spread:.4g}")
+            lines.append(f"{name} axis {np.array2string(axis + 0.0, precision=4)}: size {size:.4g}, std {spread:.4g}")
         return "\n".join(lines)
 
 

@@ -139,3 +139,20 @@ def score_table(best: DirectorScore, scores: list[DirectorScore]) -> str:
         lines.append(f"{s.director:<14} {s.score:6.3f} {s.rotation_error_deg:8.2f} {s.translation_error_deg:8.2f} "
                      f"{angle:>7}")
     return "\n".join(lines)
+
+
+def parse_pose_text(text: str) -> np.ndarray:
+    """A 4x4 pose written as 16 numbers (JSON nested lists, or separated by spaces, commas or new lines);
+    12 numbers are read as the top 3x4 rows."""
+    numbers = text.replace("[", " ").replace("]", " ").replace(",", " ").replace(";", " ").split()
+    try:
+        values = np.array([float(v) for v in numbers])
+    except ValueError:
+        raise ValueError(f"a relative pose must be 12 or 16 numbers (a 4x4 or 3x4 matrix), got {text[:80]!r}") from None
+    if values.size not in (12, 16):
+        raise ValueError(f"a relative pose must be 12 or 16 numbers (a 4x4 or 3x4 matrix), got {values.size}")
+    pose = np.eye(4)
+    pose[:3] = values[:12].reshape(3, 4)
+    if values.size == 16 and not np.allclose(values[12:], [0, 0, 0, 1]):
+        raise ValueError(f"the last row of a 4x4 pose must be 0 0 0 1, got {values[12:].tolist()}")
+    return pose

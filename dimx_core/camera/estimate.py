@@ -29,13 +29,12 @@ class TwoViewEstimate:
 
 def _gray_uint8(image: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(image)
+    array = array / 255.0 if array.dtype == np.uint8 else array.astype(np.float64)
     if array.ndim == 3 and array.shape[2] in (3, 4):
         array = array[..., :3].mean(axis=2)
     if array.ndim != 2 or min(array.shape) < 16:
         raise ValueError(f"{name} must be an (H, W) or (H, W, 3) image of at least 16x16 pixels, got {array.shape}")
-    if array.dtype != np.uint8:
-        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    return array
+    return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
 def _rays(points: np.ndarray, focal: float, size: tuple[int, int]) -> np.ndarray:
