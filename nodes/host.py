@@ -6,12 +6,17 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
 
 import comfy.model_management as model_management
 import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
+from ..dimx_core.camera.formats import find_camera_files
 from ..dimx_core.hooks import Hooks, Interrupted
 
 MODEL_FOLDER = "dimensionx"  # CogVideoX image-to-video diffusers folders
@@ -26,6 +31,40 @@ def register_model_folders() -> None:
 
 def model_folder_paths() -> list[str]:
     return folder_paths.get_folder_paths(MODEL_FOLDER)
+
+
+def write_output_folder(filename_prefix: str, write: Callable[[Path], None]) -> Path:
+    """Let `write` fill a new numbered folder under ComfyUI's output directory, `<prefix>_00001_/` as ComfyUI
+    numbers its files; the folder appears only once `write` has finished (it fills a hidden sibling first)."""
+    output_dir = folder_paths.get_output_directory()
+    folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
+    final = Path(folder) / f"{name}_{counter:05d}_"
+    if os.path.commonpath([os.path.abspath(output_dir), os.path.abspath(final)]) != os.path.abspath(output_dir):
+        raise ValueError(f"filename_prefix {filename_prefix!r} points outside ComfyUI's output folder")
+    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}", suffix=".part", dir=folder))
+    try:
+        write(partial)
+        os.replace(partial, final)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    return final
+
+
+def input_camera_files() -> list[str]:
+    """transforms.json files and COLMAP text folders in ComfyUI's input directory, relative to it."""
+    return find_camera_files(folder_paths.get_input_directory())
+
+
+def input_path(relative: str) -> Path:
+    """`relative` inside ComfyUI's input directory; anything that leads outside it is refused."""
+    root = os.path.abspath(folder_paths.get_input_directory())
+    path = os.path.abspath(os.path.join(root, relative))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(f"{relative!r} is outside ComfyUI's input folder")
+    if not os.path.exists(path):
+        raise ValueError(f"{relative!r} does not exist in ComfyUI's input folder ({root})")
+    return Path(path)
 
 
 # --- progress and interrupts ---------------------------------------------------------------------------------------
@@ -79,4 +118,5 @@ def host_features() -> dict[str, str | bool]:
         "comfyui": version,
         "core_splat_type": hasattr(io, "Splat"),
         "native_cogvideox": importlib.util.find_spec("comfy.ldm.cogvideo") is not None,
+        "load3d_camera": hasattr(io, "Load3DCamera"),
     }

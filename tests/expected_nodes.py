@@ -2,4 +2,11 @@
 check that a live ComfyUI shows exactly these."""
 EXPECTED_NODES = {
     "DimensionXPackInfo",
+    "DimensionXTrajectoryPlanner",
+    "DimensionXArticulatedPathPlanner",
+    "DimensionXDirectorChooser",
+    "DimensionXTrajectoryExport",
+    "DimensionXTrajectoryLoad",
+    "DimensionXTrajectoryToLoad3DCamera",   # where the host has LOAD3D_CAMERA (every supported ComfyUI does)
+    "DimensionXLoad3DCamerasToViews",       # same
 }

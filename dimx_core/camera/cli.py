@@ -71,15 +71,11 @@ def _first_and_last_pose(path: Path) -> np.ndarray:
     """Relative pose from a file: a 4x4/3x4 matrix as text or JSON, or the first and last camera of a
     transforms.json or a COLMAP text folder."""
     from .director_choice import parse_pose_text
-    from .formats import read_colmap_text, read_transforms_json
+    from .formats import read_camera_file
 
-    if path.is_dir():
-        trajectory, _ = read_colmap_text(path)
-    else:
-        text = path.read_text(encoding="utf-8")
-        if '"frames"' not in text:
-            return parse_pose_text(text)
-        trajectory, _ = read_transforms_json(path)
+    if path.is_file() and '"frames"' not in path.read_text(encoding="utf-8"):
+        return parse_pose_text(path.read_text(encoding="utf-8"))
+    trajectory, _ = read_camera_file(path)
     if len(trajectory) < 2:
         raise ValueError(f"'{path}' holds {len(trajectory)} camera; the director choice needs two views")
     return np.linalg.inv(trajectory.c2w_opencv[0]) @ trajectory.c2w_opencv[-1]
@@ -112,9 +108,9 @@ def _director(args) -> None:
 
 def _camera_bounds(args) -> None:
     from .bounds import camera_bounds
-    from .formats import read_colmap_text, read_transforms_json
+    from .formats import read_camera_file
 
-    trajectory, _ = read_colmap_text(args.path) if args.path.is_dir() else read_transforms_json(args.path)
+    trajectory, _ = read_camera_file(args.path)
     print(camera_bounds(trajectory.positions).as_text())
 
 

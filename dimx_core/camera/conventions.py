@@ -72,6 +72,11 @@ def _look_at_rotation(position: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.stack([right, np.cross(back, right), back], axis=1)
 
 
+def load3d_target(camera: dict) -> np.ndarray:
+    """The point a LOAD3D_CAMERA's orbit controls turn around, in the pack's world."""
+    return _FLIP_YZ @ _xyz("target", camera.get("target"))
+
+
 def from_load3d_camera(camera: dict, width: int, height: int, default_fov_deg: float = 60.0) -> tuple[np.ndarray,
                                                                                                         np.ndarray]:
     """(c2w_opencv 4x4 in the pack's world, 3x3 intrinsics for width x height) of a LOAD3D_CAMERA.

@@ -7,6 +7,7 @@ in the OpenCV convention. The world frame is kept as it is in both directions.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,25 @@ def read_colmap_text(folder: str | Path) -> tuple[Trajectory, list[str]]:
     trajectory = Trajectory(np.stack([c2w for _, c2w, _ in images]), np.stack([k for _, _, (_, _, k) in images]),
                             width, height, pattern="imported")
     return trajectory, [name for name, _, _ in images]
+
+
+def read_camera_file(path: str | Path) -> tuple[Trajectory, list[str]]:
+    """A transforms.json file or a COLMAP text folder, whichever `path` is."""
+    path = Path(path)
+    return read_colmap_text(path) if path.is_dir() else read_transforms_json(path)
+
+
+def find_camera_files(root: str | Path, max_depth: int = 4) -> list[str]:
+    """Camera files under `root`, relative and '/'-separated: *transforms*.json files and folders holding
+    COLMAP cameras.txt + images.txt. Hidden folders are skipped; the walk stops `max_depth` folders down."""
+    root = Path(root)
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        relative = Path(folder).relative_to(root)
+        depth = len(relative.parts)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".")) if depth < max_depth else []
+        if {"cameras.txt", "images.txt"} <= set(files) and depth > 0:
+            found.append(relative.as_posix())
+        found += [(relative / name).as_posix() for name in files
+                  if name.endswith(".json") and "transforms" in name and not name.startswith(".")]
+    return sorted(found)
