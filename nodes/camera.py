@@ -101,10 +101,10 @@ class ArticulatedPathPlanner(io.ComfyNode):
                 height) -> io.NodeOutput:
         path = split_motion(pattern, total, max_clip, frames_per_clip, radius=radius, elevation=elevation,
                             fov_deg=fov_deg, width=width, height=height)
-        first = path.clips[0]
+        first, whole = path.clips[0], path.combined()
         summary = (f"{len(path.clips)} clips of {first.meta['magnitude']:g} {first.meta['unit']} ({first.pattern}, "
-                   f"{len(first)} frames each, {len(path.combined())} distinct frames in all)")
-        return io.NodeOutput(path.combined(), path.clips, first.director, summary, ui=ui.PreviewText(summary))
+                   f"{len(first)} frames each, {len(whole)} distinct frames in all)")
+        return io.NodeOutput(whole, path.clips, first.director, summary, ui=ui.PreviewText(summary))
 
 
 class DirectorChooser(io.ComfyNode):
@@ -117,8 +117,10 @@ class DirectorChooser(io.ComfyNode):
                         "against the relative pose of two views (estimated from two images with SIFT features, or "
                         "given) and picks the best. Scores use angles only, so the unknown scale does not matter.",
             inputs=[
-                io.Image.Input("image_a", optional=True, tooltip="First view (the generation starts here)."),
-                io.Image.Input("image_b", optional=True, tooltip="Second view (where the camera should go)."),
+                io.Image.Input("image_a", optional=True,
+                               tooltip="First view, where the generation starts (the first image of a batch)."),
+                io.Image.Input("image_b", optional=True,
+                               tooltip="Second view, where the camera should arrive (the first image of a batch)."),
                 TrajectorySocket.Input("views", optional=True,
                                        tooltip="Instead of images: a trajectory whose first and last cameras are the "
                                                "two views."),

@@ -9,8 +9,8 @@ give the translation only up to scale, so the score uses nothing but angles:
 - translation error e_t: the angle between the observed and the pattern's translation directions. An orbit's
   direction follows from its angle alone (the pivot lies on the optical axis, so the radius cancels). When
   only one side translates (a pure rotation against an orbit or a slide), e_t is 90 degrees;
-- score = max(0, cos(sqrt(e_R^2 + e_t^2))): 1 for a motion the pattern reproduces exactly, 0 for one that is
-  90 degrees or more away.
+- score = cos(sqrt(e_R^2 + e_t^2)), and 0 from 90 degrees on: 1 for a motion the pattern reproduces exactly,
+  0 for one that is 90 degrees or more away.
 Scores within `TIE_DEG` of the best are ties, settled toward the simpler motion (a slide or an in-place turn
 over an orbit): for small angles an orbit and a slide look the same from two views.
 """
@@ -109,6 +109,8 @@ def _candidates(candidates) -> tuple[str, ...]:
 
 def choose_director(motion: RelativeMotion, candidates=None) -> tuple[DirectorScore, list[DirectorScore]]:
     """The best-matching director and every candidate's score, best first."""
+    if motion.direction is None and Rotation.from_matrix(motion.rotation).magnitude() < 1e-9:
+        raise ValueError("the two views have the same pose: there is no camera motion to match a director to")
     scores = [score_pattern(motion, name) for name in _candidates(candidates)]
     scores.sort(key=lambda s: -s.score)
     best_error = math.degrees(math.acos(min(1.0, scores[0].score)))

@@ -1,5 +1,4 @@
 """`dimx trajectory`, `articulate`, `director` and `camera-bounds` write and read what they promise."""
-import json
 
 import numpy as np
 import pytest

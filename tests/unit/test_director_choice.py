@@ -61,6 +61,8 @@ def test_bad_relative_poses_are_refused():
         RelativeMotion.from_pose(np.eye(3))
     with pytest.raises(ValueError, match="not a rotation"):
         RelativeMotion.from_pose(np.diag([1.0, 1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="same pose: there is no camera motion"):
+        choose_director(RelativeMotion.from_pose(np.eye(4)))
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ def test_a_chain_of_clips_equals_the_direct_path(pattern, total, max_clip, clips
                                    direct.c2w_opencv[index * (frames - 1): (index + 1) * (frames - 1) + 1], atol=1e-6)
         np.testing.assert_allclose(clip.meta["start_c2w_opencv"], path.starts[index])
         if index:  # every clip starts at the previous clip's last frame
-            np.testing.assert_allclose(path.starts[index], path.starts[index - 1] @ path.clips[index - 1].c2w_opencv[-1])
+            previous_end = path.starts[index - 1] @ path.clips[index - 1].c2w_opencv[-1]
+            np.testing.assert_allclose(path.starts[index], previous_end)
     combined = path.combined()
     expected = direct.c2w_opencv[:-1] if pattern == "orbit_360" else direct.c2w_opencv  # a loop drops its repeat
     np.testing.assert_allclose(combined.c2w_opencv, expected, atol=1e-6)
