@@ -12,6 +12,7 @@ the node before anything runs. Contract (the JS relies on it):
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Mapping
 
 from comfy_api.latest import io
@@ -60,14 +61,11 @@ def register() -> bool:
     global _registered
     if _registered:
         return True
-    try:
-        from aiohttp import web
-        from server import PromptServer
-    except ImportError:
-        return False
-    instance = getattr(PromptServer, "instance", None)
+    server = sys.modules.get("server")  # ComfyUI's main.py has imported it before loading any pack
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
     if instance is None:
         return False
+    from aiohttp import web
 
     @instance.routes.get(TRAJECTORY_ROUTE)
     async def trajectory(request):
