@@ -5,6 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .camera import cli as camera_cli
+from .video import cli as video_cli
+
 
 def _tiny_model(args) -> None:
     from .tiny import build_tiny_model
@@ -53,9 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Report the pack version, torch, the CUDA device and optional packages.")
     info.set_defaults(run=_info)
 
-    from .video.cli import register as register_video
-
-    register_video(commands)
+    video_cli.register(commands)
+    camera_cli.register(commands)
     return parser
 
 

@@ -6,8 +6,11 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import comfy.model_management as model_management
 import comfy.model_patcher
@@ -16,6 +19,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..dimx_core.camera.formats import find_camera_files
 from ..dimx_core.hooks import Hooks, Interrupted
 from ..dimx_core.video.components import VideoComponents
 
@@ -82,6 +86,38 @@ def t5_tokenizer_folder() -> Path:
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(f"this ComfyUI has no T5 tokenizer at {folder}; load the model from a diffusers folder")
     return folder
+def write_output_folder(filename_prefix: str, write: Callable[[Path], None]) -> Path:
+    """Let `write` fill a new numbered folder under ComfyUI's output directory, `<prefix>_00001_/` as ComfyUI
+    numbers its files; the folder appears only once `write` has finished (it fills a hidden sibling first)."""
+    output_dir = folder_paths.get_output_directory()
+    folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
+    final = Path(folder) / f"{name}_{counter:05d}_"
+    if os.path.commonpath([os.path.abspath(output_dir), os.path.abspath(final)]) != os.path.abspath(output_dir):
+        raise ValueError(f"filename_prefix {filename_prefix!r} points outside ComfyUI's output folder")
+    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}", suffix=".part", dir=folder))
+    try:
+        write(partial)
+        os.replace(partial, final)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    return final
+
+
+def input_camera_files() -> list[str]:
+    """transforms.json files and COLMAP text folders in ComfyUI's input directory, relative to it."""
+    return find_camera_files(folder_paths.get_input_directory())
+
+
+def input_path(relative: str) -> Path:
+    """`relative` inside ComfyUI's input directory; anything that leads outside it is refused."""
+    root = os.path.abspath(folder_paths.get_input_directory())
+    path = os.path.abspath(os.path.join(root, relative))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(f"{relative!r} is outside ComfyUI's input folder")
+    if not os.path.exists(path):
+        raise ValueError(f"{relative!r} does not exist in ComfyUI's input folder ({root})")
+    return Path(path)
 
 
 # --- progress and interrupts ---------------------------------------------------------------------------------------
@@ -179,4 +215,5 @@ def host_features() -> dict[str, str | bool]:
         "comfyui": version,
         "core_splat_type": hasattr(io, "Splat"),
         "native_cogvideox": importlib.util.find_spec("comfy.ldm.cogvideo") is not None,
+        "load3d_camera": hasattr(io, "Load3DCamera"),
     }

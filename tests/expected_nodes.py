@@ -6,4 +6,11 @@ EXPECTED_NODES = {
     "DimensionXLoadDirectorLoRA",
     "DimensionXDirectorSampler",
     "DimensionXSwitchOnceSampler",
+    "DimensionXTrajectoryPlanner",
+    "DimensionXArticulatedPathPlanner",
+    "DimensionXDirectorChooser",
+    "DimensionXTrajectoryExport",
+    "DimensionXTrajectoryLoad",
+    "DimensionXTrajectoryToLoad3DCamera",   # where the host has LOAD3D_CAMERA (every supported ComfyUI does)
+    "DimensionXLoad3DCamerasToViews",       # same
 }
