@@ -192,6 +192,23 @@ class ManagedVideoModel:
         model_management.load_models_gpu([patcher], force_full_load=True)
         return torch.device(patcher.load_device)
 
+    def offload(self, module: torch.nn.Module) -> None:
+        """Have ComfyUI unload `module` to its offload device now, as its memory manager would when short of memory
+        (the 24 GB mode sends T5 away before the transformer comes)."""
+        patcher = self.patchers[id(module)]
+        loaded = model_management.current_loaded_models
+        for index, entry in enumerate(loaded):
+            if entry.model is patcher:
+                if entry.model_unload():
+                    loaded.pop(index)
+                    model_management.soft_empty_cache()
+                return
+
+
+def compile_cache_folder() -> str:
+    """Where torch.compile keeps compiled blocks between sessions: ComfyUI's user directory."""
+    return os.path.join(folder_paths.get_user_directory(), "dimensionx", "torch-compile")
+
 
 # --- devices -------------------------------------------------------------------------------------------------------
 

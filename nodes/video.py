@@ -5,12 +5,13 @@ from comfy_api.latest import io
 
 from ..dimx_core.directors import schedule as schedules
 from ..dimx_core.directors.adapters import DirectorControl, attach
+from ..dimx_core.speed.options import SpeedOptions
 from ..dimx_core.video.components import load_diffusers_folder
 from ..dimx_core.video.conditioning import fit_prompt_states
 from ..dimx_core.video.sampling import SCHEDULERS, SamplerSettings, generate
 from ..dimx_core.video.single_file import load_single_files
 from . import host
-from .types import Directors, VideoModel
+from .types import Directors, Speed, VideoModel
 
 log = logging.getLogger("dimensionx")
 SINGLE_FILES = "(single files below)"
@@ -92,6 +93,9 @@ def _sampling_inputs() -> list:
                               tooltip="T5-XXL conditioning from a CLIP loader; replaces the prompt text if given."),
         io.Conditioning.Input("negative", optional=True,
                               tooltip="T5-XXL conditioning; replaces the negative prompt text if given."),
+        Speed.Input("speed", optional=True,
+                    tooltip="From Speed Options (DimensionX): attention kernel, compile, fp8, 24 GB mode, step "
+                            "caching. Without it every lossless speed-up is on and nothing lossy."),
     ]
 
 
@@ -102,7 +106,8 @@ _OUTPUTS = [io.Image.Output(display_name="frames", tooltip="The video as an imag
 
 
 def _run(model: "host.ManagedVideoModel", image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg,
-         scheduler, seed, positive, negative, directors, plan: schedules.DirectorSchedule) -> io.NodeOutput:
+         scheduler, seed, positive, negative, directors, plan: schedules.DirectorSchedule,
+         speed: SpeedOptions | None) -> io.NodeOutput:
     parts = model.parts
     if image.shape[0] > 1:
         log.warning("DimensionX: %d images given; the video starts from the first", image.shape[0])
@@ -118,7 +123,7 @@ def _run(model: "host.ManagedVideoModel", image, prompt, negative_prompt, steps,
         control = DirectorControl(parts.transformer, list(directors), plan)
     with host.comfy_interrupts():
         result = generate(parts, image[0], prompt_in, negative_in, settings, directors=control, place=model.place,
-                          hooks=host.hooks(steps))
+                          hooks=host.hooks(steps), speed=speed or SpeedOptions(), offload=model.offload)
     for note in result.notes:
         log.info("DimensionX: %s", note)
     info = "\n".join([parts.spec.describe(), f"directors: {plan.describe()}", *result.notes])
@@ -150,13 +155,13 @@ class DirectorSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                positive=None, negative=None, directors=None, schedule="") -> io.NodeOutput:
+                positive=None, negative=None, speed=None, directors=None, schedule="") -> io.NodeOutput:
         directors = tuple(directors or ())
         names = [d.name for d in directors]
         plan = (schedules.parse(schedule, steps, set(names)) if schedule and schedule.strip()
                 else schedules.constant(names, steps))
         return _run(model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                    positive, negative, directors, plan)
+                    positive, negative, directors, plan, speed)
 
 
 def _pick(directors, role: str, name: str, what: str):
@@ -198,13 +203,13 @@ class SwitchOnceSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                directors, switch_step, positive=None, negative=None, spatial_director="",
+                directors, switch_step, positive=None, negative=None, speed=None, spatial_director="",
                 temporal_director="") -> io.NodeOutput:
         spatial = _pick(directors, "S", spatial_director.strip(), "spatial_director")
         temporal = _pick(directors, "T", temporal_director.strip(), "temporal_director")
         plan = schedules.switch_once(spatial.name, temporal.name, switch_step, steps)
         return _run(model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                    positive, negative, directors, plan)
+                    positive, negative, directors, plan, speed)
 
 
 NODES = [LoadVideoModel, DirectorSampler, SwitchOnceSampler]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from ..speed import cli as speed_cli
+
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -56,6 +58,7 @@ def _generate(args) -> None:
     from ..directors.formats import read_lora
     from ..hooks import Hooks
     from ..optional import require
+    from ..speed.cli import options_from
     from .sampling import SamplerSettings, generate
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -81,11 +84,16 @@ def _generate(args) -> None:
         module.to(device)
         return device
 
+    def offload(module):
+        module.to("cpu")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def progress(step, total, preview):
         print(f"\rstep {step}/{total}", end="", flush=True)
 
     result = generate(parts, image, args.prompt, args.negative_prompt, settings, directors=control, place=place,
-                      hooks=Hooks(progress=progress), preview_every=0)
+                      hooks=Hooks(progress=progress), preview_every=0, speed=options_from(args), offload=offload)
     print()
     for note in result.notes:
         print(note)
@@ -125,6 +133,7 @@ def register(commands) -> None:
     generate.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     generate.add_argument("--precision", choices=tuple(PRECISIONS), help="default: bf16 on cuda, fp32 on cpu")
     generate.add_argument("--out", type=Path, required=True, help="an .mp4/.webm/.gif file, or a folder for PNGs")
+    speed_cli.add_arguments(generate)
     generate.set_defaults(run=_generate)
 
     info = commands.add_parser("lora-info", help="what a director LoRA file holds: format, layers, rank, alpha",

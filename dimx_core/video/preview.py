@@ -46,6 +46,48 @@ class LatentPreviewer:
 
     def image(self, latents: torch.Tensor) -> torch.Tensor:
         """(1, F, C, h, w) latents -> (h, w, 3) colours in 0..1 of the middle latent frame."""
-        frame = latents[0, latents.shape[1] // 2].float().cpu()
+        return self.colours(latents[0, latents.shape[1] // 2])
+
+    def colours(self, frame: torch.Tensor) -> torch.Tensor:
+        """One latent frame (C, h, w) -> (h, w, 3) colours in 0..1."""
+        frame = frame.float().cpu()
         rgb = torch.einsum("chw,cd->hwd", torch.cat([frame, torch.ones_like(frame[:1])]), self.weights)
         return (rgb / 2 + 0.5).clamp(0, 1)
+
+
+class PreviewQueue:
+    """Previews during denoising without making the host wait for the GPU every step.
+
+    A due step's middle latent frame is copied to the host in the background; a step shows the newest copy that
+    has already arrived (on the CPU: its own), and the last step waits for its own. Nothing here blocks the loop.
+    """
+
+    def __init__(self, previewer: LatentPreviewer | None, every: int, total: int):
+        self.previewer, self.every, self.total = previewer, every, total
+        self._pending: list[tuple[torch.Tensor, object]] = []
+
+    def push(self, step: int, denoised: torch.Tensor) -> torch.Tensor | None:
+        """step: 0-based index of the step that produced `denoised` (1, F, C, h, w). Returns a preview or None."""
+        if self.previewer is None:
+            return None
+        last = step + 1 == self.total
+        if (step + 1) % self.every == 0 or last:
+            frame = denoised[0, denoised.shape[1] // 2]
+            if frame.is_cuda:
+                copy = frame.to("cpu", non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+                self._pending.append((copy, done))
+            else:
+                self._pending.append((frame, None))
+        if last and self._pending:
+            _, done = self._pending[-1]
+            if done is not None:
+                done.synchronize()
+            self._pending = self._pending[-1:]
+        arrived = [i for i, (_, done) in enumerate(self._pending) if done is None or done.query()]
+        if not arrived:
+            return None
+        frame = self._pending[arrived[-1]][0]
+        del self._pending[:arrived[-1] + 1]
+        return self.previewer.colours(frame)

@@ -8,6 +8,7 @@ module where it can run and returns that device (ComfyUI's memory manager in the
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,9 +17,12 @@ import torch
 from ..directors.adapters import DirectorControl
 from ..hooks import NO_HOOKS, Hooks
 from ..optional import require
+from ..speed.memory import cache_context, tiled_vae
+from ..speed.options import SpeedOptions
+from ..speed.session import attention_shape, speed_applied
 from .components import VideoComponents
 from .conditioning import decode_latents, encode_image_latents, encode_prompt, fit_image
-from .preview import LatentPreviewer
+from .preview import LatentPreviewer, PreviewQueue
 
 SCHEDULERS = {"ddim": "CogVideoXDDIMScheduler", "dpm": "CogVideoXDPMScheduler"}
 FPS = 8  # CogVideoX videos play at 8 frames per second
@@ -62,11 +66,12 @@ def dynamic_guidance(guidance: float, steps: int, timestep: float) -> float:
     return 1 + guidance * ((1 - math.cos(math.pi * ((steps - timestep) / steps) ** 5.0)) / 2)
 
 
-def rotary_embeddings(config, spec, latent_frames: int, device: torch.device):
-    """RoPE tables for the video tokens, as the released models were trained with (1.0: crop grid; 1.5: slice)."""
+def rotary_embeddings(config, latents_shape: tuple[int, ...], device: torch.device):
+    """RoPE tables for the video tokens of latents (B, F, C, h, w), as the released models were trained with
+    (1.0: crop grid; 1.5: slice)."""
     embeddings = require("diffusers.models.embeddings")
-    grid_h = spec.height // (spec.spatial_factor * config.patch_size)
-    grid_w = spec.width // (spec.spatial_factor * config.patch_size)
+    latent_frames = latents_shape[1]
+    grid_h, grid_w = latents_shape[3] // config.patch_size, latents_shape[4] // config.patch_size
     base_h, base_w = config.sample_height // config.patch_size, config.sample_width // config.patch_size
     if config.patch_size_t is None:
         crops = _crop_region((grid_h, grid_w), base_w, base_h)
@@ -90,36 +95,47 @@ def _crop_region(grid: tuple[int, int], base_w: int, base_h: int):
     return (top, left), (top + resize_h, left + resize_w)
 
 
+def guidance_scales(settings: SamplerSettings, timesteps: torch.Tensor) -> list[float]:
+    """The guidance scale of every step, computed before the loop from the CPU timesteps (no host sync inside)."""
+    if not settings.dynamic_cfg:
+        return [settings.guidance] * len(timesteps)
+    return [dynamic_guidance(settings.guidance, settings.steps, float(t)) for t in timesteps]
+
+
 @torch.no_grad()
 def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Tensor,
              negative_prompt: str | torch.Tensor = "", settings: SamplerSettings = SamplerSettings(), *,
              directors: DirectorControl | None = None, place: Place, hooks: Hooks = NO_HOOKS,
-             preview_every: int = 1) -> VideoResult:
+             preview_every: int = 1, speed: SpeedOptions = SpeedOptions(),
+             offload: Callable[[torch.nn.Module], None] | None = None) -> VideoResult:
     """One image -> one video. `prompt`/`negative_prompt` are text, or T5 states (1, tokens, width) already
-    fitted to the model (conditioning.fit_prompt_states). image: (H, W, 3) in 0..1, any size."""
+    fitted to the model (conditioning.fit_prompt_states). image: (H, W, 3) in 0..1, any size.
+    `offload(module)` sends a module back to host memory; the 24 GB mode (speed.low_memory) uses it for T5."""
     spec, config, notes = parts.spec, parts.transformer.config, []
     dtype = parts.transformer.dtype
     generator = torch.Generator().manual_seed(settings.seed)
-    guided = settings.guidance > 1.0
 
     # 1. the first frame, at the model's size
     image, note = fit_image(image, spec.width, spec.height)
     if note:
         notes.append(note)
 
-    # 2. prompt states
+    # 2. prompt states; in the 24 GB mode T5 leaves the GPU before the transformer comes
     device = place(parts.text_encoder) if isinstance(prompt, str) or isinstance(negative_prompt, str) else None
     states = [encode_prompt(parts.tokenizer, parts.text_encoder, text, spec.text_tokens, device, dtype)
               if isinstance(text, str) else text.to(dtype) for text in (negative_prompt, prompt)]
+    if speed.low_memory and device is not None and offload is not None:
+        offload(parts.text_encoder)
+        notes.append("24 GB mode: T5 offloaded after encoding; the VAE decodes in tiles")
 
     # 3. image latents and starting noise
     # CogVideoX 1.5 denoises latent frames in pairs: extra frames go in front and are dropped at the end
     extra_frames = -spec.latent_frames % config.patch_size_t if config.patch_size_t else 0
     latent_frames = spec.latent_frames + extra_frames
     vae_device = place(parts.vae)
+    previewer = LatentPreviewer.for_vae(parts.vae, spec) if preview_every else None
     pixels = (image.permute(2, 0, 1)[None].to(vae_device, dtype) * 2 - 1)
     image_latents = encode_image_latents(parts.vae, pixels, spec, latent_frames, generator, dtype)
-    previewer = LatentPreviewer.for_vae(parts.vae, spec) if preview_every else None
     shape = (1, latent_frames, spec.latent_channels, spec.height // spec.spatial_factor,
              spec.width // spec.spatial_factor)
     scheduler = make_scheduler(settings.scheduler, parts.scheduler_config)
@@ -127,48 +143,68 @@ def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Te
 
     # 4. the denoising loop
     device = place(parts.transformer)
-    latents, image_latents = latents.to(device), image_latents.to(device)
-    states = [s.to(device) for s in states]
-    text_states = torch.cat(states) if guided else states[1]
-    scheduler.set_timesteps(settings.steps, device=device)
+    latents = denoise(parts.transformer, scheduler, latents.to(device), image_latents.to(device),
+                      [s.to(device) for s in states], settings, directors=directors, speed=speed, hooks=hooks,
+                      previews=PreviewQueue(previewer, preview_every, settings.steps), generator=generator,
+                      notes=notes)
+
+    # 5. frames (in the 24 GB mode decoded in tiles; encoding the one first frame needs no tiles)
+    latents = latents[:, extra_frames:]
+    vae_device = place(parts.vae)
+    with tiled_vae(parts.vae, speed.low_memory):
+        frames = decode_latents(parts.vae, latents.to(vae_device), spec)[0]
+    return VideoResult(frames=frames.cpu(), latents=latents.cpu(), fps=FPS, notes=notes)
+
+
+@torch.no_grad()
+def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, image_latents: torch.Tensor,
+            prompt_states: list[torch.Tensor], settings: SamplerSettings, *, directors: DirectorControl | None = None,
+            speed: SpeedOptions = SpeedOptions(), hooks: Hooks = NO_HOOKS, previews: PreviewQueue | None = None,
+            generator: torch.Generator | None = None, notes: list[str] | None = None,
+            compile_backend: str = "inductor") -> torch.Tensor:
+    """Starting noise (1, F, C, h, w) -> final latents, on the transformer's device. prompt_states: the negative
+    and positive T5 states. The loop makes the host wait for the GPU nowhere (DDIM; DPM draws its noise from the
+    seeded CPU generator, one small upload per step; a step cache reads one number per step)."""
+    notes = [] if notes is None else notes
+    config, device, dtype = transformer.config, latents.device, latents.dtype
+    guided = settings.guidance > 1.0
+    text_states = torch.cat(prompt_states) if guided else prompt_states[1]
+    conditioning = torch.cat([image_latents] * 2) if guided else image_latents
+    # the scheduler keeps its timesteps on the CPU: indexing its tables with a GPU value would wait for the GPU
+    scheduler.set_timesteps(settings.steps)
     timesteps = scheduler.timesteps
-    rotary = rotary_embeddings(config, spec, latents.shape[1], device) if config.use_rotary_positional_embeddings \
-        else None
+    timesteps_on_device = timesteps.to(device)
+    guidance = guidance_scales(settings, timesteps)
+    rotary = rotary_embeddings(config, latents.shape, device) if config.use_rotary_positional_embeddings else None
     ofs = latents.new_full((1,), 2.0) if config.ofs_embed_dim is not None else None
     is_dpm = settings.scheduler == "dpm"
     old_prediction = None
-    for i, t in enumerate(timesteps):
-        if directors is not None:
-            directors.apply(i)
-        model_input = torch.cat([latents] * 2) if guided else latents
-        model_input = torch.cat([scheduler.scale_model_input(model_input, t),
-                                 torch.cat([image_latents] * 2) if guided else image_latents], dim=2)
-        velocity = parts.transformer(hidden_states=model_input, encoder_hidden_states=text_states,
-                                     timestep=t.expand(model_input.shape[0]), ofs=ofs,
-                                     image_rotary_emb=rotary, return_dict=False)[0].float()
-        if guided:
-            scale = dynamic_guidance(settings.guidance, settings.steps, t.item()) if settings.dynamic_cfg \
-                else settings.guidance
-            unconditional, conditional = velocity.chunk(2)
-            velocity = unconditional + scale * (conditional - unconditional)
-        if is_dpm:
-            previous = timesteps[i - 1] if i > 0 else None
-            latents, old_prediction = scheduler.step(velocity, old_prediction, t, previous, latents,
-                                                     eta=settings.eta, generator=generator, return_dict=False)
-            denoised = old_prediction
-        else:
-            stepped = scheduler.step(velocity, t, latents, eta=settings.eta, generator=generator)
-            latents, denoised = stepped.prev_sample, stepped.pred_original_sample
-        latents = latents.to(dtype)
-        preview = None
-        if previewer is not None and ((i + 1) % preview_every == 0 or i + 1 == len(timesteps)):
-            preview = previewer.image(denoised)
-        hooks.step(i + 1, len(timesteps), preview)
-    if directors is not None:
-        directors.release()
-
-    # 5. frames
-    latents = latents[:, extra_frames:]
-    vae_device = place(parts.vae)
-    frames = decode_latents(parts.vae, latents.to(vae_device), spec)[0]
-    return VideoResult(frames=frames.cpu(), latents=latents.cpu(), fps=FPS, notes=notes)
+    shape = attention_shape(config, (2 if guided else 1, *latents.shape[1:]), text_states.shape[1])
+    started = time.perf_counter()
+    with speed_applied(transformer, speed, directors, shape, notes, compile_backend) as directors:
+        for i, t in enumerate(timesteps):
+            if directors is not None:
+                directors.apply(i)
+            model_input = torch.cat([latents] * 2) if guided else latents
+            model_input = torch.cat([scheduler.scale_model_input(model_input, t), conditioning], dim=2)
+            with cache_context(transformer):
+                velocity = transformer(hidden_states=model_input, encoder_hidden_states=text_states,
+                                       timestep=timesteps_on_device[i].expand(model_input.shape[0]), ofs=ofs,
+                                       image_rotary_emb=rotary, return_dict=False)[0].float()
+            if guided:
+                unconditional, conditional = velocity.chunk(2)
+                velocity = unconditional + guidance[i] * (conditional - unconditional)
+            if is_dpm:
+                previous = timesteps[i - 1] if i > 0 else None
+                latents, old_prediction = scheduler.step(velocity, old_prediction, t, previous, latents,
+                                                         eta=settings.eta, generator=generator, return_dict=False)
+                denoised = old_prediction
+            else:
+                stepped = scheduler.step(velocity, t, latents, eta=settings.eta, generator=generator)
+                latents, denoised = stepped.prev_sample, stepped.pred_original_sample
+            latents = latents.to(dtype)
+            if i == 0 and speed.compile:
+                notes.append(f"first step {time.perf_counter() - started:.1f} s on the host (compiling, or loading "
+                             "the compiled block from the cache)")
+            hooks.step(i + 1, len(timesteps), previews.push(i, denoised) if previews is not None else None)
+    return latents

@@ -6,6 +6,7 @@ from safetensors.torch import load_file, save_file
 from dimx_core.directors import schedule
 from dimx_core.directors.adapters import Director, DirectorControl, attach, lora_layers
 from dimx_core.directors.formats import read_lora
+from dimx_core.speed.options import SpeedOptions
 from dimx_core.tiny import TINY_LORA_RANK, build_tiny_lora
 from dimx_core.video.components import load_diffusers_folder
 from dimx_core.video.sampling import SamplerSettings, generate
@@ -130,8 +131,9 @@ def test_switch_once_runs_s_then_t_in_one_run(parts, tiny_model_dir, tmp_path):
 
     hooks = Hooks(progress=lambda step, total, preview: active.append(tuple(layer.active_adapters)))
     s_file.unlink(), t_file.unlink()  # switching must not read the files again
+    adapters = SpeedOptions(merge_directors=False)  # switched as PEFT adapters (merged: tests/unit/test_speed.py)
     switched = generate(parts, image, "a cat", settings=SamplerSettings(steps=6, seed=5), directors=control,
-                        place=lambda m: CPU, hooks=hooks, preview_every=0)
+                        place=lambda m: CPU, hooks=hooks, preview_every=0, speed=adapters)
     s, t = s_dir.adapter_name, t_dir.adapter_name
     assert active == [(s,), (s,), (s,), (t,), (t,), (t,)]
     assert layer.active_adapters == []  # the shared model is left as the base model
@@ -140,7 +142,7 @@ def test_switch_once_runs_s_then_t_in_one_run(parts, tiny_model_dir, tmp_path):
                                              schedule.Segment(3, 6, (("motion", 1.0),))))]
     again = generate(parts, image, "a cat", settings=SamplerSettings(steps=6, seed=5),
                      directors=DirectorControl(parts.transformer, [s_dir, t_dir], by_hand[0]),
-                     place=lambda m: CPU, preview_every=0)
+                     place=lambda m: CPU, preview_every=0, speed=adapters)
     plain = generate(parts, image, "a cat", settings=SamplerSettings(steps=6, seed=5), place=lambda m: CPU,
                      preview_every=0)
     assert torch.equal(switched.frames, again.frames)
