@@ -110,7 +110,8 @@ def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Te
              offload: Callable[[torch.nn.Module], None] | None = None) -> VideoResult:
     """One image -> one video. `prompt`/`negative_prompt` are text, or T5 states (1, tokens, width) already
     fitted to the model (conditioning.fit_prompt_states). image: (H, W, 3) in 0..1, any size.
-    `offload(module)` sends a module back to host memory; the 24 GB mode (speed.low_memory) uses it for T5."""
+    `offload(module)` sends a module back to host memory; the 24 GB mode (speed.low_memory) uses it so that T5
+    and the transformer never share the GPU."""
     spec, config, notes = parts.spec, parts.transformer.config, []
     dtype = parts.transformer.dtype
     generator = torch.Generator().manual_seed(settings.seed)
@@ -120,13 +121,17 @@ def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Te
     if note:
         notes.append(note)
 
-    # 2. prompt states; in the 24 GB mode T5 leaves the GPU before the transformer comes
-    device = place(parts.text_encoder) if isinstance(prompt, str) or isinstance(negative_prompt, str) else None
+    # 2. prompt states; in the 24 GB mode T5 (9.5 GB) and the transformer (11 GB) never share the GPU
+    encodes_text = isinstance(prompt, str) or isinstance(negative_prompt, str)
+    low_memory = speed.low_memory and offload is not None
+    if low_memory and encodes_text:
+        offload(parts.transformer)
+    device = place(parts.text_encoder) if encodes_text else None
     states = [encode_prompt(parts.tokenizer, parts.text_encoder, text, spec.text_tokens, device, dtype)
               if isinstance(text, str) else text.to(dtype) for text in (negative_prompt, prompt)]
-    if speed.low_memory and device is not None and offload is not None:
+    if low_memory and encodes_text:
         offload(parts.text_encoder)
-        notes.append("24 GB mode: T5 offloaded after encoding; the VAE decodes in tiles")
+        notes.append("24 GB mode: T5 used alone on the GPU, then offloaded; the VAE decodes in tiles")
 
     # 3. image latents and starting noise
     # CogVideoX 1.5 denoises latent frames in pairs: extra frames go in front and are dropped at the end

@@ -12,6 +12,18 @@ COGVIDEOX_5B_I2V_TRANSFORMER = dict(
     temporal_compression_ratio=4, temporal_interpolation_scale=1.0, text_embed_dim=4096, time_embed_dim=512,
     timestep_activation_fn="silu", use_learned_positional_embeddings=True, use_rotary_positional_embeddings=True)
 
+# The published CogVideoX-5b-I2V VAE config (AutoencoderKLCogVideoX) and T5-XXL encoder config (T5EncoderModel,
+# v1.1 "gated-gelu"): the benchmark builds them with random weights for the whole image-to-video run.
+COGVIDEOX_5B_I2V_VAE = dict(
+    act_fn="silu", block_out_channels=[128, 256, 256, 512], down_block_types=["CogVideoXDownBlock3D"] * 4,
+    force_upcast=True, in_channels=3, latent_channels=16, layers_per_block=3, norm_eps=1e-6, norm_num_groups=32,
+    out_channels=3, sample_height=480, sample_width=720, scaling_factor=0.7, temporal_compression_ratio=4,
+    up_block_types=["CogVideoXUpBlock3D"] * 4, use_post_quant_conv=False, use_quant_conv=False)
+T5_XXL_ENCODER = dict(
+    d_ff=10240, d_kv=64, d_model=4096, dropout_rate=0.0, feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6,
+    num_heads=64, num_layers=24, relative_attention_max_distance=128, relative_attention_num_buckets=32,
+    vocab_size=32128, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+
 # The published scheduler config of CogVideoX-5b-I2V: v-prediction, zero-terminal-SNR, trailing spacing.
 COGVIDEOX_5B_I2V_SCHEDULER = dict(
     beta_end=0.012, beta_schedule="scaled_linear", beta_start=0.00085, clip_sample=False, clip_sample_range=1.0,

@@ -34,6 +34,6 @@ def test_low_memory_sampler_has_comfyui_unload_t5_and_says_what_ran(node_classes
     t5 = model.patchers[id(model.parts.text_encoder)]
     assert all(entry.model is not t5 for entry in mm.current_loaded_models)
     assert any(entry.model is model.patchers[id(model.parts.transformer)] for entry in mm.current_loaded_models)
-    assert "24 GB mode: T5 offloaded" in info and "fused QKV projection in 2 blocks" in info
+    assert "24 GB mode: T5 used alone on the GPU, then offloaded" in info and "fused QKV projection in 2 blocks" in info
     default = node_classes["DimensionXDirectorSampler"].execute(**args).result
     assert torch.equal(latent["samples"], default[1]["samples"]) and frames.shape == default[0].shape
