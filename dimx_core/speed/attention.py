@@ -37,28 +37,42 @@ def sdpa(query, key, value):
 
 @dataclass(frozen=True)
 class SdpaBackend:
-    """SDPA restricted to one backend first (the others stay as fallbacks for inputs it cannot take)."""
+    """SDPA restricted to one backend: it runs, or says why not (no silent fallback to another one)."""
     backend: SDPBackend
 
     def __call__(self, query, key, value):
-        order = [self.backend] + [b for b in SDPA_BACKENDS.values() if b != self.backend] + [SDPBackend.MATH]
-        with sdpa_kernel(order, set_priority=True):
+        with sdpa_kernel([self.backend]):
             return sdpa(query, key, value)
 
 
-def flash_attention_3(query, key, value):
-    interface = importlib.import_module("flash_attn_interface")
-    out = interface.flash_attn_func(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), causal=False)
-    return (out[0] if isinstance(out, tuple) else out).transpose(1, 2)
+@dataclass(frozen=True)
+class FlashAttention3:
+    """flash_attn_interface.flash_attn_func, which takes (B, tokens, heads, head_dim)."""
+    function: Callable
+
+    def __call__(self, query, key, value):
+        out = self.function(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), causal=False)
+        return (out[0] if isinstance(out, tuple) else out).transpose(1, 2)
 
 
-def sage_attention(query, key, value):
-    return importlib.import_module("sageattention").sageattn(query, key, value, tensor_layout="HND",
-                                                             is_causal=False)
+@dataclass(frozen=True)
+class SageAttention:
+    function: Callable
+
+    def __call__(self, query, key, value):
+        return self.function(query, key, value, tensor_layout="HND", is_causal=False)
 
 
-KERNELS: dict[str, Kernel] = {"sdpa": sdpa, **{name: SdpaBackend(b) for name, b in SDPA_BACKENDS.items()},
-                              "fa3": flash_attention_3, "sage": sage_attention}
+# One object per kernel for the process: a compiled block guards on the kernel it was traced with.
+_KERNELS: dict[str, Kernel] = {"sdpa": sdpa, **{name: SdpaBackend(b) for name, b in SDPA_BACKENDS.items()}}
+
+
+def kernel_named(name: str) -> Kernel:
+    """The kernel called `name`; optional ones are imported here, before any tracing sees them."""
+    if name not in _KERNELS:
+        module = importlib.import_module(OPTIONAL_KERNELS[name][0])
+        _KERNELS[name] = FlashAttention3(module.flash_attn_func) if name == "fa3" else SageAttention(module.sageattn)
+    return _KERNELS[name]
 
 
 def installed(name: str) -> bool:
@@ -72,9 +86,12 @@ _MEASURED: dict[tuple, dict[str, float | str]] = {}
 
 def _probe(kernel: Kernel, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
            repeats: int) -> float:
-    """Milliseconds per call on random inputs of the run's shape (CUDA events, after one warm-up call)."""
+    """Milliseconds per call on random inputs of the run's shape and memory layout (heads interleaved per token,
+    as the processor's views of the projections are), timed with CUDA events after one warm-up call."""
     generator = torch.Generator(device=device).manual_seed(0)
-    query, key, value = (torch.randn(shape, generator=generator, device=device, dtype=dtype) for _ in range(3))
+    batch, heads, tokens, head_dim = shape
+    query, key, value = (torch.randn(batch, tokens, heads, head_dim, generator=generator, device=device,
+                                     dtype=dtype).transpose(1, 2) for _ in range(3))
     kernel(query, key, value)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -96,7 +113,7 @@ def measure_kernels(shape: tuple[int, ...], dtype: torch.dtype, device: torch.de
         found: dict[str, float | str] = {}
         for name in candidates:
             try:
-                found[name] = _probe(KERNELS[name], shape, dtype, device, repeats)
+                found[name] = _probe(kernel_named(name), shape, dtype, device, repeats)
             except (RuntimeError, ImportError, TypeError) as err:  # a backend that refuses these inputs
                 found[name] = f"cannot run here ({str(err).splitlines()[0][:120]})"
         _MEASURED[key] = found
@@ -119,7 +136,7 @@ def choose_kernel(choice: str, shape: tuple[int, ...], dtype: torch.dtype,
         if isinstance(timing, str):
             raise ValueError(f"attention '{choice}' {timing}. Choose 'auto'.")
         lossy = "" if choice not in OPTIONAL_KERNELS or OPTIONAL_KERNELS[choice][2] else " (lossy)"
-        return KERNELS[choice], f"attention: {choice}{lossy}, as chosen ({timing:.1f} ms per call)"
+        return kernel_named(choice), f"attention: {choice}{lossy}, as chosen ({timing:.1f} ms per call)"
     timings = measure_kernels(shape, dtype, device)
     usable = {name: ms for name, ms in timings.items() if not isinstance(ms, str)}
     if not usable:
@@ -127,7 +144,7 @@ def choose_kernel(choice: str, shape: tuple[int, ...], dtype: torch.dtype,
             f"{n} {why}" for n, why in timings.items()) + ")"
     best = min(usable, key=usable.get)
     measured = ", ".join(f"{n} {ms:.1f} ms" for n, ms in sorted(usable.items(), key=lambda item: item[1]))
-    return KERNELS[best], f"attention: {best}, the fastest measured here per call ({measured})"
+    return kernel_named(best), f"attention: {best}, the fastest measured here per call ({measured})"
 
 
 def describe_kernels() -> list[str]:
@@ -175,6 +192,8 @@ class PackAttention:
     def __init__(self):
         self.kernel: Kernel = sdpa
         self.qkv: Callable[[torch.Tensor], torch.Tensor] | None = None
+        # looked up once here: an import inside the call would break a compiled block's graph
+        self.apply_rotary_emb = require("diffusers.models.embeddings").apply_rotary_emb
 
     def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
         if attention_mask is not None:
@@ -196,10 +215,9 @@ class PackAttention:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
         if image_rotary_emb is not None:
-            apply_rotary_emb = require("diffusers.models.embeddings").apply_rotary_emb
-            query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
+            query[:, :, text_seq_length:] = self.apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
             if not attn.is_cross_attention:
-                key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
+                key[:, :, text_seq_length:] = self.apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
 
         hidden_states = self.kernel(query, key, value)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)

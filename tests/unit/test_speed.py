@@ -243,13 +243,15 @@ def test_fp8_needs_a_bf16_model(parts):
 
 
 def test_compiled_blocks_match_eager_and_are_traced_once(parts):
-    """Tracing checked with the aot_eager backend (inductor kernels are the GPU bench's part): same numbers,
-    and a second run finds the same processor objects, so nothing is traced again."""
+    """Tracing checked with the aot_eager backend (inductor kernels are the GPU bench's part): one graph per
+    block, the same numbers, and a second run finds the same processor objects, so nothing is traced again."""
     from torch._dynamo.utils import counters
 
     transformer = parts.transformer
     reference = forward_with(transformer, SpeedOptions())[0]
+    counters.clear()
     compiled, notes = forward_with(transformer, SpeedOptions(compile=True), backend="aot_eager")
+    assert not counters["graph_break"]  # the block is one graph: nothing in the processor stops tracing
     graphs = counters["stats"]["unique_graphs"]
     again = forward_with(transformer, SpeedOptions(compile=True), backend="aot_eager")[0]
     assert torch.equal(compiled, reference) and torch.equal(again, reference)
