@@ -5,12 +5,13 @@ from comfy_api.latest import io
 
 from ..dimx_core.directors import schedule as schedules
 from ..dimx_core.directors.adapters import DirectorControl, attach
+from ..dimx_core.video.chain import clip_plan, generate_chain
 from ..dimx_core.video.components import load_diffusers_folder
 from ..dimx_core.video.conditioning import fit_prompt_states
-from ..dimx_core.video.sampling import SCHEDULERS, SamplerSettings, generate
+from ..dimx_core.video.sampling import FPS, SCHEDULERS, SamplerSettings, generate
 from ..dimx_core.video.single_file import load_single_files
 from . import host
-from .types import Directors, VideoModel
+from .types import Directors, Trajectory, VideoModel
 
 log = logging.getLogger("dimensionx")
 SINGLE_FILES = "(single files below)"
@@ -101,15 +102,19 @@ _OUTPUTS = [io.Image.Output(display_name="frames", tooltip="The video as an imag
             io.String.Output(display_name="info", tooltip="What the run did: model, directors per step, notes.")]
 
 
+def _prompts(parts, prompt: str, negative_prompt: str, positive, negative) -> tuple:
+    """Text, or T5 states from a ComfyUI CLIP loader fitted to the model, for each side of guidance."""
+    width, tokens = parts.transformer.config.text_embed_dim, parts.spec.text_tokens
+    return (fit_prompt_states(positive[0][0], tokens, width, "positive") if positive else prompt,
+            fit_prompt_states(negative[0][0], tokens, width, "negative") if negative else negative_prompt)
+
+
 def _run(model: "host.ManagedVideoModel", image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg,
          scheduler, seed, positive, negative, directors, plan: schedules.DirectorSchedule) -> io.NodeOutput:
     parts = model.parts
     if image.shape[0] > 1:
         log.warning("DimensionX: %d images given; the video starts from the first", image.shape[0])
-    text_dim = parts.transformer.config.text_embed_dim
-    prompt_in = fit_prompt_states(positive[0][0], parts.spec.text_tokens, text_dim, "positive") if positive else prompt
-    negative_in = (fit_prompt_states(negative[0][0], parts.spec.text_tokens, text_dim, "negative") if negative
-                   else negative_prompt)
+    prompt_in, negative_in = _prompts(parts, prompt, negative_prompt, positive, negative)
     settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
                                seed=seed)
     control = None
@@ -207,4 +212,42 @@ class SwitchOnceSampler(io.ComfyNode):
                     positive, negative, directors, plan)
 
 
-NODES = [LoadVideoModel, DirectorSampler, SwitchOnceSampler]
+class ArticulatedVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXArticulatedVideo",
+            display_name="Articulated Video (DimensionX)",
+            category="DimensionX/video",
+            description="Generates a long camera path (a 120-degree orbit, a full loop) as chained director videos: "
+                        "the first clip starts from the image, each next clip from the previous clip's last frame, "
+                        "each steered by the S-Director of its motion (LiftImage3D's articulated trajectories). The "
+                        "frames match the path's poses one to one, ready for reconstruction.",
+            inputs=_sampling_inputs() + [
+                Trajectory.Input("path", tooltip="The 'path' output of the Articulated Path Planner; its clip count "
+                                                 "and clip length (= the model's frames, 49) come from it."),
+                Directors.Input("directors", tooltip="S-Directors named after the motions the path uses (e.g. a "
+                                                     "Load Director LoRA named 'orbit_left')."),
+            ],
+            outputs=[io.Image.Output(display_name="frames", tooltip="All clips, one frame per pose of the path."),
+                     io.Float.Output(display_name="fps", tooltip="Frame rate for Create Video (8)."),
+                     Trajectory.Output(display_name="path", tooltip="The same path, to pair with the frames."),
+                     io.String.Output(display_name="info", tooltip="Clips, directors and notes.")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed, path,
+                directors, positive=None, negative=None) -> io.NodeOutput:
+        parts = model.parts
+        prompt_in, negative_in = _prompts(parts, prompt, negative_prompt, positive, negative)
+        settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
+                                   seed=seed)
+        clips, _ = clip_plan(path)
+        with host.comfy_interrupts():
+            frames, notes = generate_chain(parts, image[0], prompt_in, negative_in, settings, path, list(directors),
+                                           place=model.place, hooks=host.hooks(len(clips) * steps))
+        info = "\n".join([f"{len(clips)} clips ({', '.join(clips)}), {len(frames)} frames", *notes])
+        return io.NodeOutput(frames.to(host.intermediate_device()), float(FPS), path, info)
+
+
+NODES = [LoadVideoModel, DirectorSampler, SwitchOnceSampler, ArticulatedVideo]

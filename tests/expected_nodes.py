@@ -6,6 +6,7 @@ EXPECTED_NODES = {
     "DimensionXLoadDirectorLoRA",
     "DimensionXDirectorSampler",
     "DimensionXSwitchOnceSampler",
+    "DimensionXArticulatedVideo",
     "DimensionXTrajectoryPlanner",
     "DimensionXArticulatedPathPlanner",
     "DimensionXDirectorChooser",

@@ -118,3 +118,21 @@ def test_single_files_mode(node_classes, folders, monkeypatch, pack, tiny_model_
                         "tiny_text_encoders.safetensors").result
     assert "CogVideoX 1.0 image-to-video, 144x96, 17 frames" in info
     assert loaded.parts.transformer.config.num_layers == 2
+
+
+def test_articulated_video_chains_clips_along_the_path(node_classes, model):
+    path = node_classes["DimensionXArticulatedPathPlanner"].execute(
+        "orbit_left", 60.0, 30.0, 17, 2.0, 0.0, 60.0, 144, 96).result[0]
+    load = node_classes["DimensionXLoadDirectorLoRA"].execute
+    chain = load("dimx/s.safetensors", "S", "orbit_left", 1.0).result[0]
+    frames, fps, same_path, info = node_classes["DimensionXArticulatedVideo"].execute(
+        model=model, image=image(), prompt="a house", negative_prompt="", steps=2, guidance=6.0, use_dynamic_cfg=True,
+        scheduler="ddim", seed=1, path=path, directors=chain).result
+    assert len(path) == 33 and frames.shape == (33, 96, 144, 3)  # two clips of 17 sharing one frame
+    assert same_path is path and fps == 8.0 and info.startswith("2 clips (orbit_left, orbit_left)")
+    wrong = node_classes["DimensionXArticulatedPathPlanner"].execute(
+        "orbit_left", 60.0, 30.0, 49, 2.0, 0.0, 60.0, 144, 96).result[0]
+    with pytest.raises(ValueError, match="frames_per_clip=17"):
+        node_classes["DimensionXArticulatedVideo"].execute(
+            model=model, image=image(), prompt="x", negative_prompt="", steps=1, guidance=6.0, use_dynamic_cfg=True,
+            scheduler="ddim", seed=1, path=wrong, directors=chain)
