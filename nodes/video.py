@@ -69,12 +69,13 @@ class LoadVideoModel(io.ComfyNode):
         return io.NodeOutput(host.ManagedVideoModel.wrap(parts), info)
 
 
-def _sampling_inputs() -> list:
+def _sampling_inputs(first_frame: bool = True) -> list:
     """Inputs every DimensionX sampler shares, in the order the node shows them."""
+    image = [io.Image.Input("image", tooltip="The first frame. Another size is center-cropped to the model's aspect "
+                                             "ratio and resized (never stretched); a batch uses its first image.")]
     return [
         VideoModel.Input("model", tooltip="From Load Video Model (DimensionX)."),
-        io.Image.Input("image", tooltip="The first frame. Another size is center-cropped to the model's aspect ratio "
-                                        "and resized (never stretched); a batch uses its first image."),
+        *(image if first_frame else []),
         io.String.Input("prompt", multiline=True, default="",
                         tooltip="What the video shows. Describe the scene in detail (a captioning model helps); "
                                 "longer than 226 tokens is cut with a warning."),

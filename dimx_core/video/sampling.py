@@ -18,6 +18,7 @@ from ..hooks import NO_HOOKS, Hooks
 from ..optional import require
 from .components import VideoComponents
 from .conditioning import decode_latents, encode_image_latents, encode_prompt, fit_image
+from .guides import LatentBlend, LatentStart, check_latents
 from .preview import LatentPreviewer
 
 SCHEDULERS = {"ddim": "CogVideoXDDIMScheduler", "dpm": "CogVideoXDPMScheduler"}
@@ -93,10 +94,12 @@ def _crop_region(grid: tuple[int, int], base_w: int, base_h: int):
 @torch.no_grad()
 def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Tensor,
              negative_prompt: str | torch.Tensor = "", settings: SamplerSettings = SamplerSettings(), *,
-             directors: DirectorControl | None = None, place: Place, hooks: Hooks = NO_HOOKS,
+             directors: DirectorControl | None = None, start: LatentStart | None = None,
+             blend: LatentBlend | None = None, place: Place, hooks: Hooks = NO_HOOKS,
              preview_every: int = 1) -> VideoResult:
     """One image -> one video. `prompt`/`negative_prompt` are text, or T5 states (1, tokens, width) already
-    fitted to the model (conditioning.fit_prompt_states). image: (H, W, 3) in 0..1, any size."""
+    fitted to the model (conditioning.fit_prompt_states). image: (H, W, 3) in 0..1, any size.
+    `start` begins part-way from given latents (SDEdit); `blend` pulls early steps toward a reference."""
     spec, config, notes = parts.spec, parts.transformer.config, []
     dtype = parts.transformer.dtype
     generator = torch.Generator().manual_seed(settings.seed)
@@ -123,23 +126,37 @@ def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Te
     shape = (1, latent_frames, spec.latent_channels, spec.height // spec.spatial_factor,
              spec.width // spec.spatial_factor)
     scheduler = make_scheduler(settings.scheduler, parts.scheduler_config)
-    latents = torch.randn(shape, generator=generator, dtype=dtype) * scheduler.init_noise_sigma
+    noise = torch.randn(shape, generator=generator, dtype=dtype)
+    for guide, what in ((start and start.clean, "start"), (blend and blend.reference, "reference")):
+        if guide is not None:
+            check_latents(guide, shape, what)
 
-    # 4. the denoising loop
+    # 4. the denoising loop (from pure noise, or part-way from `start`'s latents)
     device = place(parts.transformer)
-    latents, image_latents = latents.to(device), image_latents.to(device)
+    image_latents = image_latents.to(device)
     states = [s.to(device) for s in states]
     text_states = torch.cat(states) if guided else states[1]
     scheduler.set_timesteps(settings.steps, device=device)
-    timesteps = scheduler.timesteps
+    skipped = start.skipped_steps(settings.steps) if start is not None else 0
+    timesteps = scheduler.timesteps[skipped:]
+    if start is None:
+        latents = noise.to(device) * scheduler.init_noise_sigma
+    elif len(timesteps):
+        start_noise = noise if start.noise is None else start.noise.to(dtype)
+        latents = scheduler.add_noise(start.clean.to(device, dtype), start_noise.to(device), timesteps[:1])
+    else:
+        latents = start.clean.to(device, dtype)
     rotary = rotary_embeddings(config, spec, latents.shape[1], device) if config.use_rotary_positional_embeddings \
         else None
     ofs = latents.new_full((1,), 2.0) if config.ofs_embed_dim is not None else None
     is_dpm = settings.scheduler == "dpm"
     old_prediction = None
     for i, t in enumerate(timesteps):
+        step = skipped + i  # position in the full schedule: what director schedules and blends refer to
         if directors is not None:
-            directors.apply(i)
+            directors.apply(step)
+        if blend is not None and blend.applies(step):
+            latents = blend.apply(latents, scheduler, t).to(dtype)
         model_input = torch.cat([latents] * 2) if guided else latents
         model_input = torch.cat([scheduler.scale_model_input(model_input, t),
                                  torch.cat([image_latents] * 2) if guided else image_latents], dim=2)
