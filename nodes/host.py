@@ -144,6 +144,25 @@ def _preview_tuple(image) -> tuple:
     return "JPEG", picture, 512
 
 
+def progress_text(message: str) -> None:
+    """A line of text under the running node's progress bar (e.g. "frame 3 of 49"), where the host supports it."""
+    try:
+        from comfy_execution.utils import get_executing_context
+        from server import PromptServer
+    except ImportError:
+        return
+    context, server = get_executing_context(), getattr(PromptServer, "instance", None)
+    if context is not None and server is not None and hasattr(server, "send_progress_text"):
+        server.send_progress_text(message, context.node_id)
+
+
+def cache_folder(name: str) -> Path:
+    """A folder in ComfyUI's user directory that survives restarts (resumable work, such as per-frame videos)."""
+    folder = Path(folder_paths.get_user_directory()) / "dimensionx" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @contextlib.contextmanager
 def comfy_interrupts():
     """Turn the library's Interrupted into ComfyUI's own interrupt, so the queue shows 'interrupted'."""

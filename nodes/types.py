@@ -6,3 +6,4 @@ Directors = io.Custom("DIMX_DIRECTORS")         # named director LoRAs, resident
 Trajectory = io.Custom("DIMX_TRAJECTORY")       # dimx_core.camera.Trajectory
 Speed = io.Custom("DIMX_SPEED")                 # dimx_core.speed.options.SpeedOptions
 Gaussians = io.Custom("DIMX_GAUSSIANS")         # dimx_core.recon Gaussians (optionally with a deformation field)
+IdentityGuide = io.Custom("DIMX_IDENTITY_GUIDE")  # dimx_core.identity.latents.IdentityGuide

@@ -6,12 +6,13 @@ from comfy_api.latest import io
 from ..dimx_core.directors import schedule as schedules
 from ..dimx_core.directors.adapters import DirectorControl, attach
 from ..dimx_core.speed.options import SpeedOptions
+from ..dimx_core.video.chain import clip_plan, generate_chain
 from ..dimx_core.video.components import load_diffusers_folder
 from ..dimx_core.video.conditioning import fit_prompt_states
-from ..dimx_core.video.sampling import SCHEDULERS, SamplerSettings, generate
+from ..dimx_core.video.sampling import FPS, SCHEDULERS, SamplerSettings, generate
 from ..dimx_core.video.single_file import load_single_files
 from . import host
-from .types import Directors, Speed, VideoModel
+from .types import Directors, Speed, Trajectory, VideoModel
 
 log = logging.getLogger("dimensionx")
 SINGLE_FILES = "(single files below)"
@@ -69,12 +70,13 @@ class LoadVideoModel(io.ComfyNode):
         return io.NodeOutput(host.ManagedVideoModel.wrap(parts), info)
 
 
-def _sampling_inputs() -> list:
+def _sampling_inputs(first_frame: bool = True) -> list:
     """Inputs every DimensionX sampler shares, in the order the node shows them."""
+    image = [io.Image.Input("image", tooltip="The first frame. Another size is center-cropped to the model's aspect "
+                                             "ratio and resized (never stretched); a batch uses its first image.")]
     return [
         VideoModel.Input("model", tooltip="From Load Video Model (DimensionX)."),
-        io.Image.Input("image", tooltip="The first frame. Another size is center-cropped to the model's aspect ratio "
-                                        "and resized (never stretched); a batch uses its first image."),
+        *(image if first_frame else []),
         io.String.Input("prompt", multiline=True, default="",
                         tooltip="What the video shows. Describe the scene in detail (a captioning model helps); "
                                 "longer than 226 tokens is cut with a warning."),
@@ -93,10 +95,13 @@ def _sampling_inputs() -> list:
                               tooltip="T5-XXL conditioning from a CLIP loader; replaces the prompt text if given."),
         io.Conditioning.Input("negative", optional=True,
                               tooltip="T5-XXL conditioning; replaces the negative prompt text if given."),
-        Speed.Input("speed", optional=True,
-                    tooltip="From Speed Options (DimensionX): attention kernel, compile, fp8, 24 GB mode, step "
-                            "caching. Without it every lossless speed-up is on and nothing lossy."),
     ]
+
+
+# The samplers' own input; the multi-video nodes (articulated, multi-view, refine) run generate()'s lossless defaults.
+SPEED_INPUT = Speed.Input("speed", optional=True,
+                          tooltip="From Speed Options (DimensionX): attention kernel, compile, fp8, 24 GB mode, step "
+                                  "caching. Without it every lossless speed-up is on and nothing lossy.")
 
 
 _OUTPUTS = [io.Image.Output(display_name="frames", tooltip="The video as an image batch."),
@@ -105,16 +110,20 @@ _OUTPUTS = [io.Image.Output(display_name="frames", tooltip="The video as an imag
             io.String.Output(display_name="info", tooltip="What the run did: model, directors per step, notes.")]
 
 
+def _prompts(parts, prompt: str, negative_prompt: str, positive, negative) -> tuple:
+    """Text, or T5 states from a ComfyUI CLIP loader fitted to the model, for each side of guidance."""
+    width, tokens = parts.transformer.config.text_embed_dim, parts.spec.text_tokens
+    return (fit_prompt_states(positive[0][0], tokens, width, "positive") if positive else prompt,
+            fit_prompt_states(negative[0][0], tokens, width, "negative") if negative else negative_prompt)
+
+
 def _run(model: "host.ManagedVideoModel", image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg,
          scheduler, seed, positive, negative, directors, plan: schedules.DirectorSchedule,
          speed: SpeedOptions | None) -> io.NodeOutput:
     parts = model.parts
     if image.shape[0] > 1:
         log.warning("DimensionX: %d images given; the video starts from the first", image.shape[0])
-    text_dim = parts.transformer.config.text_embed_dim
-    prompt_in = fit_prompt_states(positive[0][0], parts.spec.text_tokens, text_dim, "positive") if positive else prompt
-    negative_in = (fit_prompt_states(negative[0][0], parts.spec.text_tokens, text_dim, "negative") if negative
-                   else negative_prompt)
+    prompt_in, negative_in = _prompts(parts, prompt, negative_prompt, positive, negative)
     settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
                                seed=seed)
     control = None
@@ -142,6 +151,7 @@ class DirectorSampler(io.ComfyNode):
                         "image-to-video), all connected directors for the whole run, or a per-step schedule "
                         "(e.g. an S-Director for the layout steps, then a T-Director).",
             inputs=_sampling_inputs() + [
+                SPEED_INPUT,
                 Directors.Input("directors", optional=True,
                                 tooltip="Director LoRAs from Load Director LoRA. Without a schedule all of them "
                                         "are active for every step."),
@@ -189,6 +199,7 @@ class SwitchOnceSampler(io.ComfyNode):
                         "one denoising run, solver history kept, no reload. Camera motion and object motion from "
                         "two separately trained LoRAs.",
             inputs=_sampling_inputs() + [
+                SPEED_INPUT,
                 Directors.Input("directors", tooltip="A chain holding the S-Director and the T-Director."),
                 io.Int.Input("switch_step", default=3, min=0, max=1000,
                              tooltip="Steps steered by the S-Director before switching; the paper uses 3 of 50. "
@@ -212,4 +223,42 @@ class SwitchOnceSampler(io.ComfyNode):
                     positive, negative, directors, plan, speed)
 
 
-NODES = [LoadVideoModel, DirectorSampler, SwitchOnceSampler]
+class ArticulatedVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXArticulatedVideo",
+            display_name="Articulated Video (DimensionX)",
+            category="DimensionX/video",
+            description="Generates a long camera path (a 120-degree orbit, a full loop) as chained director videos: "
+                        "the first clip starts from the image, each next clip from the previous clip's last frame, "
+                        "each steered by the S-Director of its motion (LiftImage3D's articulated trajectories). The "
+                        "frames match the path's poses one to one, ready for reconstruction.",
+            inputs=_sampling_inputs() + [
+                Trajectory.Input("path", tooltip="The 'path' output of the Articulated Path Planner; its clip count "
+                                                 "and clip length (= the model's frames, 49) come from it."),
+                Directors.Input("directors", tooltip="S-Directors named after the motions the path uses (e.g. a "
+                                                     "Load Director LoRA named 'orbit_left')."),
+            ],
+            outputs=[io.Image.Output(display_name="frames", tooltip="All clips, one frame per pose of the path."),
+                     io.Float.Output(display_name="fps", tooltip="Frame rate for Create Video (8)."),
+                     Trajectory.Output(display_name="path", tooltip="The same path, to pair with the frames."),
+                     io.String.Output(display_name="info", tooltip="Clips, directors and notes.")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed, path,
+                directors, positive=None, negative=None) -> io.NodeOutput:
+        parts = model.parts
+        prompt_in, negative_in = _prompts(parts, prompt, negative_prompt, positive, negative)
+        settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
+                                   seed=seed)
+        clips, _ = clip_plan(path)
+        with host.comfy_interrupts():
+            frames, notes = generate_chain(parts, image[0], prompt_in, negative_in, settings, path, list(directors),
+                                           place=model.place, hooks=host.hooks(len(clips) * steps))
+        info = "\n".join([f"{len(clips)} clips ({', '.join(clips)}), {len(frames)} frames", *notes])
+        return io.NodeOutput(frames.to(host.intermediate_device()), float(FPS), path, info)
+
+
+NODES = [LoadVideoModel, DirectorSampler, SwitchOnceSampler, ArticulatedVideo]

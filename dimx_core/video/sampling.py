@@ -7,6 +7,7 @@ module where it can run and returns that device (ComfyUI's memory manager in the
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from ..speed.options import SpeedOptions
 from ..speed.session import attention_shape, speed_applied
 from .components import VideoComponents
 from .conditioning import decode_latents, encode_image_latents, encode_prompt, fit_image
+from .guides import LatentBlend, LatentStart, check_latents
 from .preview import LatentPreviewer, PreviewQueue
 
 SCHEDULERS = {"ddim": "CogVideoXDDIMScheduler", "dpm": "CogVideoXDPMScheduler"}
@@ -105,11 +107,13 @@ def guidance_scales(settings: SamplerSettings, timesteps: torch.Tensor) -> list[
 @torch.no_grad()
 def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Tensor,
              negative_prompt: str | torch.Tensor = "", settings: SamplerSettings = SamplerSettings(), *,
-             directors: DirectorControl | None = None, place: Place, hooks: Hooks = NO_HOOKS,
-             preview_every: int = 1, speed: SpeedOptions = SpeedOptions(),
-             offload: Callable[[torch.nn.Module], None] | None = None) -> VideoResult:
+             directors: DirectorControl | None = None, start: LatentStart | None = None,
+             blend: LatentBlend | None = None, place: Place, hooks: Hooks = NO_HOOKS, preview_every: int = 1,
+             speed: SpeedOptions = SpeedOptions(), offload: Callable[[torch.nn.Module], None] | None = None
+             ) -> VideoResult:
     """One image -> one video. `prompt`/`negative_prompt` are text, or T5 states (1, tokens, width) already
     fitted to the model (conditioning.fit_prompt_states). image: (H, W, 3) in 0..1, any size.
+    `start` begins part-way from given latents (SDEdit); `blend` pulls early steps toward a reference.
     `offload(module)` sends a module back to host memory; the 24 GB mode (speed.low_memory) uses it so that T5
     and the transformer never share the GPU."""
     spec, config, notes = parts.spec, parts.transformer.config, []
@@ -138,19 +142,33 @@ def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Te
     extra_frames = -spec.latent_frames % config.patch_size_t if config.patch_size_t else 0
     latent_frames = spec.latent_frames + extra_frames
     vae_device = place(parts.vae)
-    previewer = LatentPreviewer.for_vae(parts.vae, spec) if preview_every else None
     pixels = (image.permute(2, 0, 1)[None].to(vae_device, dtype) * 2 - 1)
     image_latents = encode_image_latents(parts.vae, pixels, spec, latent_frames, generator, dtype)
+    previewer = LatentPreviewer.for_vae(parts.vae, spec) if preview_every else None
     shape = (1, latent_frames, spec.latent_channels, spec.height // spec.spatial_factor,
              spec.width // spec.spatial_factor)
     scheduler = make_scheduler(settings.scheduler, parts.scheduler_config)
-    latents = torch.randn(shape, generator=generator, dtype=dtype) * scheduler.init_noise_sigma
+    noise = torch.randn(shape, generator=generator, dtype=dtype)
+    for guide, what in ((start and start.clean, "start"), (blend and blend.reference, "reference")):
+        if guide is not None:
+            check_latents(guide, shape, what)
 
-    # 4. the denoising loop
+    # 4. the denoising loop (from pure noise, or part-way from `start`'s latents)
     device = place(parts.transformer)
-    latents = denoise(parts.transformer, scheduler, latents.to(device), image_latents.to(device),
-                      [s.to(device) for s in states], settings, directors=directors, speed=speed, hooks=hooks,
-                      previews=PreviewQueue(previewer, preview_every, settings.steps), generator=generator,
+    scheduler.set_timesteps(settings.steps)
+    skipped = start.skipped_steps(settings.steps) if start is not None else 0
+    timesteps = scheduler.timesteps[skipped:]
+    if start is None:
+        latents = noise.to(device) * scheduler.init_noise_sigma
+    elif len(timesteps):
+        start_noise = noise if start.noise is None else start.noise.to(dtype)
+        latents = scheduler.add_noise(start.clean.to(device, dtype), start_noise.to(device), timesteps[:1])
+    else:
+        latents = start.clean.to(device, dtype)
+    latents = denoise(parts.transformer, scheduler, latents, image_latents.to(device),
+                      [s.to(device) for s in states], settings, first_step=skipped, blend=blend,
+                      directors=directors, speed=speed, hooks=hooks,
+                      previews=PreviewQueue(previewer, preview_every, len(timesteps)), generator=generator,
                       notes=notes)
 
     # 5. frames (in the 24 GB mode decoded in tiles; encoding the one first frame needs no tiles)
@@ -163,13 +181,15 @@ def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Te
 
 @torch.no_grad()
 def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, image_latents: torch.Tensor,
-            prompt_states: list[torch.Tensor], settings: SamplerSettings, *, directors: DirectorControl | None = None,
+            prompt_states: list[torch.Tensor], settings: SamplerSettings, *, first_step: int = 0,
+            blend: LatentBlend | None = None, directors: DirectorControl | None = None,
             speed: SpeedOptions = SpeedOptions(), hooks: Hooks = NO_HOOKS, previews: PreviewQueue | None = None,
             generator: torch.Generator | None = None, notes: list[str] | None = None,
             compile_backend: str = "inductor") -> torch.Tensor:
-    """Starting noise (1, F, C, h, w) -> final latents, on the transformer's device. prompt_states: the negative
-    and positive T5 states. The loop makes the host wait for the GPU nowhere (DDIM; DPM draws its noise from the
-    seeded CPU generator, one small upload per step; a step cache reads one number per step)."""
+    """Latents (1, F, C, h, w) at step `first_step` of the schedule (0: pure noise) -> final latents, on the
+    transformer's device. prompt_states: the negative and positive T5 states. The loop makes the host wait for
+    the GPU nowhere (DDIM; DPM draws its noise from the seeded CPU generator, one small upload per step; a step
+    cache reads one number per step)."""
     notes = [] if notes is None else notes
     config, device, dtype = transformer.config, latents.device, latents.dtype
     guided = settings.guidance > 1.0
@@ -177,9 +197,11 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
     conditioning = torch.cat([image_latents] * 2) if guided else image_latents
     # the scheduler keeps its timesteps on the CPU: indexing its tables with a GPU value would wait for the GPU
     scheduler.set_timesteps(settings.steps)
-    timesteps = scheduler.timesteps
+    timesteps = scheduler.timesteps[first_step:]
     timesteps_on_device = timesteps.to(device)
-    guidance = guidance_scales(settings, timesteps)
+    guidance = guidance_scales(settings, scheduler.timesteps)
+    if blend is not None:  # its tensors on the device once, not uploaded at every blended step
+        blend = dataclasses.replace(blend, reference=blend.reference.to(device, dtype), noise=blend.noise.to(device))
     rotary = rotary_embeddings(config, latents.shape, device) if config.use_rotary_positional_embeddings else None
     ofs = latents.new_full((1,), 2.0) if config.ofs_embed_dim is not None else None
     is_dpm = settings.scheduler == "dpm"
@@ -188,8 +210,11 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
     started = time.perf_counter()
     with speed_applied(transformer, speed, directors, shape, notes, compile_backend) as directors:
         for i, t in enumerate(timesteps):
+            step = first_step + i  # position in the full schedule: what director schedules and blends refer to
             if directors is not None:
-                directors.apply(i)
+                directors.apply(step)
+            if blend is not None and blend.applies(step):
+                latents = blend.apply(latents, scheduler, timesteps_on_device[i]).to(dtype)
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = torch.cat([scheduler.scale_model_input(model_input, t), conditioning], dim=2)
             with cache_context(transformer):
@@ -198,7 +223,7 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
                                        image_rotary_emb=rotary, return_dict=False)[0].float()
             if guided:
                 unconditional, conditional = velocity.chunk(2)
-                velocity = unconditional + guidance[i] * (conditional - unconditional)
+                velocity = unconditional + guidance[step] * (conditional - unconditional)
             if is_dpm:
                 previous = timesteps[i - 1] if i > 0 else None
                 latents, old_prediction = scheduler.step(velocity, old_prediction, t, previous, latents,

@@ -118,3 +118,42 @@ def test_single_files_mode(node_classes, folders, monkeypatch, pack, tiny_model_
                         "tiny_text_encoders.safetensors").result
     assert "CogVideoX 1.0 image-to-video, 144x96, 17 frames" in info
     assert loaded.parts.transformer.config.num_layers == 2
+
+
+def test_articulated_video_chains_clips_along_the_path(node_classes, model):
+    path = node_classes["DimensionXArticulatedPathPlanner"].execute(
+        "orbit_left", 60.0, 30.0, 17, 2.0, 0.0, 60.0, 144, 96).result[0]
+    load = node_classes["DimensionXLoadDirectorLoRA"].execute
+    chain = load("dimx/s.safetensors", "S", "orbit_left", 1.0).result[0]
+    frames, fps, same_path, info = node_classes["DimensionXArticulatedVideo"].execute(
+        model=model, image=image(), prompt="a house", negative_prompt="", steps=2, guidance=6.0, use_dynamic_cfg=True,
+        scheduler="ddim", seed=1, path=path, directors=chain).result
+    assert len(path) == 33 and frames.shape == (33, 96, 144, 3)  # two clips of 17 sharing one frame
+    assert same_path is path and fps == 8.0 and info.startswith("2 clips (orbit_left, orbit_left)")
+    wrong = node_classes["DimensionXArticulatedPathPlanner"].execute(
+        "orbit_left", 60.0, 30.0, 49, 2.0, 0.0, 60.0, 144, 96).result[0]
+    with pytest.raises(ValueError, match="frames_per_clip=17"):
+        node_classes["DimensionXArticulatedVideo"].execute(
+            model=model, image=image(), prompt="x", negative_prompt="", steps=1, guidance=6.0, use_dynamic_cfg=True,
+            scheduler="ddim", seed=1, path=wrong, directors=chain)
+
+
+def test_4d_nodes_chain_reference_guide_multiview_and_refine(node_classes, model, tmp_path, monkeypatch, pack):
+    monkeypatch.setattr(pack.nodes.host, "cache_folder", lambda name: tmp_path / name)
+    video = torch.rand(5, 96, 144, 3, generator=torch.Generator().manual_seed(4))
+    video[2, 30:60, 40:80] = 1.0  # a bright patch appears and goes: frames 1-3 move most
+    index, frame, mask, scores = node_classes["DimensionXSelectReferenceFrame"].execute(video, 1.0).result
+    assert 0 <= index < 5 and frame.shape == (1, 96, 144, 3) and mask.shape == (1, 96, 144)
+    chain = directors(node_classes)
+    v_ref = torch.rand(17, 96, 144, 3)
+    guide = node_classes["DimensionXReferenceLatentShare"].execute(model, v_ref, 0.9, 0.5, 0, 1, 0).result[0]
+    multiview, views, times, info = node_classes["DimensionXMultiViewGenerate"].execute(
+        model=model, prompt="x", negative_prompt="", steps=2, guidance=6.0, use_dynamic_cfg=True, scheduler="ddim",
+        seed=0, temporal_frames=video[:2], directors=chain, views=3, resume=True, guide=guide).result
+    assert (views, times) == (3, 2) and multiview.shape == (6, 96, 144, 3) and "identity guide" in info
+    assert len(list((tmp_path / "multiview").glob("*.pt"))) == 2
+    refined = node_classes["DimensionXAppearanceRefine"].execute(model, multiview, views, "x", "", 0.5, False, 2,
+                                                                 6.0, 0, chain).result[0]
+    assert refined.shape == multiview.shape and not torch.equal(refined, multiview)
+    with pytest.raises(ValueError, match="do not split into 4 videos"):
+        node_classes["DimensionXAppearanceRefine"].execute(model, multiview, 4, "x", "", 0.5, False, 2, 6.0, 0)
