@@ -84,40 +84,51 @@ def installed(name: str) -> bool:
 _MEASURED: dict[tuple, dict[str, float | str]] = {}
 
 
-def _probe(kernel: Kernel, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
-           repeats: int) -> float:
-    """Milliseconds per call on random inputs of the run's shape and memory layout (heads interleaved per token,
-    as the processor's views of the projections are), timed with CUDA events after one warm-up call."""
-    generator = torch.Generator(device=device).manual_seed(0)
-    batch, heads, tokens, head_dim = shape
-    query, key, value = (torch.randn(batch, tokens, heads, head_dim, generator=generator, device=device,
-                                     dtype=dtype).transpose(1, 2) for _ in range(3))
-    kernel(query, key, value)
+def _probe(kernel: Kernel, inputs: tuple[torch.Tensor, ...], repeats: int) -> tuple[float, torch.Tensor]:
+    """(milliseconds per call, output) on `inputs`, timed with CUDA events after one warm-up call."""
+    out = kernel(*inputs)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(repeats):
-        kernel(query, key, value)
+        kernel(*inputs)
     end.record()
     end.synchronize()
-    return start.elapsed_time(end) / repeats
+    return start.elapsed_time(end) / repeats, out
 
 
 def measure_kernels(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
                     names: tuple[str, ...] | None = None, repeats: int = 2) -> dict[str, float | str]:
-    """Time every lossless kernel that runs here on attention inputs of `shape`: name -> ms, or why it cannot run.
-    Remembered per shape, so a session measures once."""
+    """Time every lossless kernel that runs here on attention inputs of `shape`: name -> ms, or why it cannot run
+    (it refuses these inputs, or its result disagrees with the others'). Remembered per shape: measured once.
+
+    The inputs are random, in the run's memory layout (heads interleaved per token, as the processor's views of
+    the projections are)."""
     key = (tuple(shape), dtype, str(device), names)
     if key not in _MEASURED:
         candidates = names or (*SDPA_BACKENDS, *(n for n, (_, _, lossless) in OPTIONAL_KERNELS.items()
                                                  if lossless and installed(n)))
+        generator = torch.Generator(device=device).manual_seed(0)
+        batch, heads, tokens, head_dim = shape
+        inputs = tuple(torch.randn(batch, tokens, heads, head_dim, generator=generator, device=device,
+                                   dtype=dtype).transpose(1, 2) for _ in range(3))
         found: dict[str, float | str] = {}
+        outputs: dict[str, torch.Tensor] = {}
         for name in candidates:
             try:
-                found[name] = _probe(kernel_named(name), shape, dtype, device, repeats)
+                found[name], outputs[name] = _probe(kernel_named(name), inputs, repeats)
             except (RuntimeError, ImportError, TypeError) as err:  # a backend that refuses these inputs
                 found[name] = f"cannot run here ({str(err).splitlines()[0][:120]})"
+        reference = next((outputs[n] for n in ("flash", "efficient") if n in outputs), None)
+        for name, out in outputs.items():
+            error = _relative_error(out, reference) if reference is not None else 0.0
+            if error > 2e-2:  # bf16 kernels agree to ~1e-3
+                found[name] = f"cannot be trusted here (differs from flash/efficient attention by {error:.1e})"
         _MEASURED[key] = found
     return _MEASURED[key]
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
 def choose_kernel(choice: str, shape: tuple[int, ...], dtype: torch.dtype,
