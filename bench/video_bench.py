@@ -20,7 +20,6 @@ import contextlib
 import datetime
 import gc
 import json
-import math
 import os
 import platform
 import signal
@@ -523,7 +522,6 @@ class Bench:
         row.error, row.reference = rel_l2(low.frames, normal.frames), "unconstrained frames (tiles vs whole)"
         row.notes.append(f"latents identical: {torch.equal(low.latents, normal.latents)}")
         row.notes.append(f"50-step time vs unconstrained: x{row.total_50 / normal_row.total_50:.3f}")
-        del parts, built
 
     def _cap_memory(self, limit: float | None) -> None:
         """Free what is unreferenced, then cap PyTorch's allocator at `limit` bytes (None: the whole GPU)."""
@@ -607,7 +605,6 @@ class Bench:
                                             SamplerSettings(steps=s), speed=SpeedOptions()))
             self.facts["host_syncs_per_step_pack_loop"] = pack
             self.facts["host_syncs_per_step_diffusers_pipeline"] = _syncs(run)
-        del pipe, vae
 
     def step_cache(self) -> None:
         steps = 8

@@ -98,10 +98,11 @@ def _sampling_inputs(first_frame: bool = True) -> list:
     ]
 
 
-# The samplers' own input; the multi-video nodes (articulated, multi-view, refine) run generate()'s lossless defaults.
-SPEED_INPUT = Speed.Input("speed", optional=True,
-                          tooltip="From Speed Options (DimensionX): attention kernel, compile, fp8, 24 GB mode, step "
-                                  "caching. Without it every lossless speed-up is on and nothing lossy.")
+def _speed_input():
+    """The samplers' own input; the multi-video nodes (articulated, multi-view, refine) run the lossless defaults."""
+    return Speed.Input("speed", optional=True,
+                       tooltip="From Speed Options (DimensionX): attention kernel, compile, fp8, 24 GB mode, step "
+                               "caching. Without it every lossless speed-up is on and nothing lossy.")
 
 
 _OUTPUTS = [io.Image.Output(display_name="frames", tooltip="The video as an image batch."),
@@ -151,7 +152,7 @@ class DirectorSampler(io.ComfyNode):
                         "image-to-video), all connected directors for the whole run, or a per-step schedule "
                         "(e.g. an S-Director for the layout steps, then a T-Director).",
             inputs=_sampling_inputs() + [
-                SPEED_INPUT,
+                _speed_input(),
                 Directors.Input("directors", optional=True,
                                 tooltip="Director LoRAs from Load Director LoRA. Without a schedule all of them "
                                         "are active for every step."),
@@ -199,7 +200,7 @@ class SwitchOnceSampler(io.ComfyNode):
                         "one denoising run, solver history kept, no reload. Camera motion and object motion from "
                         "two separately trained LoRAs.",
             inputs=_sampling_inputs() + [
-                SPEED_INPUT,
+                _speed_input(),
                 Directors.Input("directors", tooltip="A chain holding the S-Director and the T-Director."),
                 io.Int.Input("switch_step", default=3, min=0, max=1000,
                              tooltip="Steps steered by the S-Director before switching; the paper uses 3 of 50. "
