@@ -184,6 +184,8 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.device = torch.device("cpu" if args.tiny else args.device)
+        if self.device.type == "cuda" and self.device.index is None:  # the allocator calls need an index
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.dtype = torch.bfloat16
         self.repeats = 2 if args.quick else 3
         self.started = time.perf_counter()
