@@ -36,7 +36,7 @@ def orbit_rig(frames: int, degrees: float, width: int, height: int, *, distance:
 
 
 def textured_ball(count: int = 600, *, radius: float = 0.6, centre=(0.0, 0.0, 2.0), seed: int = 0) -> Gaussians:
-    """Flat Gaussians tiling a sphere (Fibonacci lattice), coloured by a checker of hues plus noise:
+    """Flat Gaussians tiling a sphere (Fibonacci lattice), coloured by a checker of hues and per-Gaussian noise:
     rich in texture (for SfM and for PSNR to mean something), opaque, view-independent (SH degree 0)."""
     generator = np.random.default_rng(seed)
     index = np.arange(count) + 0.5
@@ -47,7 +47,8 @@ def textured_ball(count: int = 600, *, radius: float = 0.6, centre=(0.0, 0.0, 2.
     checker = (np.floor(polar / math.pi * 6) + np.floor((azimuth % (2 * math.pi)) / math.pi * 6)) % 2
     hue = (azimuth % (2 * math.pi)) / (2 * math.pi)
     rgb = np.stack([0.5 + 0.4 * np.cos(2 * math.pi * (hue + k / 3)) for k in range(3)], axis=1)
-    rgb = np.where(checker[:, None] > 0, rgb, 1.0 - rgb) * 0.85 + generator.uniform(0, 0.15, (count, 3))
+    # half pattern, half per-Gaussian noise: fine texture is what lets SfM fix rotations to a fraction of a degree
+    rgb = np.where(checker[:, None] > 0, rgb, 1.0 - rgb) * 0.5 + generator.uniform(0, 0.5, (count, 3))
     # rotate local z onto the normal: the shortest-arc quaternion from (0, 0, 1); half a turn about x at the pole
     quats = np.concatenate([(1.0 + normals[:, 2:3]), -normals[:, 1:2], normals[:, 0:1], np.zeros((count, 1))],
                            axis=1)
@@ -59,3 +60,34 @@ def textured_ball(count: int = 600, *, radius: float = 0.6, centre=(0.0, 0.0, 2.
     return Gaussians(means=tensor(normals * radius + np.asarray(centre)), log_scales=tensor(np.log(scales)),
                      quats_wxyz=tensor(quats), opacity_logits=torch.full((count,), 4.0),
                      sh=rgb_to_sh_dc(tensor(rgb))[:, None, :])
+
+
+def textured_wall(count: int = 900, *, width: float = 4.0, height: float = 3.0, depth: float = 3.5,
+                  seed: int = 1) -> Gaussians:
+    """Flat Gaussians on a jittered grid in the plane z = `depth`, facing the cameras, in blotchy colours:
+    the backdrop that gives structure-from-motion depth variety (a lone ball leaves rotation and translation
+    ambiguous)."""
+    generator = np.random.default_rng(seed)
+    columns = max(int(round(math.sqrt(count * width / height))), 1)
+    rows = max(count // columns, 1)
+    xs, ys = np.meshgrid((np.arange(columns) + 0.5) / columns - 0.5, (np.arange(rows) + 0.5) / rows - 0.5)
+    spacing = width / columns
+    positions = np.stack([xs.ravel() * width, ys.ravel() * height, np.full(xs.size, depth)], axis=1)
+    positions[:, :2] += generator.uniform(-0.3, 0.3, (xs.size, 2)) * spacing
+    blobs = generator.uniform(-0.5, 0.5, (12, 2)) * [width, height]
+    blob_colours = generator.uniform(0.1, 0.9, (12, 3))
+    distance = np.linalg.norm(positions[:, None, :2] - blobs[None], axis=2)
+    rgb = blob_colours[distance.argmin(axis=1)] * 0.5 + generator.uniform(0, 0.5, (xs.size, 3))
+    n = xs.size
+    tensor = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    return Gaussians(means=tensor(positions),
+                     log_scales=tensor(np.log(np.tile([0.7 * spacing, 0.7 * spacing, 0.05 * spacing], (n, 1)))),
+                     quats_wxyz=tensor(np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))),
+                     opacity_logits=torch.full((n,), 4.0), sh=rgb_to_sh_dc(tensor(rgb))[:, None, :])
+
+
+def ball_before_wall(count: int = 1500, seed: int = 0) -> Gaussians:
+    """The benchmark scene: a textured ball 2 units in front of the first camera, a wall behind it."""
+    ball, wall = textured_ball(int(count * 0.4), seed=seed), textured_wall(count - int(count * 0.4), seed=seed + 1)
+    return Gaussians(*(torch.cat([getattr(ball, name), getattr(wall, name)])
+                       for name in ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh")))
