@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .recon import cli as recon_cli
+
 
 def _tiny_model(args) -> None:
     from .tiny import build_tiny_model
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show the pack version and which optional backends are available",
                                description="Report the pack version, torch, the CUDA device and optional packages.")
     info.set_defaults(run=_info)
+    recon_cli.register(commands)
     return parser
 
 

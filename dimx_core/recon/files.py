@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..camera.formats import read_transforms_json, write_transforms_json
 from ..files import atomic_path
 from .gaussians import SH_C0, Gaussians, sh_degree_of
 
@@ -185,3 +186,30 @@ def read_scene(path: str | Path) -> Gaussians:
     if path.suffix.lower() == ".splat":
         return read_splat(path)
     raise ValueError(f"'{path}' is neither a PLY nor a .splat scene; expected a .ply or .splat file")
+
+
+def cameras_path(scene_path: str | Path) -> Path:
+    """Where the fitted cameras of a scene file live: beside it, `<stem>.transforms.json`."""
+    scene_path = Path(scene_path)
+    return scene_path.with_name(scene_path.stem + ".transforms.json")
+
+
+def save_scene(path: str | Path, gaussians: Gaussians, *, splat: bool = False) -> list[Path]:
+    """The PLY at `path`, optionally a .splat beside it, and the scene's cameras as transforms.json beside it
+    (nerfstudio/OpenGL convention, as dimx_core.camera.formats writes). Each file appears whole or not at all."""
+    path = Path(path)
+    written = [write_ply(path, gaussians)]
+    if splat:
+        written.append(write_splat(path.with_suffix(".splat"), gaussians))
+    if gaussians.cameras is not None:
+        written.append(write_transforms_json(cameras_path(path), gaussians.cameras))
+    return written
+
+
+def load_scene(path: str | Path) -> Gaussians:
+    """A scene file and, when its transforms.json sits beside it, the cameras it was fitted from."""
+    gaussians = read_scene(path)
+    cameras = cameras_path(path)
+    if cameras.is_file():
+        gaussians.cameras, _ = read_transforms_json(cameras)
+    return gaussians

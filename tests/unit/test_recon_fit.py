@@ -10,17 +10,9 @@ from dimx_core.recon.files import read_ply, write_ply
 from dimx_core.recon.loss import load_lpips, weighted_mean
 from dimx_core.recon.synthetic import orbit_rig
 from dimx_core.recon.train import ReconstructOptions, reconstruct
-from tests.unit.recon_scenes import orbit_frames
+from tests.unit.recon_scenes import one_thread, orbit_frames  # noqa: F401 (autouse fixture)
 
 TINY = dict(preset="fast", poses="trajectory", confidence="none", steps=4, initial_points=60)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_known_scene_is_recovered_on_held_out_frames(tmp_path):

@@ -6,18 +6,10 @@ import pytest
 import torch
 
 from dimx_core.recon import reference
+from tests.unit.recon_scenes import one_thread  # noqa: F401 (autouse fixture)
 
 K = torch.tensor([[[40.0, 0.0, 16.0], [0.0, 40.0, 12.0], [0.0, 0.0, 1.0]]])
 EYE = torch.eye(4)[None]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensor ops on a shared 2-core machine run faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gaussians(means, scales, opacities, colours, dtype=torch.float32):
