@@ -1,10 +1,10 @@
 """ComfyUI adapters for dimx_core: schemas, validation and conversion only."""
 from comfy_api.latest import ComfyExtension, io
 
-from . import host
+from . import host, recon
 from .info import PackInfo
 
-NODES: list[type[io.ComfyNode]] = [PackInfo]
+NODES: list[type[io.ComfyNode]] = [PackInfo, *recon.NODES]
 
 
 class DimensionXExtension(ComfyExtension):

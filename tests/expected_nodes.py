@@ -1,5 +1,14 @@
 """Every node the pack registers. The node tests check the extension lists exactly these; the host tests
-check that a live ComfyUI shows exactly these."""
+check that a live ComfyUI shows exactly these. Some nodes exist only where the host offers what they need."""
 EXPECTED_NODES = {
     "DimensionXPackInfo",
+    "DimensionXGaussianReconstruct",
+    "DimensionXSaveGaussians",
+    "DimensionXLoadGaussians",
+    "DimensionXPreviewGaussians",
 }
+NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat"}  # registered only on hosts with the core SPLAT type
+
+
+def expected_nodes(core_splat: bool) -> set[str]:
+    return EXPECTED_NODES | (NEEDS_CORE_SPLAT if core_splat else set())
