@@ -118,7 +118,7 @@ def run_sfm(frames: np.ndarray, intrinsics: np.ndarray, *, hooks: Hooks = NO_HOO
         matching = pycolmap.FeatureMatchingOptions()
         matching.use_gpu = False
         pairing = pycolmap.SequentialPairingOptions()
-        pairing.overlap = 10
+        pairing.overlap = 8
         pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing,
                                   device=pycolmap.Device.cpu)
         hooks.step(2, 3)

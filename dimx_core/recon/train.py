@@ -177,6 +177,16 @@ def _refined_c2w(c2w: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     return c2w @ correction
 
 
+def _world_to_camera(c2w: torch.Tensor) -> torch.Tensor:
+    """Inverse of rigid (N, 4, 4) poses without a general matrix inverse."""
+    rotation_t = c2w[:, :3, :3].transpose(1, 2)
+    w2c = torch.zeros_like(c2w)
+    w2c[:, :3, :3] = rotation_t
+    w2c[:, :3, 3] = -(rotation_t @ c2w[:, :3, 3:])[..., 0]
+    w2c[:, 3, 3] = 1.0
+    return w2c
+
+
 # --- the fit -------------------------------------------------------------------------------------------------------
 
 def _scaled(preset: Preset, steps: int) -> Preset:
@@ -260,7 +270,7 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     background = torch.as_tensor(options.background, dtype=torch.float32, device=device)
 
     order = torch.tensor(train)[torch.randperm(len(train), generator=torch.Generator().manual_seed(options.seed))]
-    recent_losses: list[float] = []
+    recent_losses: list[torch.Tensor] = []  # kept on the device: reading a loss every step would sync the GPU
     for step in range(preset.steps):
         view = int(order[step % len(order)])
         sh_degree = min(step // preset.sh_interval, MAX_SH_DEGREE)
@@ -268,7 +278,7 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
             else c2w[view:view + 1]
         colours = torch.cat([params["sh0"], params["shN"]], dim=1)
         image, _, meta = rasterizer.render(params["means"], params["quats"], params["scales"], params["opacities"],
-                                           colours, torch.linalg.inv(pose), intrinsics[view:view + 1], width,
+                                           colours, _world_to_camera(pose), intrinsics[view:view + 1], width,
                                            height, sh_degree=sh_degree, background=background)
         strategy.step_pre_backward(params, optimizers, strategy_state, step, meta)
         per_pixel = photometric_map(image[0], targets[view])
@@ -287,7 +297,7 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
         if pose_optimizer is not None:
             pose_optimizer.step()
             pose_optimizer.zero_grad(set_to_none=True)
-        recent_losses = (recent_losses + [loss.item()])[-max(1, preset.steps // 10):]
+        recent_losses = (recent_losses + [loss.detach()])[-max(1, preset.steps // 10):]
         show = (step + 1) % max(1, options.preview_every) == 0 or step + 1 == preset.steps
         hooks.step(step + 1, preset.steps, image[0].detach().clamp(0, 1).cpu() if show else None)
 
@@ -307,7 +317,7 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
             pose_notes.append(text)
     fitted.cameras = replace(cameras, meta={**cameras.meta, "pose_source": choice.source, "frames": kept})
     report = ReconstructReport(pose_source=choice.source, pose_notes=pose_notes, pose_check=choice.check,
-                               steps=preset.steps, final_loss=float(np.mean(recent_losses)), gaussians=len(fitted),
+                               steps=preset.steps, final_loss=float(torch.stack(recent_losses).mean()), gaussians=len(fitted),
                                backend=rasterizer.name, seconds=0.0, notices=notices, heldout_frames=heldout)
     if heldout:
         positions = [kept.index(i) for i in heldout]
