@@ -16,6 +16,7 @@ import torch
 
 from ..camera import Trajectory
 from ..hooks import NO_HOOKS, Hooks
+from ..optional import require
 from . import confidence as conf
 from .gaussians import Gaussians
 from .init import initial_gaussians, scene_scale
@@ -208,6 +209,7 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
 
     `mask` ((H, W), (1, H, W) or (N, H, W), 1 = fit this pixel) restricts the loss. Progress goes through
     `hooks` (SfM, then one step per optimisation step with a preview image every `preview_every`)."""
+    require("gsplat", "densification (gsplat's DefaultStrategy)")
     from gsplat.strategy import DefaultStrategy
 
     started = time.monotonic()
