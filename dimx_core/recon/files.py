@@ -18,7 +18,7 @@ import torch
 
 from ..camera.formats import read_transforms_json, write_transforms_json
 from ..files import atomic_path
-from .gaussians import SH_C0, Gaussians, sh_degree_of
+from .gaussians import Gaussians, rgb_to_sh_dc, sh_degree_of
 
 PLY_TYPES = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
              "float": "f4", "double": "f8", "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2",
@@ -143,7 +143,7 @@ def write_splat(path: str | Path, gaussians: Gaussians) -> Path:
     records = np.zeros(len(gaussians), SPLAT_RECORD)
     records["position"] = _numpy(gaussians.means)
     records["scale"] = np.exp(log_scales)
-    rgba = np.concatenate([0.5 + SH_C0 * _numpy(gaussians.sh[:, 0]), opacity[:, None]], axis=1)
+    rgba = np.concatenate([_numpy(gaussians.base_colors()), opacity[:, None]], axis=1)
     records["rgba"] = np.clip(np.round(rgba * 255.0), 0, 255)
     records["rotation"] = np.clip(np.round(quats * 128.0 + 128.0), 0, 255)
     with atomic_path(path) as part:
@@ -169,7 +169,7 @@ def read_splat(path: str | Path) -> Gaussians:
                           log_scales=torch.from_numpy(np.log(scales)),
                           quats_wxyz=torch.from_numpy(quats),
                           opacity_logits=torch.from_numpy(np.log(alpha / (1.0 - alpha))),
-                          sh=torch.from_numpy((rgba[:, None, :3] - 0.5) / SH_C0))
+                          sh=rgb_to_sh_dc(torch.from_numpy(rgba[:, None, :3])))
     _check_finite(gaussians, path)
     return gaussians
 

@@ -7,7 +7,7 @@ Positions are in the world frame of the trajectory the scene was fitted to (see 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -38,7 +38,6 @@ class Gaussians:
     cameras: Trajectory | None = None  # the cameras the scene was fitted from, in the scene's frame
     # A later 4D issue attaches a time-dependent deformation here; every 3D stage carries it along untouched.
     deformation: Any | None = None
-    meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.means.shape[0] if self.means.dim() == 2 else -1
@@ -57,10 +56,6 @@ class Gaussians:
     def sh_degree(self) -> int:
         return sh_degree_of(self.sh.shape[1])
 
-    @property
-    def device(self) -> torch.device:
-        return self.means.device
-
     def scales(self) -> torch.Tensor:
         return self.log_scales.exp()
 
@@ -71,27 +66,10 @@ class Gaussians:
         """View-independent RGB in 0..1 (the DC term), what viewers without SH show."""
         return (0.5 + SH_C0 * self.sh[:, 0]).clamp(0, 1)
 
-    def _map(self, fn) -> "Gaussians":
-        tensors = {name: fn(getattr(self, name)) for name in ("means", "log_scales", "quats_wxyz",
-                                                                "opacity_logits", "sh")}
-        return replace(self, **tensors)
-
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Gaussians":
-        return self._map(lambda t: t.to(device=device, dtype=dtype))
-
-    def detached(self) -> "Gaussians":
-        return self._map(lambda t: t.detach().clone())
-
-    def subset(self, keep: torch.Tensor) -> "Gaussians":
-        return self._map(lambda t: t[keep])
-
-    def with_sh_degree(self, degree: int) -> "Gaussians":
-        """Drop higher bands, or add zero bands, to reach `degree`."""
-        k = sh_bases(degree)
-        if k <= self.sh.shape[1]:
-            return replace(self, sh=self.sh[:, :k].clone())
-        pad = self.sh.new_zeros(len(self), k - self.sh.shape[1], 3)
-        return replace(self, sh=torch.cat([self.sh, pad], dim=1))
+        """The same scene (cameras and deformation included) with its tensors on `device`."""
+        names = ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh")
+        return replace(self, **{name: getattr(self, name).to(device=device, dtype=dtype) for name in names})
 
 
 def rgb_to_sh_dc(rgb: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,6 @@ class SfmResult:
     c2w_opencv: dict[int, np.ndarray]   # frame index -> pose in SfM's own frame
     points: np.ndarray                  # (P, 3) in SfM's frame
     colors: np.ndarray                  # (P, 3) in 0..1
-    frames: int
 
     @property
     def registered(self) -> list[int]:
@@ -148,7 +147,7 @@ def run_sfm(frames: np.ndarray, intrinsics: np.ndarray, *, hooks: Hooks = NO_HOO
         poses[int(Path(image.name).stem)] = np.linalg.inv(w2c)
     points = np.array([p.xyz for p in model.points3D.values()]).reshape(-1, 3)
     colors = np.array([p.color for p in model.points3D.values()]).reshape(-1, 3) / 255.0
-    return SfmResult(poses, points, colors, len(frames))
+    return SfmResult(poses, points, colors)
 
 
 # --- alignment and the check ---------------------------------------------------------------------------------------
@@ -267,8 +266,8 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
     return PoseChoice("sfm", cameras, registered, points, sfm.colors, check, notes)
 
 
-def describe_refinement(requested: Trajectory, refined: Trajectory) -> tuple[str, bool]:
-    """How far the optimiser moved the cameras, and whether that is far enough to distrust the trajectory."""
+def describe_refinement(requested: Trajectory, refined: Trajectory) -> str:
+    """How far the optimiser moved the cameras; a WARNING when that is far enough to distrust the trajectory."""
     turn = rotation_angle_deg(np.einsum("nji,njk->nik", requested.c2w_opencv[:, :3, :3], refined.c2w_opencv[:, :3, :3]))
     extent = np.linalg.norm(requested.positions - requested.positions.mean(axis=0), axis=1).max()
     reference = max(extent, 1e-3 * max(np.linalg.norm(requested.positions, axis=1).max(), 1.0))
@@ -279,4 +278,4 @@ def describe_refinement(requested: Trajectory, refined: Trajectory) -> tuple[str
     if suspicious:
         text = ("WARNING: " + text + ": the video probably does not follow the requested trajectory, and the "
                 "geometry may be warped; check the director and magnitude, or use poses=sfm")
-    return text, suspicious
+    return text

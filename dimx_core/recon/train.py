@@ -315,8 +315,7 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
             refined = _refined_c2w(c2w, pose_delta * fixed).cpu().double().numpy()
             refined[:, :3, :3] = _orthonormal(refined[:, :3, :3])
             cameras = replace(choice.cameras, c2w_opencv=refined)
-            text, _ = describe_refinement(choice.cameras, cameras)
-            pose_notes.append(text)
+            pose_notes.append(describe_refinement(choice.cameras, cameras))
     fitted.cameras = replace(cameras, meta={**cameras.meta, "pose_source": choice.source, "frames": kept})
     report = ReconstructReport(pose_source=choice.source, pose_notes=pose_notes, pose_check=choice.check,
                                steps=preset.steps, final_loss=float(torch.stack(recent_losses).mean()), gaussians=len(fitted),
