@@ -135,3 +135,19 @@ def test_lpips_stays_off_and_says_why_without_local_weights(tmp_path, monkeypatc
     frames, trajectory = orbit_frames(64, 48, 16)
     result = reconstruct(frames, trajectory, ReconstructOptions(**{**TINY, "lpips_weight": 0.1}))
     assert "LPIPS off" in result.report.as_text()
+
+
+def test_auto_poses_use_sfm_points_and_report_a_trajectory_20_percent_off():
+    pytest.importorskip("pycolmap")
+    frames, truth = orbit_frames(128, 96, 12, gaussians=2000)
+    options = ReconstructOptions(preset="fast", poses="auto", steps=5, seed=0)
+    right = reconstruct(frames, truth, options)
+    text = right.report.as_text()
+    assert right.report.pose_source == "sfm" and "-> agrees" in text and "WARNING" not in text
+    assert right.report.pose_check.registered == 12
+    path = np.linalg.norm(truth.positions[-1] - truth.positions[0])
+    assert np.linalg.norm(right.gaussians.cameras.positions - truth.positions, axis=1).max() < 0.1 * path
+    wrong = reconstruct(frames, orbit_rig(12, 36.0, 128, 96), options)
+    text = wrong.report.as_text()
+    assert "-> differs" in text and "WARNING: the video does not move the way the trajectory asks" in text
+    assert "turns 0.8" in text  # 30 degrees rendered, 36 asked
