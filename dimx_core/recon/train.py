@@ -220,7 +220,6 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     masks = _as_mask(mask, count, height, width)
     preset = _scaled(PRESETS[options.preset], options.steps or PRESETS[options.preset].steps)
     torch.manual_seed(options.seed)  # densification splits sample from torch's global generator
-    generator = np.random.default_rng(options.seed)
     device = torch.device(options.device)
 
     # 1. camera poses, in the trajectory's frame and scale
