@@ -17,7 +17,6 @@ is checkpointed under autograd, so memory stays bounded on large views (the GPU 
 """
 from __future__ import annotations
 
-
 import torch
 from torch.utils.checkpoint import checkpoint
 
