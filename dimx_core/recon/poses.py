@@ -213,8 +213,9 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
     - "trajectory": the requested poses (the optimiser refines them later; nothing is measured here);
     - "sfm": SfM poses, Sim(3)-fitted to the trajectory; fails when SfM cannot place enough frames;
     - "auto": SfM when it places enough frames and agrees with the request (a loud note when it merely
-      differs); the trajectory when SfM is unavailable or fails; refuses (PoseMismatch) when SfM says the
-      video's motion contradicts the request, because either choice would then be a guess."""
+      differs); the trajectory when SfM is unavailable or fails; refuses (PoseMismatch) when SfM, having
+      placed at least half the frames, says the video's motion contradicts the request, because either choice
+      would then be a guess."""
     if mode not in POSE_MODES:
         raise ValueError(f"poses must be one of {', '.join(POSE_MODES)}, got {mode!r}")
     everything = list(range(len(trajectory)))
@@ -243,7 +244,7 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
     check, sim3 = compare_poses(estimated, trajectory.c2w_opencv[registered], len(frames))
     enough = len(registered) >= MIN_REGISTERED_SHARE * len(frames)
     notes = [check.summary()]
-    if mode == "auto" and check.verdict == "mismatch":
+    if mode == "auto" and check.verdict == "mismatch" and len(registered) >= 0.5 * len(frames):
         raise PoseMismatch(
             f"the frames' camera motion contradicts the requested trajectory ({check.summary()}). Fitting either "
             "one would warp the scene. Check that the trajectory matches the director and magnitude that made "
@@ -252,6 +253,9 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
     if mode == "auto" and not enough:
         notes.append(f"poses: the requested trajectory, refined with the scene; SfM placed only "
                      f"{len(registered)}/{len(frames)} frames, too few to replace it")
+        if check.verdict != "agrees":
+            notes.append("WARNING: on the frames SfM could place, the video does not move the way the trajectory "
+                         "asks; the geometry may be warped (check the director and magnitude, or use poses=sfm)")
         return PoseChoice("trajectory", trajectory, everything, check=check, notes=notes)
     if check.verdict != "agrees":
         notes.append("WARNING: the video does not move the way the trajectory asks; the scene follows the video's "
