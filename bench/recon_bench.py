@@ -6,6 +6,9 @@
     python bench/recon_bench.py --presets fast,standard   # fewer presets (high is 30k steps)
     python bench/recon_bench.py --device cpu --quick --out /tmp/r.md   # a smoke run of this script on a CPU
 
+Needs gsplat (its PyPI wheel compiles the CUDA kernels on first use with nvcc; the build is cached under the
+user's cache folder), kornia and OpenCV; pycolmap for the SfM section (skipped when absent).
+
 Results are written after every section, so an interrupted run keeps what it measured.
 """
 from __future__ import annotations
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="steps for every preset (default: the preset's)")
     parser.add_argument("--initial-points", type=int, default=None, help="random starting points (default: preset)")
     parser.add_argument("--scene-gaussians", type=int, default=None, help="Gaussians of the synthetic truth")
+    parser.add_argument("--fallback-steps", type=int, default=100,
+                        help="steps of a fit with the PyTorch reference on the GPU, as without gsplat (0: skip)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -160,20 +165,23 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| preset | steps | poses | time s | held-out PSNR dB | peak GiB | Gaussians | final loss |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
 
-    def fit(preset: str, poses: str, against=trajectory):
+    def fit(preset: str, poses: str, preset_steps: int | None = None, prefer: str = "auto"):
         peak_memory_reset(device)
-        result = reconstruct(images, against, ReconstructOptions(
-            preset=preset, steps=steps.get(preset), poses=poses, holdout_every=8, device=str(device),
-            initial_points=initial_points, seed=0))
+        result = reconstruct(images, trajectory, ReconstructOptions(
+            preset=preset, steps=preset_steps or steps.get(preset), poses=poses, holdout_every=8,
+            device=str(device), initial_points=initial_points, seed=0, rasterizer=prefer))
         r = result.report
-        lines.append(f"| {preset} | {r.steps} | {r.pose_source} | {r.seconds:.1f} | {r.heldout_psnr:.2f} | "
+        label = preset if prefer == "auto" else f"{preset}, {r.backend} rasterizer"
+        lines.append(f"| {label} | {r.steps} | {r.pose_source} | {r.seconds:.1f} | {r.heldout_psnr:.2f} | "
                      f"{peak_memory_gib(device)} | {r.gaussians} | {r.final_loss:.4f} |")
-        return r
 
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         if preset not in PRESETS:
             parser.error(f"unknown preset {preset!r}")
         fit(preset, "trajectory")
+        report.add("Synthetic fits (ball before a wall, 30 deg orbit, every 8th frame held out)", lines)
+    if rasterizer.name == "gsplat" and args.fallback_steps:
+        fit("fast", "trajectory", preset_steps=args.fallback_steps, prefer="torch")
         report.add("Synthetic fits (ball before a wall, 30 deg orbit, every 8th frame held out)", lines)
 
     if args.skip_sfm or importlib.util.find_spec("pycolmap") is None:
