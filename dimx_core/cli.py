@@ -5,13 +5,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from .camera import cli as camera_cli
 from .recon import cli as recon_cli
+from .video import cli as video_cli
 
 
 def _tiny_model(args) -> None:
     from .tiny import build_tiny_model
 
-    print(build_tiny_model(args.out, seed=args.seed))
+    print(build_tiny_model(args.out, seed=args.seed, version=args.version))
 
 
 def _tiny_lora(args) -> None:
@@ -36,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "CogVideoX-5b-I2V, for tests and demos. Its outputs are noise: it only checks the plumbing.")
     tiny_model.add_argument("--out", type=Path, required=True, help="folder to create (must be empty or absent)")
     tiny_model.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    tiny_model.add_argument("--version", choices=("1.0", "1.5"), default="1.0",
+                            help="1.0 mirrors CogVideoX-5b-I2V (default), 1.5 mirrors CogVideoX1.5-5B-I2V")
     tiny_model.set_defaults(run=_tiny_model)
 
     tiny_lora = commands.add_parser(
@@ -52,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show the pack version and which optional backends are available",
                                description="Report the pack version, torch, the CUDA device and optional packages.")
     info.set_defaults(run=_info)
+
+    video_cli.register(commands)
+    camera_cli.register(commands)
     recon_cli.register(commands)
     return parser
 
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:  # user errors: no traceback
         print(f"dimx {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

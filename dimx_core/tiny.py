@@ -21,13 +21,16 @@ TINY_TEXT_DIM = 32
 TINY_TRANSFORMER = dict(COGVIDEOX_5B_I2V_TRANSFORMER, num_attention_heads=2, attention_head_dim=16, num_layers=2,
                         text_embed_dim=TINY_TEXT_DIM, time_embed_dim=32, sample_height=12, sample_width=18,
                         sample_frames=17)  # odd latent count (5), as the VAE's frame batching needs
+# CogVideoX 1.5 differences: temporal patches, `ofs` embedding, no learned positions, inverted latent scale.
+TINY_TRANSFORMER_15 = dict(TINY_TRANSFORMER, patch_size_t=2, ofs_embed_dim=32, patch_bias=False,
+                           use_learned_positional_embeddings=False)
 TINY_VAE = dict(in_channels=3, out_channels=3, down_block_types=["CogVideoXDownBlock3D"] * 4,
                 up_block_types=["CogVideoXUpBlock3D"] * 4, block_out_channels=[8, 8, 16, 16], latent_channels=16,
-                layers_per_block=1, act_fn="silu", norm_eps=1e-6, norm_num_groups=4, temporal_compression_ratio=4,
+                layers_per_block=1, act_fn="silu", norm_eps=1e-6, norm_num_groups=8, temporal_compression_ratio=4,
                 sample_height=96, sample_width=144, scaling_factor=0.7, force_upcast=True, use_quant_conv=False,
                 use_post_quant_conv=False, invert_scale_latents=False)
 TINY_T5 = dict(d_model=TINY_TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
-               relative_attention_max_distance=32, feed_forward_proj="gated-gelu", dropout_rate=0.0,
+               feed_forward_proj="gated-gelu", dropout_rate=0.0,
                layer_norm_epsilon=1e-6, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 T5_EXTRA_IDS = 100  # like the published T5 tokenizer: <extra_id_0..99> after the SentencePiece pieces
 
@@ -76,8 +79,14 @@ def _write_tokenizer(folder: Path, max_length: int) -> int:
     return spm.SentencePieceProcessor(model_proto=model).get_piece_size() + T5_EXTRA_IDS
 
 
-def build_tiny_model(out: str | Path, seed: int = 0) -> Path:
-    """Write a tiny CogVideoX image-to-video diffusers folder to `out` (created; must be empty or absent)."""
+def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Path:
+    """Write a tiny CogVideoX image-to-video diffusers folder to `out` (created; must be empty or absent).
+
+    version "1.0" mirrors CogVideoX-5b-I2V (what DimensionX directors are made for); "1.5" mirrors
+    CogVideoX1.5-5B-I2V, so the 1.5 conditioning paths can be tested too.
+    """
+    if version not in ("1.0", "1.5"):
+        raise ValueError(f"version must be '1.0' or '1.5', got {version!r}")
     diffusers = require("diffusers")
     transformers = require("transformers")
     out = Path(out)
@@ -87,8 +96,9 @@ def build_tiny_model(out: str | Path, seed: int = 0) -> Path:
     vocab = _write_tokenizer(out / "tokenizer", TINY_TRANSFORMER["max_text_seq_length"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        transformer = diffusers.CogVideoXTransformer3DModel(**TINY_TRANSFORMER)
-        vae = diffusers.AutoencoderKLCogVideoX(**TINY_VAE)
+        transformer = diffusers.CogVideoXTransformer3DModel(
+            **(TINY_TRANSFORMER if version == "1.0" else TINY_TRANSFORMER_15))
+        vae = diffusers.AutoencoderKLCogVideoX(**dict(TINY_VAE, invert_scale_latents=version == "1.5"))
         text_encoder = transformers.T5EncoderModel(transformers.T5Config(vocab_size=vocab, **TINY_T5))
     transformer.save_pretrained(out / "transformer", safe_serialization=True)
     vae.save_pretrained(out / "vae", safe_serialization=True)
@@ -97,8 +107,8 @@ def build_tiny_model(out: str | Path, seed: int = 0) -> Path:
     index = dict(MODEL_INDEX, _diffusers_version=diffusers.__version__)
     (out / "model_index.json").write_text(json.dumps(index, indent=2))
     (out / "README.md").write_text(
-        "Tiny CogVideoX image-to-video model with random weights, built by `dimx tiny-model` for tests and "
-        f"demos (seed {seed}). Same layout and architecture as CogVideoX-5b-I2V; outputs are noise.\n")
+        f"Tiny CogVideoX {version} image-to-video model with random weights, built by `dimx tiny-model` for "
+        f"tests and demos (seed {seed}). Same layout and architecture as the 5B model; outputs are noise.\n")
     return out
 
 

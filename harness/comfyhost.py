@@ -79,9 +79,13 @@ def comfy_root_and_python(cache: Path) -> tuple[Path, str]:
 
 
 def prepare_instance(base: Path, models: Path | None = None, pack: Path = REPO) -> Path:
-    """A ComfyUI base directory with `pack` linked into custom_nodes and `models` linked as its model tree."""
+    """A ComfyUI base directory with `pack` linked into custom_nodes, `models` linked as its model tree, and the
+    example workflows' input images in its input folder."""
     for sub in ("custom_nodes", "input", "output", "temp", "user"):
         (base / sub).mkdir(parents=True, exist_ok=True)
+    inputs = REPO / "workflows" / "inputs"
+    if inputs.is_dir():
+        shutil.copytree(inputs, base / "input", dirs_exist_ok=True)
     link = base / "custom_nodes" / PACK_DIR_NAME
     if not link.exists():
         link.symlink_to(pack, target_is_directory=True)

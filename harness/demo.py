@@ -43,9 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     if base.exists():
         shutil.rmtree(base)
     prepare_instance(base, models)
-    assets = WORKFLOWS / "inputs"
-    if assets.is_dir():
-        shutil.copytree(assets, base / "input", dirs_exist_ok=True)
 
     server = ComfyServer(root, base, python).start()
     try:

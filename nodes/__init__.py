@@ -1,16 +1,18 @@
 """ComfyUI adapters for dimx_core: schemas, validation and conversion only."""
 from comfy_api.latest import ComfyExtension, io
 
-from . import host, recon
+from . import directors, host, identity, recon, routes, video
+from .camera import CAMERA_NODES
 from .info import PackInfo
 
-NODES: list[type[io.ComfyNode]] = [PackInfo, *recon.NODES]
+NODES: list[type[io.ComfyNode]] = [PackInfo, *video.NODES, *directors.NODES, *CAMERA_NODES, *identity.NODES, *recon.NODES]
 
 
 class DimensionXExtension(ComfyExtension):
     def __init__(self):
-        # ComfyUI 0.3.75 never calls on_load, so folders are registered when the extension is made.
+        # ComfyUI 0.3.75 never calls on_load, so folders and routes are registered when the extension is made.
         host.register_model_folders()
+        routes.register()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return NODES

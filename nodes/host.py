@@ -6,15 +6,25 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import comfy.model_management as model_management
+import comfy.model_patcher
 import comfy.utils
 import folder_paths
+import torch
 from comfy_api.latest import io
 
+from ..dimx_core.camera.formats import find_camera_files
 from ..dimx_core.hooks import Hooks, Interrupted
+from ..dimx_core.video.components import VideoComponents
 
 MODEL_FOLDER = "dimensionx"  # CogVideoX image-to-video diffusers folders
+DIFFUSERS_FOLDER = "diffusers"  # ComfyUI's own folder for diffusers models; searched too
 
 
 # --- folders -------------------------------------------------------------------------------------------------------
@@ -26,6 +36,88 @@ def register_model_folders() -> None:
 
 def model_folder_paths() -> list[str]:
     return folder_paths.get_folder_paths(MODEL_FOLDER)
+
+
+def _diffusers_roots() -> list[Path]:
+    roots = model_folder_paths()
+    if DIFFUSERS_FOLDER in folder_paths.folder_names_and_paths:
+        roots += folder_paths.get_folder_paths(DIFFUSERS_FOLDER)
+    return [Path(root) for root in roots]
+
+
+def list_model_folders() -> list[str]:
+    """Names (relative to their model folder) of every folder holding a model_index.json."""
+    names = []
+    for root in _diffusers_roots():
+        if root.is_dir():
+            names += sorted(str(index.parent.relative_to(root)).replace(os.sep, "/")
+                            for index in root.rglob("model_index.json"))
+    return list(dict.fromkeys(names))
+
+
+def resolve_model_folder(name: str) -> Path:
+    """The folder behind a combo value; refuses names that are not listed (older ComfyUI does not check)."""
+    if name not in list_model_folders():
+        raise ValueError(f"model folder '{name}' is not in {', '.join(map(str, _diffusers_roots()))}. Put the whole "
+                         "CogVideoX-5b-I2V diffusers folder (with model_index.json) there and refresh.")
+    for root in _diffusers_roots():
+        candidate = (root / name).resolve()
+        if candidate.is_relative_to(root.resolve()) and (candidate / "model_index.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"model folder '{name}' disappeared")
+
+
+def list_files(folder: str) -> list[str]:
+    return folder_paths.get_filename_list(folder)
+
+
+def resolve_file(folder: str, name: str) -> Path:
+    """A file chosen from one of ComfyUI's model folders (membership checked: older ComfyUI does not)."""
+    if name not in folder_paths.get_filename_list(folder):
+        raise ValueError(f"'{name}' is not in ComfyUI's '{folder}' folder ({', '.join(folder_paths.get_folder_paths(folder))})")
+    return Path(folder_paths.get_full_path_or_raise(folder, name))
+
+
+def t5_tokenizer_folder() -> Path:
+    """ComfyUI ships the T5 tokenizer its own T5-XXL loader uses; single-file models borrow it."""
+    import comfy.text_encoders
+
+    folder = Path(comfy.text_encoders.__file__).parent / "t5_tokenizer"
+    if not (folder / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"this ComfyUI has no T5 tokenizer at {folder}; load the model from a diffusers folder")
+    return folder
+def write_output_folder(filename_prefix: str, write: Callable[[Path], None]) -> Path:
+    """Let `write` fill a new numbered folder under ComfyUI's output directory, `<prefix>_00001_/` as ComfyUI
+    numbers its files; the folder appears only once `write` has finished (it fills a hidden sibling first)."""
+    output_dir = folder_paths.get_output_directory()
+    folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
+    final = Path(folder) / f"{name}_{counter:05d}_"
+    if os.path.commonpath([os.path.abspath(output_dir), os.path.abspath(final)]) != os.path.abspath(output_dir):
+        raise ValueError(f"filename_prefix {filename_prefix!r} points outside ComfyUI's output folder")
+    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}", suffix=".part", dir=folder))
+    try:
+        write(partial)
+        os.replace(partial, final)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    return final
+
+
+def input_camera_files() -> list[str]:
+    """transforms.json files and COLMAP text folders in ComfyUI's input directory, relative to it."""
+    return find_camera_files(folder_paths.get_input_directory())
+
+
+def input_path(relative: str) -> Path:
+    """`relative` inside ComfyUI's input directory; anything that leads outside it is refused."""
+    root = os.path.abspath(folder_paths.get_input_directory())
+    path = os.path.abspath(os.path.join(root, relative))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(f"{relative!r} is outside ComfyUI's input folder")
+    if not os.path.exists(path):
+        raise ValueError(f"{relative!r} does not exist in ComfyUI's input folder ({root})")
+    return Path(path)
 
 
 # --- result files --------------------------------------------------------------------------------------------------
@@ -45,9 +137,9 @@ def input_or_output_files(extensions: tuple[str, ...]) -> list[str]:
     found = []
     for folder, note in ((folder_paths.get_input_directory(), ""), (folder_paths.get_output_directory(), " [output]")):
         names = []
-        for root, _, files in os.walk(folder):
+        for root, _, files in os.walk(folder):  # hidden names are files still being written (atomic_path)
             names += [os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/") + note
-                      for name in files if name.lower().endswith(extensions)]
+                      for name in files if name.lower().endswith(extensions) and not name.startswith(".")]
         found += sorted(names)
     return found
 
@@ -73,7 +165,30 @@ def _preview_tuple(image) -> tuple:
     from PIL import Image
 
     array = np.asarray(image.detach().float().cpu() if hasattr(image, "detach") else image)
-    return "JPEG", Image.fromarray((array.clip(0, 1) * 255).round().astype("uint8")), 512
+    picture = Image.fromarray((array.clip(0, 1) * 255).round().astype("uint8"))
+    if picture.width < 256:  # latent-resolution previews: enlarge so the node shows more than a thumbnail
+        factor = -(-256 // picture.width)
+        picture = picture.resize((picture.width * factor, picture.height * factor), Image.BILINEAR)
+    return "JPEG", picture, 512
+
+
+def progress_text(message: str) -> None:
+    """A line of text under the running node's progress bar (e.g. "frame 3 of 49"), where the host supports it."""
+    try:
+        from comfy_execution.utils import get_executing_context
+        from server import PromptServer
+    except ImportError:
+        return
+    context, server = get_executing_context(), getattr(PromptServer, "instance", None)
+    if context is not None and server is not None and hasattr(server, "send_progress_text"):
+        server.send_progress_text(message, context.node_id)
+
+
+def cache_folder(name: str) -> Path:
+    """A folder in ComfyUI's user directory that survives restarts (resumable work, such as per-frame videos)."""
+    folder = Path(folder_paths.get_user_directory()) / "dimensionx" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @contextlib.contextmanager
@@ -83,6 +198,46 @@ def comfy_interrupts():
         yield
     except Interrupted:
         raise model_management.InterruptProcessingException()
+
+
+# --- memory manager ------------------------------------------------------------------------------------------------
+
+class _Holder(torch.nn.Module):
+    """ModelPatcher writes bookkeeping attributes (`device`, ...) onto the module it manages; diffusers models
+    make `device` a read-only property, so the patcher manages this holder around them instead."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+
+def managed(module: torch.nn.Module, load_device, offload_device) -> "comfy.model_patcher.ModelPatcher":
+    return comfy.model_patcher.ModelPatcher(_Holder(module), load_device=load_device, offload_device=offload_device)
+
+
+@dataclass
+class ManagedVideoModel:
+    """DIMX_VIDEO_MODEL: the parts of a CogVideoX model, each under ComfyUI's memory manager."""
+    parts: VideoComponents
+    patchers: dict[int, "comfy.model_patcher.ModelPatcher"]
+
+    @classmethod
+    def wrap(cls, parts: VideoComponents) -> "ManagedVideoModel":
+        mm = model_management
+        patchers = {
+            id(parts.transformer): managed(parts.transformer, mm.get_torch_device(), mm.unet_offload_device()),
+            id(parts.vae): managed(parts.vae, mm.vae_device(), mm.vae_offload_device()),
+            id(parts.text_encoder): managed(parts.text_encoder, mm.text_encoder_device(),
+                                            mm.text_encoder_offload_device()),
+        }
+        return cls(parts, patchers)
+
+    def place(self, module: torch.nn.Module) -> torch.device:
+        """Ask ComfyUI to load `module` fully onto its device (offloading other models if needed)."""
+        patcher = self.patchers[id(module)]
+        patcher.size = 0  # recomputed: attached director adapters make the module larger
+        model_management.load_models_gpu([patcher], force_full_load=True)
+        return torch.device(patcher.load_device)
 
 
 # --- devices -------------------------------------------------------------------------------------------------------
@@ -115,4 +270,5 @@ def host_features() -> dict[str, str | bool]:
         "comfyui": version,
         "core_splat_type": hasattr(io, "Splat"),
         "native_cogvideox": importlib.util.find_spec("comfy.ldm.cogvideo") is not None,
+        "load3d_camera": hasattr(io, "Load3DCamera"),
     }

@@ -5,3 +5,4 @@ VideoModel = io.Custom("DIMX_VIDEO_MODEL")      # loaded CogVideoX image-to-vide
 Directors = io.Custom("DIMX_DIRECTORS")         # named director LoRAs, resident together
 Trajectory = io.Custom("DIMX_TRAJECTORY")       # dimx_core.camera.Trajectory
 Gaussians = io.Custom("DIMX_GAUSSIANS")         # dimx_core.recon Gaussians (optionally with a deformation field)
+IdentityGuide = io.Custom("DIMX_IDENTITY_GUIDE")  # dimx_core.identity.latents.IdentityGuide

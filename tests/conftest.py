@@ -7,3 +7,9 @@ from dimx_core.tiny import build_tiny_model
 def tiny_model_dir(tmp_path_factory):
     """A freshly built tiny CogVideoX image-to-video folder, shared by the whole session."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_15_dir(tmp_path_factory):
+    """A tiny CogVideoX 1.5 image-to-video folder (temporal patches, ofs, inverted latent scale)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny15") / "model", seed=0, version="1.5")

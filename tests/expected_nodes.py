@@ -2,6 +2,22 @@
 check that a live ComfyUI shows exactly these. Some nodes exist only where the host offers what they need."""
 EXPECTED_NODES = {
     "DimensionXPackInfo",
+    "DimensionXLoadVideoModel",
+    "DimensionXLoadDirectorLoRA",
+    "DimensionXDirectorSampler",
+    "DimensionXSwitchOnceSampler",
+    "DimensionXArticulatedVideo",
+    "DimensionXSelectReferenceFrame",
+    "DimensionXReferenceLatentShare",
+    "DimensionXMultiViewGenerate",
+    "DimensionXAppearanceRefine",
+    "DimensionXTrajectoryPlanner",
+    "DimensionXArticulatedPathPlanner",
+    "DimensionXDirectorChooser",
+    "DimensionXTrajectoryExport",
+    "DimensionXTrajectoryLoad",
+    "DimensionXTrajectoryToLoad3DCamera",   # where the host has LOAD3D_CAMERA (every supported ComfyUI does)
+    "DimensionXLoad3DCamerasToViews",       # same
     "DimensionXGaussianReconstruct",
     "DimensionXSaveGaussians",
     "DimensionXLoadGaussians",

@@ -7,14 +7,14 @@ in the OpenCV convention. The world frame is kept as it is in both directions.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..files import atomic_path
+from .conventions import opencv_to_opengl, opengl_to_opencv
 from .trajectory import Trajectory
-
-OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])  # flips the camera's y and z axes; its own inverse
 
 
 def frame_name(index: int) -> str:
@@ -28,7 +28,7 @@ def write_transforms_json(path: str | Path, trajectory: Trajectory, file_paths: 
     first = trajectory.intrinsics[0]
     frames = []
     for name, c2w, k in zip(names, trajectory.c2w_opencv, trajectory.intrinsics):
-        frames.append({"file_path": name, "transform_matrix": (c2w @ OPENCV_TO_OPENGL).tolist(),
+        frames.append({"file_path": name, "transform_matrix": opencv_to_opengl(c2w).tolist(),
                        "fl_x": k[0, 0], "fl_y": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]})
     document = {
         "camera_model": "OPENCV", "w": trajectory.width, "h": trajectory.height,
@@ -58,7 +58,7 @@ def read_transforms_json(path: str | Path) -> tuple[Trajectory, list[str]]:
     poses, intrinsics, names = [], [], []
     for index, frame in enumerate(frames):
         try:
-            poses.append(np.asarray(frame["transform_matrix"], dtype=np.float64) @ OPENCV_TO_OPENGL)
+            poses.append(opengl_to_opencv(frame["transform_matrix"]))
             fx = frame.get("fl_x", document.get("fl_x"))
             fy = frame.get("fl_y", document.get("fl_y", fx))
             cx = frame.get("cx", document.get("cx", width / 2))
@@ -159,3 +159,25 @@ def read_colmap_text(folder: str | Path) -> tuple[Trajectory, list[str]]:
     trajectory = Trajectory(np.stack([c2w for _, c2w, _ in images]), np.stack([k for _, _, (_, _, k) in images]),
                             width, height, pattern="imported")
     return trajectory, [name for name, _, _ in images]
+
+
+def read_camera_file(path: str | Path) -> tuple[Trajectory, list[str]]:
+    """A transforms.json file or a COLMAP text folder, whichever `path` is."""
+    path = Path(path)
+    return read_colmap_text(path) if path.is_dir() else read_transforms_json(path)
+
+
+def find_camera_files(root: str | Path, max_depth: int = 4) -> list[str]:
+    """Camera files under `root`, relative and '/'-separated: *transforms*.json files and folders holding
+    COLMAP cameras.txt + images.txt. Hidden folders are skipped; the walk stops `max_depth` folders down."""
+    root = Path(root)
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        relative = Path(folder).relative_to(root)
+        depth = len(relative.parts)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".")) if depth < max_depth else []
+        if {"cameras.txt", "images.txt"} <= set(files) and depth > 0:
+            found.append(relative.as_posix())
+        found += [(relative / name).as_posix() for name in files
+                  if name.endswith(".json") and "transforms" in name and not name.startswith(".")]
+    return sorted(found)

@@ -1,5 +1,3 @@
-import shutil
-
 import pytest
 
 from harness.assets import ensure_tiny_models
@@ -13,7 +11,6 @@ def comfy(tmp_path_factory):
     """One live ComfyUI (0.3.75, or COMFYUI_PATH) with the pack and the tiny models, for the whole session."""
     root, python = comfy_root_and_python(CACHE)
     base = prepare_instance(tmp_path_factory.mktemp("comfy"), ensure_tiny_models(CACHE))
-    shutil.copytree(REPO / "workflows" / "inputs", base / "input", dirs_exist_ok=True)  # as the demo does
     server = ComfyServer(root, base, python).start()
     yield server
     server.stop()

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from dimx_core.camera import Trajectory
+from dimx_core.camera import Trajectory, plan
+from dimx_core.camera.conventions import from_load3d_camera, opencv_to_opengl, opengl_to_opencv, to_load3d_camera
 from dimx_core.camera.formats import (quaternion_wxyz_to_rotation, read_colmap_text, read_transforms_json,
                                       write_colmap_text, write_transforms_json)
 
@@ -65,3 +66,57 @@ def test_unreadable_files_say_so(tmp_path):
         read_transforms_json(tmp_path / "t.json")
     with pytest.raises(ValueError, match="COLMAP"):
         read_colmap_text(tmp_path)
+
+
+@pytest.mark.parametrize("pattern", ["orbit_up", "dolly_out", "roll_left", "orbit_360"])
+def test_planned_paths_export_and_parse_back_identically(tmp_path, pattern):
+    planned = plan(pattern, frames=17, radius=2.5, elevation=10.0, fov_deg=55.0, easing="ease")
+    back, names = read_transforms_json(write_transforms_json(tmp_path / "transforms.json", planned))
+    np.testing.assert_allclose(back.c2w_opencv, planned.c2w_opencv, atol=1e-12)
+    np.testing.assert_allclose(back.intrinsics, planned.intrinsics, atol=1e-12)
+    assert (back.pattern, back.director, back.meta) == (planned.pattern, planned.director, planned.meta)
+    assert (back.pivot is None) == (planned.pivot is None) and len(names) == 17
+    write_colmap_text(tmp_path / "colmap", planned)
+    back, names = read_colmap_text(tmp_path / "colmap")
+    np.testing.assert_allclose(back.c2w_opencv, planned.c2w_opencv, atol=1e-9)
+    np.testing.assert_allclose(back.intrinsics, planned.intrinsics, atol=1e-9)
+
+
+def test_opengl_conversion_flips_the_camera_axes_and_is_its_own_inverse(trajectory):
+    gl = opencv_to_opengl(trajectory.c2w_opencv)
+    np.testing.assert_allclose(gl[:, :3, 1], -trajectory.c2w_opencv[:, :3, 1])
+    np.testing.assert_allclose(gl[:, :3, 3], trajectory.positions)
+    np.testing.assert_allclose(opengl_to_opencv(gl), trajectory.c2w_opencv)
+
+
+def test_load3d_camera_of_the_first_frame_is_a_default_threejs_camera():
+    camera = to_load3d_camera(plan("orbit_left", 5, 40.0, radius=3.0, fov_deg=60.0))
+    assert camera["position"] == {"x": 0.0, "y": 0.0, "z": 0.0} and camera["cameraType"] == "perspective"
+    assert camera["target"] == pytest.approx({"x": 0.0, "y": 0.0, "z": -3.0})  # looks down -z at the pivot
+    assert camera["quaternion"] == pytest.approx({"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0})
+    assert camera["fov"] == pytest.approx(2 * np.degrees(np.arctan(240 / (360 / np.tan(np.radians(30))))))
+    assert camera["aspect"] == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("pattern", ["orbit_left", "roll_right", "orbit_up", "truck_left"])
+def test_load3d_camera_round_trip(pattern):
+    planned = plan(pattern, 7, 0.5 if pattern == "truck_left" else 35.0, radius=2.0, fov_deg=50.0)
+    for index in range(7):
+        c2w, k = from_load3d_camera(to_load3d_camera(planned, index), planned.width, planned.height)
+        np.testing.assert_allclose(c2w, planned.c2w_opencv[index], atol=1e-9)
+        np.testing.assert_allclose(k, planned.intrinsics[index], atol=1e-9)
+
+
+def test_load3d_camera_without_quaternion_uses_position_and_target():
+    planned = plan("orbit_left", 5, 60.0, radius=2.0)  # no roll: recoverable from where the camera looks
+    old_style = {key: value for key, value in to_load3d_camera(planned, 4).items() if key in
+                 ("position", "target", "zoom", "cameraType")}
+    c2w, k = from_load3d_camera(old_style, 720, 480, default_fov_deg=40.0)
+    np.testing.assert_allclose(c2w, planned.c2w_opencv[4], atol=1e-9)
+    assert k[1, 1] == pytest.approx(240 / np.tan(np.radians(20)))
+    with pytest.raises(ValueError, match="only perspective cameras"):
+        from_load3d_camera(old_style | {"cameraType": "orthographic"}, 720, 480)
+    with pytest.raises(ValueError, match="position must be a dict with numbers x, y, z"):
+        from_load3d_camera({"position": [0, 0, 0], "target": {"x": 0, "y": 0, "z": 1}}, 720, 480)
+    with pytest.raises(ValueError, match="frame index 9"):
+        to_load3d_camera(planned, 9)

@@ -39,3 +39,30 @@ def test_bad_arguments_are_refused_by_argparse(argv):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
+
+
+def test_generate_writes_a_video_and_frames(tiny_model_dir, tmp_path, capsys):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from dimx_core.tiny import build_tiny_lora
+
+    iio.imwrite(tmp_path / "in.png", np.full((120, 200, 3), 128, np.uint8))
+    lora = build_tiny_lora(tiny_model_dir, tmp_path / "s.safetensors", "s")
+    common = ["generate", "--model", str(tiny_model_dir), "--image", str(tmp_path / "in.png"), "--prompt", "a cat",
+              "--steps", "2", "--director", f"{lora}:0.5"]
+    assert main(common + ["--out", str(tmp_path / "frames")]) == 0
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir())[::16] == ["frame_00000.png", "frame_00016.png"]
+    assert iio.imread(tmp_path / "frames" / "frame_00003.png").shape == (96, 144, 3)
+    assert main(common + ["--out", str(tmp_path / "video.mp4")]) == 0
+    assert iio.imread(tmp_path / "video.mp4").shape[1:] == (96, 144, 3)
+    assert "center-cropped to 180x120" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+
+
+def test_lora_info_names_format_rank_and_scale(tiny_model_dir, tmp_path, capsys):
+    from dimx_core.tiny import build_tiny_lora
+
+    assert main(["lora-info", str(build_tiny_lora(tiny_model_dir, tmp_path / "t.safetensors", "t"))]) == 0
+    out = capsys.readouterr().out
+    assert "diffusers/PEFT keys" in out and "rank: 8" in out and "W + 0.125·B·A" in out

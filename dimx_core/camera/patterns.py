@@ -1,0 +1,141 @@
+"""The camera motions of DimensionX's S-Directors, and the director LoRA that produces each: one table.
+
+Every motion is a one-parameter rigid motion written in the first camera's frame (OpenCV: x right, y down,
+z forward), so a path of `amount` followed by a path of `amount2` is exactly the path of `amount + amount2`:
+that is what lets long paths be cut into chained clips (articulated.py) without any drift.
+
+Kinds:
+- "translate": the camera slides along `axis` (scene units), orientation fixed.
+- "rotate": the camera turns about `axis` through its own centre (degrees), position fixed.
+- "orbit": the camera turns about `axis` through the pivot, which sits `radius` ahead of the first camera on
+  its optical axis; it keeps its distance to the pivot and keeps looking at it (degrees).
+  Horizontal orbits turn about the world's vertical, which is tilted by `elevation` (the first camera looks
+  down at the pivot from `elevation` degrees above the horizon).
+
+Director names (the pack's naming scheme, one name per motion, shared with the LoRA files people rename):
+the pattern name itself. `released_file` gives the file name of the public DimensionX release where one is
+known (github.com/wenqsun/DimensionX: a Google Drive "S-Director" archive, mirrored on Hugging Face under
+the same names): only orbit_left and orbit_up have been published; the README's to-do list still has "the rest
+S-Directors". `authors_name` is the motion's name in the authors' own inference configs
+(cogvideo/tools/batch_run_trans.py and batch_run_rotation.py in that repository), for readers of their code.
+`mirror` is the motion seen in a left-right mirrored image (x -> -x): running the mirror's director on the
+mirrored input image and mirroring the frames back gives this motion, so orbit_right can be had from the
+released orbit_left.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+@dataclass(frozen=True)
+class Pattern:
+    name: str
+    kind: str                 # "translate" | "rotate" | "orbit"
+    axis: tuple[float, float, float]  # unit axis in the first camera's frame, sign included
+    description: str
+    mirror: str | None        # the pattern this one becomes in a left-right mirrored image, if any
+    released_file: str | None = None
+    authors_name: str | None = None
+    loop: bool = False        # a closed loop: frames spread over [0, 360) without repeating the first
+
+    @property
+    def director(self) -> str:
+        return self.name
+
+    @property
+    def unit(self) -> str:
+        return "scene units" if self.kind == "translate" else "degrees"
+
+
+_RIGHT, _DOWN, _FORWARD = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
+
+
+def _neg(axis: tuple[float, float, float]) -> tuple[float, float, float]:
+    return tuple(-a for a in axis)
+
+
+# The table. Orbit axes of the horizontal orbits are given for elevation 0 and tilted by `elevation` on use.
+TABLE: tuple[Pattern, ...] = (
+    Pattern("truck_left", "translate", _neg(_RIGHT), "slide left (-x)", "truck_right", authors_name="x_left"),
+    Pattern("truck_right", "translate", _RIGHT, "slide right (+x)", "truck_left", authors_name="x_right"),
+    Pattern("pedestal_up", "translate", _neg(_DOWN), "rise (-y, OpenCV y points down)", "pedestal_up",
+            authors_name="y_up"),
+    Pattern("pedestal_down", "translate", _DOWN, "sink (+y)", "pedestal_down", authors_name="y_down"),
+    Pattern("dolly_in", "translate", _FORWARD, "move forward (+z)", "dolly_in", authors_name="z_zoom_in"),
+    Pattern("dolly_out", "translate", _neg(_FORWARD), "move back (-z)", "dolly_out", authors_name="z_zoom_out"),
+    Pattern("pan_left", "rotate", _neg(_DOWN), "turn left in place (yaw)", "pan_right", authors_name="pan_left"),
+    Pattern("pan_right", "rotate", _DOWN, "turn right in place (yaw)", "pan_left", authors_name="pan_right"),
+    Pattern("tilt_up", "rotate", _RIGHT, "look up in place (pitch)", "tilt_up", authors_name="pan_up"),
+    Pattern("tilt_down", "rotate", _neg(_RIGHT), "look down in place (pitch)", "tilt_down", authors_name="pan_down"),
+    Pattern("roll_left", "rotate", _neg(_FORWARD),
+            "roll counter-clockwise seen from behind the camera (its up vector tips left)", "roll_right",
+            authors_name="pan_rotation_left"),
+    Pattern("roll_right", "rotate", _FORWARD,
+            "roll clockwise seen from behind the camera (its up vector tips right)", "roll_left",
+            authors_name="pan_rotation_right"),
+    Pattern("orbit_left", "orbit", _DOWN, "circle the pivot moving left, looking at it", "orbit_right",
+            released_file="orbit_left_lora_weights.safetensors"),
+    Pattern("orbit_right", "orbit", _neg(_DOWN), "circle the pivot moving right, looking at it", "orbit_left"),
+    Pattern("orbit_up", "orbit", _neg(_RIGHT), "circle the pivot moving up, looking down at it", "orbit_up",
+            released_file="orbit_up_lora_weights.safetensors"),
+    Pattern("orbit_down", "orbit", _RIGHT, "circle the pivot moving down, looking up at it", "orbit_down"),
+    Pattern("orbit_360", "orbit", _DOWN, "a full circle around the pivot, moving left (DimensionX's 145-frame "
+            "360-degree model, a full SAT checkpoint rather than a LoRA; not publicly released)", None, loop=True),
+)
+
+BY_NAME: dict[str, Pattern] = {p.name: p for p in TABLE}
+PATTERNS: tuple[str, ...] = tuple(BY_NAME)
+TWO_VIEW_PATTERNS: tuple[str, ...] = tuple(p.name for p in TABLE if not p.loop)  # motions between two views
+RELEASED_DIRECTORS: tuple[str, ...] = tuple(p.name for p in TABLE if p.released_file)
+
+
+def get(pattern: str) -> Pattern:
+    try:
+        return BY_NAME[pattern]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown pattern {pattern!r}; choose one of: {', '.join(PATTERNS)}") from None
+
+
+def director_name(pattern: str) -> str:
+    """Name of the S-Director LoRA that produces `pattern` (see the module docstring for the scheme)."""
+    return get(pattern).director
+
+
+def is_horizontal_orbit(spec: Pattern) -> bool:
+    return spec.kind == "orbit" and abs(spec.axis[1]) == 1.0
+
+
+def world_down(elevation_deg: float) -> np.ndarray:
+    """The world's downward vertical in the first camera's frame, when that camera looks down by `elevation`."""
+    e = np.radians(elevation_deg)
+    return np.array([0.0, np.cos(e), np.sin(e)])
+
+
+def motion_axis(spec: Pattern, elevation_deg: float = 0.0) -> np.ndarray:
+    if is_horizontal_orbit(spec):
+        return spec.axis[1] * world_down(elevation_deg)
+    return np.asarray(spec.axis, dtype=np.float64)
+
+
+def pattern_pose(pattern: str | Pattern, amount: float | np.ndarray, radius: float = 1.0,
+                 elevation_deg: float = 0.0) -> np.ndarray:
+    """Camera-to-world pose(s) after moving `amount` (degrees or scene units) along the pattern, (..., 4, 4).
+
+    The first camera (amount 0) is the identity; the pivot of orbits is (0, 0, radius)."""
+    spec = pattern if isinstance(pattern, Pattern) else get(pattern)
+    amount = np.asarray(amount, dtype=np.float64)
+    axis = motion_axis(spec, elevation_deg)
+    poses = np.broadcast_to(np.eye(4), amount.shape + (4, 4)).copy()
+    if spec.kind == "translate":
+        poses[..., :3, 3] = amount[..., None] * axis
+        return poses
+    rotation = Rotation.from_rotvec((np.radians(amount)[..., None] * axis).reshape(-1, 3)).as_matrix()
+    rotation = rotation.reshape(amount.shape + (3, 3))
+    poses[..., :3, :3] = rotation
+    if spec.kind == "orbit":
+        pivot = np.array([0.0, 0.0, radius])
+        poses[..., :3, 3] = pivot - rotation @ pivot  # turn about the pivot: x -> R (x - p) + p
+    return poses

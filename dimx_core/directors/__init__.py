@@ -1,0 +1,1 @@
+"""Director LoRAs: read every real file format, attach them as named adapters, schedule them per step."""

@@ -1,0 +1,168 @@
+"""Identity-preserving 4D on the tiny model: the math of latent sharing, SDEdit and the multi-view grid."""
+import numpy as np
+import pytest
+import torch
+
+from dimx_core.directors import schedule
+from dimx_core.directors.adapters import Director
+from dimx_core.directors.formats import read_lora
+from dimx_core.hooks import Hooks, Interrupted
+from dimx_core.identity.latents import build_guide, encode_video
+from dimx_core.identity.multiview import VideoCache, generate_multiview, per_camera
+from dimx_core.identity.reference import select_reference_frame
+from dimx_core.identity.refine import refine_videos
+from dimx_core.tiny import build_tiny_lora
+from dimx_core.video.components import load_diffusers_folder
+from dimx_core.video.guides import LatentBlend
+from dimx_core.video.sampling import SamplerSettings, generate, make_scheduler
+
+CPU = torch.device("cpu")
+
+
+def on_cpu(module):
+    return CPU
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_model_dir):
+    return load_diffusers_folder(tiny_model_dir, dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def reference(parts):
+    video = torch.rand(17, 96, 144, 3, generator=torch.Generator().manual_seed(3))
+    return encode_video(parts, video, on_cpu)
+
+
+def image(seed):
+    return torch.rand(96, 144, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def latents_entering_the_transformer(parts):
+    seen = []
+    handle = parts.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["hidden_states"][0, :, :16].clone()), with_kwargs=True)
+    return seen, handle
+
+
+def test_lambda_zero_replaces_the_latents_by_the_schedulers_noised_reference(parts, reference):
+    noise = torch.randn(reference.shape, generator=torch.Generator().manual_seed(9))
+    blend = LatentBlend(reference, noise, weight=0.0, first=1, last=2)
+    seen, handle = latents_entering_the_transformer(parts)
+    try:
+        generate(parts, image(0), "x", settings=SamplerSettings(steps=4), blend=blend, place=on_cpu, preview_every=0)
+    finally:
+        handle.remove()
+    scheduler = make_scheduler("ddim", parts.scheduler_config)
+    scheduler.set_timesteps(4)
+    expected = scheduler.add_noise(reference, noise, scheduler.timesteps[1:2])
+    assert torch.allclose(seen[1], expected[0], atol=1e-6)
+    assert not torch.allclose(seen[2], scheduler.add_noise(reference, noise, scheduler.timesteps[2:3])[0], atol=1e-3)
+
+
+def test_lambda_one_is_exactly_the_unguided_run(parts, reference):
+    noise = torch.randn(reference.shape)
+    settings = SamplerSettings(steps=3, seed=4)
+    plain = generate(parts, image(1), "x", settings=settings, place=on_cpu, preview_every=0).frames
+    guided = generate(parts, image(1), "x", settings=settings, place=on_cpu, preview_every=0,
+                      blend=LatentBlend(reference, noise, 1.0, 0, 3)).frames
+    assert torch.equal(plain, guided)
+
+
+def test_the_guide_starts_from_z_ref_at_the_start_strength(parts, reference):
+    guide = build_guide(reference, start_strength=0.5, blend_weight=1.0, blend_first=0, blend_last=0, seed=2)
+    seen, handle = latents_entering_the_transformer(parts)
+    try:
+        generate(parts, image(2), "x", settings=SamplerSettings(steps=4), start=guide.start, place=on_cpu,
+                 preview_every=0)
+    finally:
+        handle.remove()
+    scheduler = make_scheduler("ddim", parts.scheduler_config)
+    scheduler.set_timesteps(4)
+    assert len(seen) == 2  # half the schedule
+    assert torch.allclose(seen[0], scheduler.add_noise(reference, guide.start.noise, scheduler.timesteps[2:3])[0],
+                          atol=1e-6)
+
+
+def test_sdedit_at_zero_returns_the_input_and_at_full_noise_ignores_it(parts):
+    videos = torch.rand(2, 17, 96, 144, 3, generator=torch.Generator().manual_seed(5))
+    settings = SamplerSettings(steps=2, seed=1)
+    assert refine_videos(parts, videos, "x", "", settings, [], schedule.constant([], 2), 0.0, False,
+                         place=on_cpu) is videos
+    other = videos.clone()
+    other[:, 1:] = torch.rand_like(other[:, 1:])  # same first frame (the conditioning image), other content
+    full = [refine_videos(parts, v, "x", "", settings, [], schedule.constant([], 2), 1.0, False, place=on_cpu)
+            for v in (videos, other)]
+    assert torch.allclose(full[0], full[1], atol=1e-6)
+    half = [refine_videos(parts, v, "x", "", settings, [], schedule.constant([], 2), 0.5, True, place=on_cpu)
+            for v in (videos, other)]
+    assert (half[0] - half[1]).abs().max() > 1e-3  # part-way, the input shapes the result
+
+
+def test_refine_pads_short_videos_and_refuses_long_ones(parts):
+    short = torch.rand(1, 9, 96, 144, 3)
+    out = refine_videos(parts, short, "x", "", SamplerSettings(steps=2), [], schedule.constant([], 2), 0.5, False,
+                        place=on_cpu)
+    assert out.shape == short.shape
+    with pytest.raises(ValueError, match="longer than the model's 17"):
+        refine_videos(parts, torch.rand(1, 20, 96, 144, 3), "x", "", SamplerSettings(steps=2), [],
+                      schedule.constant([], 2), 0.5, False, place=on_cpu)
+
+
+def test_per_camera_assembly_puts_frame_i_j_in_video_j_at_time_i():
+    grid = torch.arange(3 * 4).float().reshape(3, 4, 1, 1, 1).expand(3, 4, 2, 2, 3)  # value = 4 i + j
+    videos = per_camera(grid)
+    assert videos.shape == (4, 3, 2, 2, 3)
+    for i in range(3):
+        for j in range(4):
+            assert videos[j, i, 0, 0, 0] == 4 * i + j
+
+
+def test_multiview_resumes_from_cached_videos(parts, tiny_model_dir, tmp_path, reference):
+    lora = read_lora(build_tiny_lora(tiny_model_dir, tmp_path / "s.safetensors", "s"))
+    directors, plan = [Director("orbit", "S", 1.0, lora)], schedule.constant(["orbit"], 2)
+    frames = torch.rand(3, 96, 144, 3, generator=torch.Generator().manual_seed(1))
+    guide = build_guide(reference, 0.9, 0.5, 0, 1, seed=0)
+    cache, settings = VideoCache(tmp_path / "cache"), SamplerSettings(steps=2)
+    calls = []
+    stop_after_first = Hooks(should_stop=lambda: len(list((tmp_path / "cache").glob("*.pt"))) >= 1)
+    with pytest.raises(Interrupted):
+        generate_multiview(parts, frames, "x", "", settings, directors, plan, guide=guide, place=on_cpu,
+                           cache=cache, hooks=stop_after_first)
+    grid = generate_multiview(parts, frames, "x", "", settings, directors, plan, guide=guide, place=on_cpu,
+                              cache=cache, views=[0, 8, 16], on_video=lambda i, n, c: calls.append(c))
+    assert calls == [True, False, False] and grid.shape == (3, 3, 96, 144, 3)
+    again = generate_multiview(parts, frames, "x", "", settings, directors, plan, guide=guide, place=on_cpu,
+                               cache=cache, views=[0, 8, 16])
+    assert torch.allclose(grid, again, atol=1 / 255)
+
+
+def test_the_guide_makes_per_frame_videos_agree(parts, reference):
+    """The identity guide's purpose, measured: variance across the N videos at the same camera index."""
+    frames = torch.rand(3, 96, 144, 3, generator=torch.Generator().manual_seed(8))
+    settings, plan = SamplerSettings(steps=4, seed=2), schedule.constant([], 4)
+    free = generate_multiview(parts, frames, "x", "", settings, [], plan, place=on_cpu)
+    light, strong = (generate_multiview(parts, frames, "x", "", settings, [], plan, place=on_cpu,
+                                        guide=build_guide(reference, 0.9, weight, 0, last, seed=0))
+                     for weight, last in ((0.5, 2), (0.0, 3)))
+    spread = [v[:, 1:].var(dim=0).mean().item() for v in (free, light, strong)]  # frame 0: each video's own image
+    print(f"variance across per-frame videos: guide off {spread[0]:.3g}, lambda 0.5 x 2 steps {spread[1]:.3g}, "
+          f"lambda 0 x 3 steps {spread[2]:.3g}")
+    assert spread[0] > spread[1] > spread[2]
+
+
+def test_reference_frame_is_the_one_whose_motion_covers_the_most():
+    rng = torch.Generator().manual_seed(0)
+    background, texture = torch.rand(64, 96, 3, generator=rng) * 0.5, torch.rand(20, 20, 3, generator=rng)
+    video = background.expand(6, 64, 96, 3).clone()
+    for t, x in enumerate([10, 12, 14, 24, 34, 36]):  # slow, slow, fast, fast, slow
+        video[t, 22:42, x:x + 20] = texture
+    choice = select_reference_frame(video)
+    assert choice.index in (2, 3) and choice.scores[choice.index] > 2 * choice.scores[0]
+    only_left = torch.zeros(64, 96)
+    only_left[:, :12] = 1
+    masked = select_reference_frame(video, mask=only_left)
+    assert masked.masks[:, :, 12:].sum() == 0 and masked.scores.max() <= choice.scores.max()
+    with pytest.raises(ValueError, match="does not match 6 frames"):
+        select_reference_frame(video, mask=torch.zeros(3, 10, 10))
+    assert "reference frame" in choice.describe()
