@@ -62,6 +62,9 @@ class GaussianReconstruct(io.ComfyNode):
                              tooltip="Seed for starting points, view order and densification."),
                 io.Int.Input("steps", default=0, min=0, max=100_000,
                              tooltip="Optimisation steps; 0 uses the preset's count. Schedules scale with it."),
+                io.Int.Input("initial_points", default=0, min=0, max=2_000_000,
+                             tooltip="Random starting Gaussians when SfM gives no points; 0 uses the preset's "
+                                     "(30k fast, 50k standard, 100k high). Fewer is faster on a CPU."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Optional: white pixels are fitted, black ones ignored (one mask for all "
                                       "frames, or one per frame)."),
@@ -73,10 +76,10 @@ class GaussianReconstruct(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, frames, trajectory, preset, poses, seed, steps, mask=None) -> io.NodeOutput:
+    def execute(cls, frames, trajectory, preset, poses, seed, steps, initial_points=0, mask=None) -> io.NodeOutput:
         device = host.compute_device()
         options = ReconstructOptions(preset=preset, poses=poses, seed=seed, steps=steps or None,
-                                     device=str(device))
+                                     initial_points=initial_points or None, device=str(device))
         host.make_room(TRAINING_MEMORY)
         with host.comfy_interrupts():
             result = reconstruct(frames, trajectory, options, mask=mask,

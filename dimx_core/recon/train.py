@@ -203,12 +203,15 @@ def _parameters(scene: Gaussians, device: torch.device) -> dict[str, torch.nn.Pa
     return {name: torch.nn.Parameter(value.to(device).contiguous()) for name, value in tensors.items()}
 
 
+@torch.inference_mode(False)  # hosts such as ComfyUI run nodes under inference_mode; a fit needs autograd
+@torch.enable_grad()
 def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = ReconstructOptions(), *,
                 mask=None, hooks: Hooks = NO_HOOKS) -> Reconstruction:
     """Fit 3D Gaussians to `frames` ((N, H, W, 3) in 0..1, tensor or array) taken along `trajectory`.
 
     `mask` ((H, W), (1, H, W) or (N, H, W), 1 = fit this pixel) restricts the loss. Progress goes through
-    `hooks` (SfM, then one step per optimisation step with a preview image every `preview_every`)."""
+    `hooks` (SfM, then one step per optimisation step with a preview image every `preview_every`). Works
+    whatever the caller's grad mode: inputs are copied into fresh tensors."""
     require("gsplat", "densification (gsplat's DefaultStrategy)")
     from gsplat.strategy import DefaultStrategy
 
