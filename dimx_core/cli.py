@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .camera import cli as camera_cli
+from .recon import cli as recon_cli
 from .speed import cli as speed_cli
 from .video import cli as video_cli
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     video_cli.register(commands)
     camera_cli.register(commands)
+    recon_cli.register(commands)
     speed_cli.register(commands)
     return parser
 

@@ -120,6 +120,34 @@ def input_path(relative: str) -> Path:
     return Path(path)
 
 
+# --- result files --------------------------------------------------------------------------------------------------
+
+def result_path(filename_prefix: str, extension: str, *, temp: bool = False) -> tuple[str, str, str]:
+    """(full path, subfolder, file name) of a new numbered result file under ComfyUI's output (or temp)
+    folder, as SaveImage names them: <prefix>_00001_.<extension>. Refuses prefixes that leave the folder."""
+    folder = folder_paths.get_temp_directory() if temp else folder_paths.get_output_directory()
+    full_folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, folder)
+    filename = f"{name}_{counter:05}_.{extension}"
+    return os.path.join(full_folder, filename), subfolder, filename
+
+
+def input_or_output_files(extensions: tuple[str, ...]) -> list[str]:
+    """Files with these extensions in ComfyUI's input folder (plain names), then in its output folder
+    (annotated ' [output]', the form ComfyUI's own loaders resolve), each sorted."""
+    found = []
+    for folder, note in ((folder_paths.get_input_directory(), ""), (folder_paths.get_output_directory(), " [output]")):
+        names = []
+        for root, _, files in os.walk(folder):  # hidden names are files still being written (atomic_path)
+            names += [os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/") + note
+                      for name in files if name.lower().endswith(extensions) and not name.startswith(".")]
+        found += sorted(names)
+    return found
+
+
+def annotated_path(name: str) -> str:
+    return folder_paths.get_annotated_filepath(name)
+
+
 # --- progress and interrupts ---------------------------------------------------------------------------------------
 
 def hooks(total: int) -> Hooks:
@@ -237,6 +265,14 @@ def compute_device():
 
 def intermediate_device():
     return model_management.intermediate_device()
+
+
+def make_room(bytes_needed: int) -> None:
+    """Ask ComfyUI's memory manager to unload models until `bytes_needed` are free on the compute device
+    (a reconstruction's tensors are not models it manages)."""
+    device = compute_device()
+    if device.type != "cpu":
+        model_management.free_memory(bytes_needed, device)
 
 
 # --- what this ComfyUI offers --------------------------------------------------------------------------------------

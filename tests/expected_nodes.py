@@ -1,5 +1,5 @@
 """Every node the pack registers. The node tests check the extension lists exactly these; the host tests
-check that a live ComfyUI shows exactly these."""
+check that a live ComfyUI shows exactly these. Some nodes exist only where the host offers what they need."""
 EXPECTED_NODES = {
     "DimensionXPackInfo",
     "DimensionXLoadVideoModel",
@@ -19,4 +19,13 @@ EXPECTED_NODES = {
     "DimensionXTrajectoryLoad",
     "DimensionXTrajectoryToLoad3DCamera",   # where the host has LOAD3D_CAMERA (every supported ComfyUI does)
     "DimensionXLoad3DCamerasToViews",       # same
+    "DimensionXGaussianReconstruct",
+    "DimensionXSaveGaussians",
+    "DimensionXLoadGaussians",
+    "DimensionXPreviewGaussians",
 }
+NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat"}  # registered only on hosts with the core SPLAT type
+
+
+def expected_nodes(core_splat: bool) -> set[str]:
+    return EXPECTED_NODES | (NEEDS_CORE_SPLAT if core_splat else set())

@@ -3,15 +3,18 @@ import pytest
 
 from harness.comfyhost import REPO, ComfyError, ComfyServer, comfy_root_and_python, prepare_instance
 from harness.workflows import load_workflow, ui_to_api
-from tests.expected_nodes import EXPECTED_NODES
+from tests.expected_nodes import expected_nodes
 
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 
 
 def test_server_lists_every_pack_node_with_its_inputs(comfy):
     info = comfy.object_info()
-    assert {name for name in info if name.startswith("DimensionX")} == EXPECTED_NODES
-    for name in EXPECTED_NODES:
+    core_splat = any("SPLAT" in node.get("output", []) for name, node in info.items()
+                     if not name.startswith("DimensionX"))
+    expected = expected_nodes(core_splat)
+    assert {name for name in info if name.startswith("DimensionX")} == expected
+    for name in expected:
         assert info[name]["category"].startswith("DimensionX/")
         assert "input" in info[name] and info[name]["description"]
 

@@ -1,0 +1,142 @@
+"""`dimx reconstruct` and `dimx render`: the reconstruction stage without ComfyUI."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def read_frames(source: Path) -> tuple[np.ndarray, list[str]]:
+    """(N, H, W, 3) floats in 0..1 from a folder of images (sorted by name) or a video file, and their names."""
+    if source.is_dir():
+        from PIL import Image
+
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ValueError(f"--frames: '{source}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        frames = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255.0 for p in paths]
+        sizes = {f.shape for f in frames}
+        if len(sizes) != 1:
+            raise ValueError(f"--frames: the images in '{source}' differ in size ({sorted(sizes)})")
+        return np.stack(frames), [p.name for p in paths]
+    if not source.is_file():
+        raise FileNotFoundError(f"--frames: '{source}' is neither a folder of images nor a video file")
+    import imageio.v3 as iio
+
+    try:
+        frames = np.stack([np.asarray(f)[..., :3] for f in iio.imiter(source)]).astype(np.float32) / 255.0
+    except Exception as err:  # noqa: BLE001 - any decoder failure means: not a readable video
+        raise ValueError(f"--frames: '{source}' is not a readable video ({type(err).__name__}: {err})") from err
+    return frames, [f"{source.stem}#{i}" for i in range(len(frames))]
+
+
+def _progress_printer(label: str):
+    last = [-1]
+
+    def progress(step: int, total: int, preview) -> None:
+        tenth = 10 * step // max(total, 1)
+        if tenth != last[0]:
+            last[0] = tenth
+            print(f"{label}: {step}/{total}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _device(choice: str | None) -> str:
+    """The --device given, else CUDA when there is one."""
+    if choice:
+        return choice
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _reconstruct(args) -> None:
+    from ..camera.formats import read_transforms_json
+    from ..hooks import Hooks
+    from .files import save_scene
+    from .train import ReconstructOptions, reconstruct
+
+    frames, names = read_frames(args.frames)
+    trajectory, _ = read_transforms_json(args.trajectory)
+    options = ReconstructOptions(preset=args.preset, steps=args.steps, seed=args.seed, poses=args.poses,
+                                 confidence=args.confidence, device=_device(args.device),
+                                 holdout_every=args.holdout_every,
+                                 lpips_weight=args.lpips_weight, initial_points=args.initial_points)
+    print(f"{len(frames)} frames ({names[0]} ... {names[-1]}) paired in order with {len(trajectory)} poses",
+          file=sys.stderr)
+    result = reconstruct(frames, trajectory, options, hooks=Hooks(progress=_progress_printer("reconstruct")))
+    for path in save_scene(args.out, result.gaussians, splat=args.splat):
+        print(path)
+    print(result.report.as_text(), file=sys.stderr)
+
+
+def _render(args) -> None:
+    import torch
+    from PIL import Image
+
+    from ..camera.formats import frame_name, read_transforms_json
+    from ..files import atomic_path
+    from ..hooks import Hooks
+    from .files import load_scene
+    from .raster import select_rasterizer
+    from .render import render_views
+
+    scene = load_scene(args.scene)
+    trajectory, _ = read_transforms_json(args.trajectory)
+    rasterizer = select_rasterizer(torch.device(_device(args.device)))
+    images = render_views(scene, trajectory, rasterizer=rasterizer, background=args.background,
+                          hooks=Hooks(progress=_progress_printer("render")))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        with atomic_path(args.out / frame_name(index)) as part:
+            Image.fromarray((image.numpy() * 255).round().astype(np.uint8)).save(part, format="PNG")
+    print(f"{len(images)} frames in {args.out}")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from .poses import POSE_MODES
+    from .train import PRESETS
+
+    recon = commands.add_parser(
+        "reconstruct", help="fit 3D Gaussian splats to generated frames and the trajectory they followed",
+        description="Fit a 3D Gaussian-splat scene to video frames and the camera trajectory they were generated "
+                    "along (frames sorted by name pair with the trajectory's frames in order). Writes the PLY, "
+                    "optionally a .splat, and the fitted cameras as <name>.transforms.json beside it.")
+    recon.add_argument("--frames", type=Path, required=True, help="folder of images or a video file")
+    recon.add_argument("--trajectory", type=Path, required=True, help="transforms.json of the requested path")
+    recon.add_argument("--out", type=Path, required=True, help="scene .ply to write")
+    recon.add_argument("--poses", choices=POSE_MODES, default="auto",
+                       help="camera poses: SfM checked against the trajectory (auto, default), the trajectory "
+                            "refined with the scene, or SfM only")
+    recon.add_argument("--preset", choices=tuple(PRESETS), default="standard",
+                       help="fast (3k steps), standard (7k, default) or high (30k)")
+    recon.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
+    recon.add_argument("--device", default=None,
+                       help="cpu or cuda (gsplat when it can run); default: cuda when available")
+    recon.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    recon.add_argument("--confidence", choices=("flow", "residual", "none"), default="flow",
+                       help="per-pixel confidence of the loss (default: optical-flow consistency)")
+    recon.add_argument("--holdout-every", type=int, default=0,
+                       help="keep every k-th frame out of the fit and report its PSNR (default 0: use all)")
+    recon.add_argument("--lpips-weight", type=float, default=0.0,
+                       help="weight of an LPIPS term; used only if torchvision's VGG16 weights are local")
+    recon.add_argument("--initial-points", type=int, default=None,
+                       help="random starting points when SfM gives none (default: the preset's)")
+    recon.add_argument("--splat", action="store_true", help="also write a .splat beside the PLY")
+    recon.set_defaults(run=_reconstruct)
+
+    render = commands.add_parser(
+        "render", help="render a scene along a trajectory, one PNG per pose",
+        description="Render a Gaussian-splat scene (.ply or .splat) at every pose of a transforms.json.")
+    render.add_argument("--scene", type=Path, required=True, help=".ply or .splat scene")
+    render.add_argument("--trajectory", type=Path, required=True, help="transforms.json with the poses")
+    render.add_argument("--out", type=Path, required=True, help="folder for frame_00000.png ...")
+    render.add_argument("--device", default=None, help="cpu or cuda; default: cuda when available")
+    render.add_argument("--background", type=float, nargs=3, default=(0.0, 0.0, 0.0), metavar=("R", "G", "B"),
+                        help="background colour in 0..1 (default black)")
+    render.set_defaults(run=_render)

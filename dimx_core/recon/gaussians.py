@@ -1,0 +1,77 @@
+"""The scene value that flows between nodes (DIMX_GAUSSIANS): 3D Gaussians in the storage form of 3DGS.
+
+Storage form, as in the standard PLY and in gsplat's trainer: log scales, opacity logits, quaternions wxyz
+(not necessarily normalised), SH coefficients (N, K, 3) with K = (degree + 1)**2 and sh[:, 0] the DC term.
+Positions are in the world frame of the trajectory the scene was fitted to (see dimx_core.camera.Trajectory).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from ..camera import Trajectory
+
+SH_C0 = 0.28209479177387814  # band-0 constant: colour = 0.5 + SH_C0 * dc
+
+
+def sh_bases(degree: int) -> int:
+    return (degree + 1) ** 2
+
+
+def sh_degree_of(bases: int) -> int:
+    degree = math.isqrt(bases) - 1
+    if bases < 1 or sh_bases(degree) != bases or degree > 3:
+        raise ValueError(f"{bases} SH coefficients per channel is not (degree + 1)^2 for a degree 0..3")
+    return degree
+
+
+@dataclass
+class Gaussians:
+    means: torch.Tensor           # (N, 3) world positions
+    log_scales: torch.Tensor      # (N, 3)
+    quats_wxyz: torch.Tensor      # (N, 4)
+    opacity_logits: torch.Tensor  # (N,)
+    sh: torch.Tensor              # (N, K, 3)
+    cameras: Trajectory | None = None  # the cameras the scene was fitted from, in the scene's frame
+    # A later 4D issue attaches a time-dependent deformation here; every 3D stage carries it along untouched.
+    deformation: Any | None = None
+
+    def __post_init__(self) -> None:
+        n = self.means.shape[0] if self.means.dim() == 2 else -1
+        expected = {"means": (n, 3), "log_scales": (n, 3), "quats_wxyz": (n, 4), "opacity_logits": (n,)}
+        for name, shape in expected.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"Gaussians.{name} must have shape {shape}, got {tuple(getattr(self, name).shape)}")
+        if self.sh.dim() != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
+            raise ValueError(f"Gaussians.sh must have shape ({n}, K, 3), got {tuple(self.sh.shape)}")
+        sh_degree_of(self.sh.shape[1])
+
+    def __len__(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def sh_degree(self) -> int:
+        return sh_degree_of(self.sh.shape[1])
+
+    def scales(self) -> torch.Tensor:
+        return self.log_scales.exp()
+
+    def opacities(self) -> torch.Tensor:
+        return torch.sigmoid(self.opacity_logits)
+
+    def base_colors(self) -> torch.Tensor:
+        """View-independent RGB in 0..1 (the DC term), what viewers without SH show."""
+        return (0.5 + SH_C0 * self.sh[:, 0]).clamp(0, 1)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Gaussians":
+        """The same scene (cameras and deformation included) with its tensors on `device`."""
+        names = ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh")
+        return replace(self, **{name: getattr(self, name).to(device=device, dtype=dtype) for name in names})
+
+
+def rgb_to_sh_dc(rgb: torch.Tensor) -> torch.Tensor:
+    """Inverse of `base_colors` for the DC term."""
+    return (rgb - 0.5) / SH_C0

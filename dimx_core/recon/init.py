@@ -1,0 +1,107 @@
+"""Where the Gaussians start: SfM points when there are some, else random points inside the space every
+camera sees (the shared frustum), coloured from the frames they project into."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..camera import Trajectory
+from .gaussians import Gaussians, rgb_to_sh_dc, sh_bases
+
+INITIAL_OPACITY = 0.1  # gsplat's default: start faint, let the fit decide
+
+
+def scene_depth(cameras: Trajectory) -> float:
+    """Typical distance from the first camera to the scene: to the pivot when the path has one, else a
+    multiple of the camera path's size (at least 1 unit, the pack's default scene distance)."""
+    if cameras.pivot is not None:
+        in_first = np.linalg.inv(cameras.c2w_opencv[0]) @ np.append(cameras.pivot, 1.0)
+        if in_first[2] > 1e-6:
+            return float(in_first[2])
+    spread = np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max()
+    return max(1.0, 3.0 * float(spread))
+
+
+def scene_scale(cameras: Trajectory) -> float:
+    """gsplat's scene scale (1.1 x the cameras' extent), kept from collapsing for small camera moves."""
+    extent = np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max()
+    return max(1.1 * float(extent), 0.5 * scene_depth(cameras))
+
+
+def _project(points: np.ndarray, cameras: Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (C, P, 2) and depths (C, P) of world points in every camera."""
+    w2c = np.linalg.inv(cameras.c2w_opencv)
+    local = np.einsum("cij,pj->cpi", w2c[:, :3, :3], points) + w2c[:, None, :3, 3]
+    depth = local[..., 2]
+    pixels = np.einsum("cij,cpj->cpi", cameras.intrinsics, local)[..., :2] / np.where(depth > 1e-9, depth, 1e-9)[..., None]
+    return pixels, depth
+
+
+def _visible(pixels: np.ndarray, depth: np.ndarray, cameras: Trajectory) -> np.ndarray:
+    return ((depth > 1e-6) & (pixels[..., 0] >= 0) & (pixels[..., 0] < cameras.width)
+            & (pixels[..., 1] >= 0) & (pixels[..., 1] < cameras.height))
+
+
+def shared_frustum_points(cameras: Trajectory, count: int, generator: np.random.Generator) -> np.ndarray:
+    """`count` points seen by every camera (or by most, when the views barely overlap), between a quarter and
+    two and a half times the scene depth, denser near the cameras (log-uniform in depth). Drawn in batches so
+    memory stays small for 100k points and 49 cameras."""
+    depth = scene_depth(cameras)
+    k_inv = np.linalg.inv(cameras.intrinsics[0])
+    chosen: list[np.ndarray] = []
+    needed_share, found, drawn = 1.0, 0, 0
+    while found < count:
+        batch = min(4 * count, 1 << 16)
+        pixels = generator.uniform([0, 0], [cameras.width, cameras.height], (batch, 2))
+        depths = depth * np.exp(generator.uniform(math.log(0.25), math.log(2.5), batch))
+        local = (np.c_[pixels, np.ones(batch)] @ k_inv.T) * depths[:, None]
+        world = local @ cameras.c2w_opencv[0, :3, :3].T + cameras.c2w_opencv[0, :3, 3]
+        seen = _visible(*_project(world, cameras), cameras).mean(axis=0)
+        chosen.append(world[seen >= needed_share - 1e-9])
+        found, drawn = found + len(chosen[-1]), drawn + batch
+        if drawn >= 12 * count and found < count / 2:  # the views barely overlap: accept points most cameras see
+            if needed_share <= 0.5:
+                raise ValueError("the cameras of this trajectory share almost no field of view; cannot place "
+                                 "starting points for the reconstruction")
+            needed_share, drawn = max(0.5, needed_share - 0.1), 0
+    return np.concatenate(chosen)[:count]
+
+
+def sample_colours(points: np.ndarray, cameras: Trajectory, frames: np.ndarray) -> np.ndarray:
+    """Mean colour of each point over the frames it projects into (grey where it projects into none)."""
+    pixels, depth = _project(points, cameras)
+    visible = _visible(pixels, depth, cameras)
+    total = np.zeros((len(points), 3))
+    hits = np.zeros(len(points))
+    for index, frame in enumerate(frames):
+        seen = visible[index]
+        columns = np.clip(pixels[index, seen, 0].astype(int), 0, cameras.width - 1)
+        rows = np.clip(pixels[index, seen, 1].astype(int), 0, cameras.height - 1)
+        total[seen] += frame[rows, columns]
+        hits[seen] += 1
+    return np.where(hits[:, None] > 0, total / np.maximum(hits, 1)[:, None], 0.5)
+
+
+def initial_gaussians(cameras: Trajectory, frames: np.ndarray, *, count: int, sh_degree: int, seed: int,
+                      points: np.ndarray | None = None, colours: np.ndarray | None = None) -> Gaussians:
+    """Isotropic Gaussians about as wide as the spacing between neighbours on screen (spread over the image
+    at their depth), faint, with the DC colour of their points."""
+    generator = np.random.default_rng(seed)
+    if points is None or len(points) == 0:
+        points = shared_frustum_points(cameras, count, generator)
+        colours = sample_colours(points, cameras, frames)
+    elif colours is None:
+        colours = sample_colours(points, cameras, frames)
+    distance = np.linalg.norm(points[:, None, :] - cameras.positions[None, :1, :], axis=2)[:, 0]
+    focal = float(cameras.intrinsics[0, 0, 0])
+    spacing_px = math.sqrt(cameras.width * cameras.height / max(len(points), 1))
+    scales = np.maximum(distance * spacing_px / focal * 0.5, 1e-6)
+    n = len(points)
+    sh = torch.zeros(n, sh_bases(sh_degree), 3)
+    sh[:, 0] = rgb_to_sh_dc(torch.as_tensor(colours, dtype=torch.float32))
+    return Gaussians(means=torch.as_tensor(points, dtype=torch.float32),
+                     log_scales=torch.as_tensor(np.log(scales), dtype=torch.float32)[:, None].repeat(1, 3),
+                     quats_wxyz=torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
+                     opacity_logits=torch.full((n,), math.log(INITIAL_OPACITY / (1 - INITIAL_OPACITY))), sh=sh)

@@ -1,0 +1,128 @@
+"""The Gaussian-splat nodes inside a real ComfyUI (0.3.75, or COMFYUI_PATH): files land in ComfyUI's folders,
+the viewer's UI contract holds, loading and previewing work, bad inputs get specific errors."""
+import importlib
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tests.nodes.conftest import PACK_NAME
+
+
+def pack_module(name):
+    return importlib.import_module(f"{PACK_NAME}.dimx_core.{name}")
+
+
+@pytest.fixture
+def comfy_folders(tmp_path, pack):
+    import folder_paths
+
+    saved = (folder_paths.get_output_directory(), folder_paths.get_temp_directory(), folder_paths.get_input_directory())
+    for name in ("output", "temp", "input"):
+        (tmp_path / name).mkdir()
+    folder_paths.set_output_directory(str(tmp_path / "output"))
+    folder_paths.set_temp_directory(str(tmp_path / "temp"))
+    folder_paths.set_input_directory(str(tmp_path / "input"))
+    yield tmp_path
+    folder_paths.set_output_directory(saved[0])
+    folder_paths.set_temp_directory(saved[1])
+    folder_paths.set_input_directory(saved[2])
+
+
+@pytest.fixture(scope="module")
+def orbit(pack):
+    synthetic, render = pack_module("recon.synthetic"), pack_module("recon.render")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    trajectory = synthetic.orbit_rig(8, 30.0, 48, 32)
+    frames = render.render_views(synthetic.textured_ball(300), trajectory)
+    torch.set_num_threads(threads)
+    return frames, trajectory
+
+
+def test_reconstruct_node_returns_a_scene_and_a_report(node_classes, orbit):
+    frames, trajectory = orbit
+    with torch.inference_mode():  # as ComfyUI's executor runs every node; upstream IMAGEs are inference tensors
+        gaussians, report = node_classes["DimensionXGaussianReconstruct"].execute(
+            frames=frames.clone(), trajectory=trajectory, preset="fast", poses="trajectory", seed=0, steps=3,
+            initial_points=200).result
+    assert len(gaussians) >= 200 and gaussians.cameras is not None and len(gaussians.cameras) == 8
+    assert "pose source: trajectory" in report and "rasterizer: torch" in report and "Gaussians:" in report
+
+
+def test_reconstruct_node_names_the_mismatch(node_classes, orbit):
+    frames, trajectory = orbit
+    with pytest.raises(ValueError, match="got 7 frames but the trajectory has 8 poses"):
+        node_classes["DimensionXGaussianReconstruct"].execute(
+            frames=frames[:7], trajectory=trajectory, preset="fast", poses="trajectory", seed=0, steps=1)
+    with pytest.raises(ValueError, match="mask must be"):
+        node_classes["DimensionXGaussianReconstruct"].execute(
+            frames=frames, trajectory=trajectory, preset="fast", poses="trajectory", seed=0, steps=1,
+            mask=torch.ones(3, 32, 48))
+
+
+def test_save_writes_ply_splat_and_cameras_and_returns_the_viewer_contract(node_classes, comfy_folders, pack):
+    scene = pack_module("recon.synthetic").textured_ball(50)
+    scene.cameras = pack_module("recon.synthetic").orbit_rig(4, 20.0, 32, 24)
+    output = node_classes["DimensionXSaveGaussians"].execute(gaussians=scene, filename_prefix="tests/ball",
+                                                             splat=True)
+    folder = comfy_folders / "output" / "tests"
+    assert sorted(os.listdir(folder)) == ["ball_00001_.ply", "ball_00001_.splat", "ball_00001_.transforms.json"]
+    assert output.result[0] == str(folder / "ball_00001_.ply")
+    assert output.ui == {"dimx_scene": [{
+        "scene": {"filename": "ball_00001_.ply", "subfolder": "tests", "type": "output"},
+        "cameras": {"filename": "ball_00001_.transforms.json", "subfolder": "tests", "type": "output"},
+        "kind": "3d"}]}
+    assert json.loads((folder / "ball_00001_.transforms.json").read_text())["camera_model"] == "OPENCV"
+    again = node_classes["DimensionXSaveGaussians"].execute(gaussians=scene, filename_prefix="tests/ball", splat=False)
+    assert again.ui["dimx_scene"][0]["scene"]["filename"] == "ball_00002_.ply"
+
+
+def test_load_lists_input_and_output_scenes_and_reads_cameras_back(node_classes, comfy_folders, pack):
+    files = pack_module("recon.files")
+    scene = pack_module("recon.synthetic").textured_ball(40)
+    scene.cameras = pack_module("recon.synthetic").orbit_rig(3, 20.0, 32, 24)
+    files.write_splat(comfy_folders / "input" / "mine.splat", scene)
+    node_classes["DimensionXSaveGaussians"].execute(gaussians=scene, filename_prefix="DimensionX/s", splat=False)
+    (comfy_folders / "input" / "notes.txt").write_text("not a scene")
+    load = node_classes["DimensionXLoadGaussians"]
+    options = load.GET_SCHEMA().inputs[0].options
+    assert options == ["mine.splat", "DimensionX/s_00001_.ply [output]"]
+    loaded = load.execute(scene="DimensionX/s_00001_.ply [output]").result[0]
+    assert torch.equal(loaded.means, scene.means) and len(loaded.cameras) == 3
+    assert load.execute(scene="mine.splat").result[0].sh_degree == 0
+    with pytest.raises(ValueError, match="not a .ply or .splat file in ComfyUI's input or output folder"):
+        load.execute(scene="../secret.ply")
+
+
+def test_preview_renders_a_turntable_and_the_fitted_cameras(node_classes, comfy_folders, pack):
+    scene = pack_module("recon.synthetic").textured_ball(200)
+    preview = node_classes["DimensionXPreviewGaussians"]
+    output = preview.execute(gaussians=scene, path="turntable", frames=4, width=40, height=32)
+    images = output.result[0]
+    assert images.shape == (4, 32, 40, 3) and images.max() > 0.2  # the ball is in view
+    entry = output.ui["dimx_scene"][0]
+    assert entry["kind"] == "3d" and entry["scene"]["type"] == "temp" and entry["cameras"]["type"] == "temp"
+    assert (comfy_folders / "temp" / entry["scene"]["subfolder"] / entry["scene"]["filename"]).is_file()
+    with pytest.raises(ValueError, match="needs a trajectory input or a scene with fitted cameras"):
+        preview.execute(gaussians=scene, path="trajectory", frames=4, width=40, height=32)
+    scene.cameras = pack_module("recon.synthetic").orbit_rig(3, 20.0, 24, 16)
+    flight = preview.execute(gaussians=scene, path="trajectory", frames=4, width=40, height=32).result[0]
+    assert flight.shape == (3, 16, 24, 3)
+    # the first fitted camera looks straight at the ball: its centre pixel is not background
+    assert flight[0, 8, 12].sum() > 0.3
+
+
+def test_splat_converter_exists_exactly_where_the_core_type_does(node_classes, pack):
+    from comfy_api.latest import io
+
+    if not hasattr(io, "Splat"):
+        assert "DimensionXGaussiansToSplat" not in node_classes
+        return
+    scene = pack_module("recon.synthetic").textured_ball(30)
+    splat = node_classes["DimensionXGaussiansToSplat"].execute(gaussians=scene).result[0]
+    assert splat.positions.shape == (1, 30, 3) and splat.opacities.shape == (1, 30, 1)
+    assert torch.allclose(splat.scales[0], scene.log_scales.exp())
+    assert np.allclose(splat.rotations[0].norm(dim=-1).numpy(), 1.0, atol=1e-6)

@@ -1,0 +1,153 @@
+"""GaussianReconstruct on CPU: a known scene is recovered (held-out PSNR floor), inputs are checked, the loop
+reports progress with previews, stops when asked, and is reproducible."""
+import numpy as np
+import pytest
+import torch
+
+from dimx_core.hooks import Hooks, Interrupted
+from dimx_core.recon.confidence import FLOOR, flow_confidence, residual_confidence
+from dimx_core.recon.files import read_ply, write_ply
+from dimx_core.recon.loss import load_lpips, weighted_mean
+from dimx_core.recon.synthetic import orbit_rig
+from dimx_core.recon.train import ReconstructOptions, reconstruct
+from tests.unit.recon_scenes import one_thread, orbit_frames  # noqa: F401 (autouse fixture)
+
+TINY = dict(preset="fast", poses="trajectory", confidence="none", steps=4, initial_points=60)
+
+
+def test_known_scene_is_recovered_on_held_out_frames(tmp_path):
+    """The issue's accuracy evidence, small: 16 views of the ball-before-wall scene at 64x48, frames 0 and 8
+    held out, 400 steps from 300 random points. Recorded: 22.9 dB (the floor leaves room for BLAS noise)."""
+    frames, trajectory = orbit_frames(64, 48, 16)
+    result = reconstruct(frames, trajectory, ReconstructOptions(preset="fast", steps=400, initial_points=300,
+                                                                holdout_every=8, poses="trajectory", seed=0))
+    report = result.report
+    assert report.heldout_frames == [0, 8]
+    assert report.heldout_psnr > 21.0, report.as_text()
+    assert report.gaussians > 300  # gsplat's DefaultStrategy densified on CPU tensors
+    assert report.pose_source == "trajectory" and report.backend == "torch"
+    scene = result.gaussians
+    assert scene.sh_degree == 3 and len(scene.cameras) == 16
+    assert np.allclose(scene.cameras.c2w_opencv[0], trajectory.c2w_opencv[0])  # the first camera is fixed
+    back = read_ply(write_ply(tmp_path / "scene.ply", scene))
+    assert torch.equal(back.means, scene.means)
+    text = report.as_text()
+    assert "held-out PSNR" in text and "pose refinement moved the cameras" in text
+
+
+def test_frames_and_trajectory_must_pair_one_to_one():
+    frames, trajectory = orbit_frames(64, 48, 16)
+    with pytest.raises(ValueError, match="got 15 frames but the trajectory has 16 poses"):
+        reconstruct(frames[:15], trajectory, ReconstructOptions(**TINY))
+
+
+def test_frames_of_another_aspect_ratio_are_refused_and_a_proportional_size_is_scaled():
+    frames, trajectory = orbit_frames(64, 48, 16)
+    with pytest.raises(ValueError, match="frames are 64x40 but the trajectory was planned for 64x48"):
+        reconstruct(frames[:, :40], trajectory, ReconstructOptions(**TINY))
+    small = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2), size=(24, 32), mode="area")
+    result = reconstruct(small.permute(0, 2, 3, 1), trajectory, ReconstructOptions(**TINY))
+    assert result.gaussians.cameras.width == 32
+    assert np.allclose(result.gaussians.cameras.intrinsics[0, 0, 0], trajectory.intrinsics[0, 0, 0] / 2)
+    assert "intrinsics scaled" in result.report.as_text()
+
+
+@pytest.mark.parametrize("mask, message", [
+    (torch.ones(3, 48, 64), r"mask must be \(H, W\), \(1, H, W\) or \(16, H, W\)"),
+    (torch.ones(16, 48, 60), "H, W = 48, 64"),
+    (torch.zeros(1, 48, 64), "no pixel to fit"),
+])
+def test_masks_of_the_wrong_shape_or_empty_are_refused(mask, message):
+    frames, trajectory = orbit_frames(64, 48, 16)
+    with pytest.raises(ValueError, match=message):
+        reconstruct(frames, trajectory, ReconstructOptions(**TINY), mask=mask)
+
+
+def test_bad_frames_and_options_are_refused():
+    frames, trajectory = orbit_frames(64, 48, 16)
+    with pytest.raises(ValueError, match="colours in 0..1"):
+        reconstruct(frames * 255, trajectory, ReconstructOptions(**TINY))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        reconstruct(frames[..., 0], trajectory, ReconstructOptions(**TINY))
+    for bad, message in ((dict(preset="ultra"), "preset must be one of fast, standard, high"),
+                         (dict(poses="colmap"), "poses must be one of auto, trajectory, sfm"),
+                         (dict(steps=0), "steps must be at least 1")):
+        with pytest.raises(ValueError, match=message):
+            reconstruct(frames, trajectory, ReconstructOptions(**{**TINY, **bad}))
+
+
+def test_progress_carries_previews_and_cancel_stops_between_steps():
+    frames, trajectory = orbit_frames(64, 48, 16)
+    seen = []
+    hooks = Hooks(progress=lambda step, total, preview: seen.append((step, total, preview)))
+    reconstruct(frames, trajectory, ReconstructOptions(**{**TINY, "steps": 6, "preview_every": 3}), hooks=hooks)
+    assert [s for s, _, _ in seen] == [1, 2, 3, 4, 5, 6] and {t for _, t, _ in seen} == {6}
+    previews = [p for _, _, p in seen if p is not None]
+    assert len(previews) == 2 and previews[0].shape == (48, 64, 3)
+    stop_after = iter(range(100))
+    with pytest.raises(Interrupted):
+        reconstruct(frames, trajectory, ReconstructOptions(**{**TINY, "steps": 50}),
+                    hooks=Hooks(should_stop=lambda: next(stop_after) >= 3))
+
+
+def test_the_same_seed_gives_the_same_scene():
+    frames, trajectory = orbit_frames(64, 48, 16)
+    first, second = (reconstruct(frames, trajectory, ReconstructOptions(**{**TINY, "steps": 10}))
+                     for _ in range(2))
+    assert torch.equal(first.gaussians.means, second.gaussians.means)
+    third = reconstruct(frames, trajectory, ReconstructOptions(**{**TINY, "steps": 10, "seed": 1}))
+    assert not torch.equal(first.gaussians.means, third.gaussians.means)
+
+
+def test_flow_confidence_trusts_consistent_motion_and_doubts_a_flickering_patch():
+    rng = np.random.default_rng(0)
+    texture = np.kron(rng.uniform(0, 1, (30, 40, 3)), np.ones((4, 4, 1)))  # 120 x 160, 4 px blocks
+    frames = np.stack([np.roll(texture, 2 * i, axis=1)[:, 20:140] for i in range(4)]).astype(np.float32)
+    frames[2, 40:80, 40:80] = rng.uniform(0, 1, (40, 40, 3))  # content that appears in one frame only
+    confidence = flow_confidence(frames)
+    assert confidence.shape == (4, 120, 120) and confidence.min() >= FLOOR
+    assert np.median(confidence[1, 20:100, 20:100]) > 0.9
+    assert confidence[2, 50:70, 50:70].mean() < 0.5
+
+
+def test_residual_confidence_down_weights_outliers_linearly():
+    residual = torch.full((10, 10), 0.1)
+    residual[0, :5] = torch.tensor([0.15, 0.2, 0.5, 1.0, 5.0])
+    weight = residual_confidence(residual)
+    assert torch.allclose(weight[5], torch.ones(10))
+    assert weight[0, 2] == FLOOR and weight[0, 4] == FLOOR and 0.0 < weight[0, 0] <= 1.0
+
+
+def test_masked_pixels_carry_no_loss_and_no_gradient():
+    per_pixel = torch.rand(6, 8, requires_grad=True)
+    mask = torch.zeros(6, 8)
+    mask[:, :4] = 1.0
+    loss = weighted_mean(per_pixel, torch.ones(6, 8), mask)
+    loss.backward()
+    assert torch.allclose(loss, per_pixel[:, :4].mean())
+    assert (per_pixel.grad[:, 4:] == 0).all() and (per_pixel.grad[:, :4] > 0).all()
+
+
+def test_lpips_stays_off_and_says_why_without_local_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    network, note = load_lpips(torch.device("cpu"))
+    assert network is None and "LPIPS off" in note and "never download" in note
+    frames, trajectory = orbit_frames(64, 48, 16)
+    result = reconstruct(frames, trajectory, ReconstructOptions(**{**TINY, "lpips_weight": 0.1}))
+    assert "LPIPS off" in result.report.as_text()
+
+
+def test_auto_poses_use_sfm_points_and_report_a_trajectory_20_percent_off():
+    pytest.importorskip("pycolmap")
+    frames, truth = orbit_frames(128, 96, 12, gaussians=2000)
+    options = ReconstructOptions(preset="fast", poses="auto", steps=5, seed=0)
+    right = reconstruct(frames, truth, options)
+    text = right.report.as_text()
+    assert right.report.pose_source == "sfm" and "-> agrees" in text and "WARNING" not in text
+    assert right.report.pose_check.registered == 12
+    path = np.linalg.norm(truth.positions[-1] - truth.positions[0])
+    assert np.linalg.norm(right.gaussians.cameras.positions - truth.positions, axis=1).max() < 0.1 * path
+    wrong = reconstruct(frames, orbit_rig(12, 36.0, 128, 96), options)
+    text = wrong.report.as_text()
+    assert "-> differs" in text and "WARNING: the video does not move the way the trajectory asks" in text
+    assert "turns 0.8" in text  # 30 degrees rendered, 36 asked

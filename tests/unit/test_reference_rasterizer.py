@@ -1,0 +1,151 @@
+"""The PyTorch reference rasterizer against closed forms, compositing rules, finite differences, and gsplat's
+own PyTorch implementation of projection and spherical harmonics."""
+import math
+
+import pytest
+import torch
+
+from dimx_core.recon import reference
+from tests.unit.recon_scenes import one_thread  # noqa: F401 (autouse fixture)
+
+K = torch.tensor([[[40.0, 0.0, 16.0], [0.0, 40.0, 12.0], [0.0, 0.0, 1.0]]])
+EYE = torch.eye(4)[None]
+
+
+def gaussians(means, scales, opacities, colours, dtype=torch.float32):
+    n = len(means)
+    t = lambda v: torch.as_tensor(v, dtype=dtype)  # noqa: E731
+    return dict(means=t(means), quats=t([[1.0, 0, 0, 0]] * n), scales=t(scales), opacities=t(opacities),
+                colors=t(colours))
+
+
+def render(scene, width=32, height=24, Ks=K, viewmats=EYE, **options):
+    return reference.rasterization(scene["means"], scene["quats"], scene["scales"], scene["opacities"],
+                                   scene["colors"], viewmats.to(scene["means"].dtype), Ks.to(scene["means"].dtype),
+                                   width, height, **options)
+
+
+def test_single_isotropic_gaussian_matches_the_closed_form_footprint():
+    depth, scale, opacity = 4.0, 0.2, 0.8
+    scene = gaussians([[0.0, 0.0, depth]], [[scale] * 3], [opacity], [[1.0, 1.0, 1.0]])
+    image, alpha, meta = render(scene)
+    variance = (40.0 * scale / depth) ** 2 + 0.3            # projected, plus gsplat's 0.3 px low-pass
+    ys, xs = torch.meshgrid(torch.arange(24) + 0.5, torch.arange(32) + 0.5, indexing="ij")
+    r2 = (xs - 16.0) ** 2 + (ys - 12.0) ** 2
+    expected = opacity * torch.exp(-0.5 * r2 / variance)
+    expected = torch.where(expected >= 1 / 255, expected, torch.zeros_like(expected))
+    assert torch.allclose(alpha[0, ..., 0], expected, atol=1e-6)
+    assert torch.allclose(image[0, ..., 1], expected, atol=1e-6)
+    footprint = int((r2 <= 2 * variance * math.log(255 * opacity)).sum())
+    assert int((alpha[0] > 0).sum()) == footprint
+    extend = math.sqrt(2 * math.log(255 * opacity))
+    assert meta["radii"][0, 0].tolist() == [math.ceil(extend * math.sqrt(variance))] * 2
+
+
+def test_nearer_gaussians_are_composited_first_whatever_their_order():
+    far = [[0.0, 0.0, 6.0], [[0.3] * 3], 0.6, [0.0, 0.0, 1.0]]
+    near = [[0.0, 0.0, 3.0], [[0.2] * 3], 0.5, [1.0, 0.0, 0.0]]
+    background = torch.tensor([[0.0, 1.0, 0.0]])
+    for first, second in ((near, far), (far, near)):
+        scene = gaussians([first[0], second[0]], [*first[1], *second[1]], [first[2], second[2]],
+                          [first[3], second[3]])
+        image, _, _ = render(scene, backgrounds=background)
+        centre = image[0, 11, 15]  # pixel centre (15.5, 11.5), half a pixel off the optical axis both ways
+        a_near = 0.5 * math.exp(-0.25 / ((40 * 0.2 / 3) ** 2 + 0.3))
+        a_far = 0.6 * math.exp(-0.25 / ((40 * 0.3 / 6) ** 2 + 0.3))
+        expected = torch.tensor([a_near, (1 - a_near) * (1 - a_far), (1 - a_near) * a_far])
+        assert torch.allclose(centre, expected, atol=1e-6)
+
+
+def test_compositing_stops_before_transmittance_would_fall_to_1e_4():
+    # three nearly opaque layers: after the first T = 1e-3; the second would make it 1e-6, so it and all
+    # later ones are skipped and the background keeps its 1e-3 share
+    scene = gaussians([[0, 0, 2.0], [0, 0, 3.0], [0, 0, 4.0]], [[1.0] * 3] * 3, [1.0] * 3,
+                      [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    image, alpha, _ = render(scene, backgrounds=torch.tensor([[0.0, 0.0, 0.5]]))
+    assert torch.allclose(image[0, 12, 16], torch.tensor([0.999, 0.0, 0.001 * 0.5]), atol=1e-6)
+    assert torch.allclose(alpha[0, 12, 16, 0], torch.tensor(0.999), atol=1e-6)
+
+
+def test_culling_follows_gsplat_near_plane_opacity_and_image_bounds():
+    scene = gaussians([[0, 0, 0.005], [0, 0, 3.0], [50.0, 0, 3.0], [0, 0, -3.0]], [[0.1] * 3] * 4,
+                      [0.9, 0.003, 0.9, 0.9], [[1.0] * 3] * 4)
+    _, alpha, meta = render(scene)
+    assert (meta["radii"][0] == 0).all() and alpha.abs().max() == 0
+
+
+def test_gradients_agree_with_finite_differences():
+    torch.manual_seed(0)
+    dtype = torch.float64
+    means = torch.tensor([[0.1, -0.05, 3.0], [-0.2, 0.1, 3.5], [0.05, 0.15, 4.0]], dtype=dtype)
+    quats = torch.nn.functional.normalize(torch.randn(3, 4, dtype=dtype), dim=1)
+    log_scales = torch.log(torch.tensor([[0.6, 0.4, 0.5], [0.5, 0.7, 0.4], [0.8, 0.5, 0.6]], dtype=dtype))
+    logits = torch.tensor([0.2, -0.3, 0.4], dtype=dtype)
+    sh = 0.3 * torch.randn(3, 4, 3, dtype=dtype)
+    viewmat = torch.eye(4, dtype=dtype)[None]
+    weights = torch.rand(10, 12, 3, dtype=dtype)
+    k = torch.tensor([[[20.0, 0, 6.0], [0, 20.0, 5.0], [0, 0, 1.0]]], dtype=dtype)
+
+    def loss(means, quats, log_scales, logits, sh, viewmat):
+        image, _, _ = reference.rasterization(means, quats, log_scales.exp(), torch.sigmoid(logits), sh, viewmat,
+                                              k, 12, 10, sh_degree=1)
+        return (image[0] * weights).sum()
+
+    inputs = [t.clone().requires_grad_(True) for t in (means, quats, log_scales, logits, sh, viewmat)]
+    assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_screen_space_mean_gradients_are_exposed_like_gsplat():
+    scene = gaussians([[0.1, 0.0, 3.0], [0.0, 0.1, 5.0]], [[0.2] * 3] * 2, [0.7, 0.7], [[1.0, 0.5, 0.2]] * 2)
+    scene["means"].requires_grad_(True)
+    image, _, meta = render(scene)
+    meta["means2d"].retain_grad()
+    image.sum().backward()
+    assert meta["means2d"].shape == (1, 2, 2) and meta["radii"].shape == (1, 2, 2)
+    assert meta["means2d"].grad.abs().sum() > 0
+    assert {"width", "height", "n_cameras", "gaussian_ids"} <= set(meta)
+
+
+def test_blocked_rendering_equals_one_dense_block_and_checkpointing_keeps_gradients():
+    torch.manual_seed(1)
+    n = 80
+    scene = dict(means=torch.randn(n, 3) * 0.4 + torch.tensor([0, 0, 3.0]), quats=torch.randn(n, 4),
+                 scales=torch.rand(n, 3) * 0.1 + 0.02, opacities=torch.rand(n), colors=torch.randn(n, 9, 3) * 0.3)
+    scene["means"].requires_grad_(True)
+    whole, _, _ = render(scene, sh_degree=2, block_elements=1 << 30)
+    (grad_whole,) = torch.autograd.grad(whole.square().sum(), scene["means"])
+    blocked, _, _ = render(scene, sh_degree=2, block_elements=500, checkpoint_elements=0)
+    (grad_blocked,) = torch.autograd.grad(blocked.square().sum(), scene["means"])
+    assert torch.allclose(whole, blocked, atol=1e-6)
+    assert torch.allclose(grad_whole, grad_blocked, atol=1e-5, rtol=1e-4)
+
+
+def test_projection_matches_gsplats_pytorch_implementation():
+    from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
+
+    torch.manual_seed(2)
+    n = 200
+    means = torch.randn(n, 3) * torch.tensor([1.5, 1.0, 0.5]) + torch.tensor([0, 0, 3.0])
+    quats, scales = torch.randn(n, 4), torch.rand(n, 3) * 0.2 + 0.01
+    viewmats = torch.eye(4)[None].repeat(2, 1, 1)
+    viewmats[1, :3, :3] = torch.tensor([[0.8, 0.0, 0.6], [0.0, 1.0, 0.0], [-0.6, 0.0, 0.8]])
+    viewmats[1, :3, 3] = torch.tensor([0.3, -0.1, 0.5])
+    ks = K.repeat(2, 1, 1)
+    radii, means2d, depths, conics = reference.project(means, quats, scales, torch.ones(n), viewmats, ks, 32, 24)
+    covars, _ = _quat_scale_to_covar_preci(quats, scales, compute_preci=False, triu=False)
+    _, means2d_g, depths_g, conics_g, _ = _fully_fused_projection(means, covars, viewmats, ks, 32, 24)
+    visible = radii[..., 0] > 0
+    assert visible.sum() > 50
+    assert torch.allclose(means2d[visible], means2d_g[visible], rtol=1e-5, atol=1e-4)
+    assert torch.allclose(depths, depths_g, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(conics[visible], conics_g[visible], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_spherical_harmonics_match_gsplats_basis(degree):
+    from gsplat.cuda._torch_impl import _spherical_harmonics
+
+    torch.manual_seed(degree)
+    directions, coeffs = torch.randn(500, 3), torch.randn(500, 16, 3)
+    ours = reference.evaluate_sh(degree, directions, coeffs)
+    assert torch.allclose(ours, _spherical_harmonics(degree, directions, coeffs), atol=1e-5)
