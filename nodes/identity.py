@@ -7,10 +7,11 @@ from ..dimx_core.identity.latents import build_guide, encode_video
 from ..dimx_core.identity.multiview import VideoCache, generate_multiview, per_camera
 from ..dimx_core.identity.reference import select_reference_frame
 from ..dimx_core.identity.refine import refine_videos
+from ..dimx_core.speed.options import SpeedOptions
 from ..dimx_core.video.sampling import SamplerSettings
 from . import host
 from .types import Directors, IdentityGuide, VideoModel
-from .video import _prompts, _sampling_inputs
+from .video import _prompts, _sampling_inputs, _speed_input
 
 CATEGORY = "DimensionX/4D"
 
@@ -116,6 +117,7 @@ class MultiViewGenerate(io.ComfyNode):
                              tooltip="Cameras kept from each video, evenly spaced (0: every frame, K = 49)."),
                 io.Boolean.Input("resume", default=True,
                                  tooltip="Reuse videos already generated for exactly these inputs."),
+                _speed_input(),
             ],
             outputs=[io.Image.Output(display_name="multiview", tooltip="K per-camera videos of N frames, camera "
                                                                        "after camera."),
@@ -126,7 +128,8 @@ class MultiViewGenerate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                temporal_frames, directors, views, resume, positive=None, negative=None, guide=None) -> io.NodeOutput:
+                temporal_frames, directors, views, resume, positive=None, negative=None, guide=None,
+                speed=None) -> io.NodeOutput:
         parts = model.parts
         prompt_in, negative_in = _prompts(parts, prompt, negative_prompt, positive, negative)
         settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
@@ -143,7 +146,8 @@ class MultiViewGenerate(io.ComfyNode):
                                       schedules.constant(names, steps), guide=guide, place=model.place,
                                       hooks=host.hooks(total * steps),
                                       cache=VideoCache(host.cache_folder("multiview")) if resume else None,
-                                      views=kept, on_video=announce)
+                                      views=kept, on_video=announce, speed=speed or SpeedOptions(),
+                                      offload=model.offload)
         videos = per_camera(grid)
         cameras, times = videos.shape[:2]
         info = (f"{total} per-frame videos -> {cameras} cameras x {times} frames"
@@ -183,13 +187,14 @@ class AppearanceRefine(io.ComfyNode):
                              tooltip="Seed of the added noise."),
                 Directors.Input("directors", optional=True,
                                 tooltip="The T-Director (all connected directors are active)."),
+                _speed_input(),
             ],
             outputs=[io.Image.Output(display_name="frames", tooltip="The refined videos, in the same order.")],
         )
 
     @classmethod
     def execute(cls, model, frames, videos, prompt, negative_prompt, strength, repeat, steps, guidance, seed,
-                directors=None) -> io.NodeOutput:
+                directors=None, speed=None) -> io.NodeOutput:
         if len(frames) % videos:
             raise ValueError(f"{len(frames)} frames do not split into {videos} videos of equal length")
         chain = tuple(directors or ())
@@ -199,7 +204,8 @@ class AppearanceRefine(io.ComfyNode):
         with host.comfy_interrupts():
             refined = refine_videos(model.parts, batch, prompt, negative_prompt, settings, list(chain),
                                     schedules.constant([d.name for d in chain], steps), strength, repeat,
-                                    place=model.place, hooks=host.hooks(videos * passes * steps))
+                                    place=model.place, hooks=host.hooks(videos * passes * steps),
+                                    speed=speed or SpeedOptions(), offload=model.offload)
         return io.NodeOutput(refined.reshape(frames.shape).to(host.intermediate_device()))
 
 

@@ -99,7 +99,6 @@ def _sampling_inputs(first_frame: bool = True) -> list:
 
 
 def _speed_input():
-    """The samplers' own input; the multi-video nodes (articulated, multi-view, refine) run the lossless defaults."""
     return Speed.Input("speed", optional=True,
                        tooltip="From Speed Options (DimensionX): attention kernel, compile, fp8, 24 GB mode, step "
                                "caching. Without it every lossless speed-up is on and nothing lossy.")
@@ -240,6 +239,7 @@ class ArticulatedVideo(io.ComfyNode):
                                                  "and clip length (= the model's frames, 49) come from it."),
                 Directors.Input("directors", tooltip="S-Directors named after the motions the path uses (e.g. a "
                                                      "Load Director LoRA named 'orbit_left')."),
+                _speed_input(),
             ],
             outputs=[io.Image.Output(display_name="frames", tooltip="All clips, one frame per pose of the path."),
                      io.Float.Output(display_name="fps", tooltip="Frame rate for Create Video (8)."),
@@ -249,7 +249,7 @@ class ArticulatedVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed, path,
-                directors, positive=None, negative=None) -> io.NodeOutput:
+                directors, positive=None, negative=None, speed=None) -> io.NodeOutput:
         parts = model.parts
         prompt_in, negative_in = _prompts(parts, prompt, negative_prompt, positive, negative)
         settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
@@ -257,7 +257,8 @@ class ArticulatedVideo(io.ComfyNode):
         clips, _ = clip_plan(path)
         with host.comfy_interrupts():
             frames, notes = generate_chain(parts, image[0], prompt_in, negative_in, settings, path, list(directors),
-                                           place=model.place, hooks=host.hooks(len(clips) * steps))
+                                           place=model.place, hooks=host.hooks(len(clips) * steps),
+                                           speed=speed or SpeedOptions(), offload=model.offload)
         info = "\n".join([f"{len(clips)} clips ({', '.join(clips)}), {len(frames)} frames", *notes])
         return io.NodeOutput(frames.to(host.intermediate_device()), float(FPS), path, info)
 

@@ -17,8 +17,9 @@ from ..directors.adapters import Director, DirectorControl, attach
 from ..directors.schedule import DirectorSchedule
 from ..files import atomic_path
 from ..hooks import NO_HOOKS, Hooks
+from ..speed.options import SpeedOptions
 from ..video.components import VideoComponents
-from ..video.sampling import Place, SamplerSettings, generate
+from ..video.sampling import Offload, Place, SamplerSettings, generate
 from .latents import IdentityGuide
 
 
@@ -59,7 +60,8 @@ def generate_multiview(parts: VideoComponents, frames: torch.Tensor, prompt, neg
                        settings: SamplerSettings, directors: list[Director], plan: DirectorSchedule, *,
                        guide: IdentityGuide | None = None, place: Place, hooks: Hooks = NO_HOOKS,
                        cache: VideoCache | None = None, views: list[int] | None = None,
-                       on_video=lambda index, total, cached: None) -> torch.Tensor:
+                       on_video=lambda index, total, cached: None, speed: SpeedOptions = SpeedOptions(),
+                       offload: Offload | None = None) -> torch.Tensor:
     """(N, K, H, W, 3): for each of the N input frames, the video that starts from it; `views` keeps only
     those frame indices of every video (K = len(views))."""
     attach(parts.transformer, directors, parts.spec.describe())
@@ -67,7 +69,7 @@ def generate_multiview(parts: VideoComponents, frames: torch.Tensor, prompt, neg
                     negative_prompt, dataclasses.asdict(settings),
                     [(d.name, d.role, d.strength, d.lora.fingerprint) for d in directors], plan.describe(),
                     guide.describe() if guide else None, guide.start.clean if guide else None,
-                    guide.start.noise if guide else None)
+                    guide.start.noise if guide else None, speed.fp8, speed.step_cache)  # the lossy options
     total = len(frames) * settings.steps
     videos = []
     for index, frame in enumerate(frames):
@@ -81,7 +83,7 @@ def generate_multiview(parts: VideoComponents, frames: torch.Tensor, prompt, neg
             result = generate(parts, frame, prompt, negative_prompt, settings,
                               directors=DirectorControl(parts.transformer, directors, plan),
                               start=guide.start if guide else None, blend=guide.blend if guide else None,
-                              place=place, hooks=step_hooks)
+                              place=place, hooks=step_hooks, speed=speed, offload=offload)
             cached = result.frames
             if cache:
                 cache.save(key, cached)

@@ -10,9 +10,10 @@ import torch
 from ..directors.adapters import Director, DirectorControl, attach
 from ..directors.schedule import DirectorSchedule
 from ..hooks import NO_HOOKS, Hooks
+from ..speed.options import SpeedOptions
 from ..video.components import VideoComponents
 from ..video.guides import LatentStart, check_strength, skipped_steps
-from ..video.sampling import Place, SamplerSettings, generate
+from ..video.sampling import Offload, Place, SamplerSettings, generate
 from .latents import encode_video
 
 
@@ -25,7 +26,8 @@ def fit_length(video: torch.Tensor, frames: int) -> tuple[torch.Tensor, int]:
 
 def refine_videos(parts: VideoComponents, videos: torch.Tensor, prompt, negative_prompt, settings: SamplerSettings,
                   directors: list[Director], plan: DirectorSchedule, strength: float, repeat: bool, *,
-                  place: Place, hooks: Hooks = NO_HOOKS) -> torch.Tensor:
+                  place: Place, hooks: Hooks = NO_HOOKS, speed: SpeedOptions = SpeedOptions(),
+                  offload: Offload | None = None) -> torch.Tensor:
     """videos: (V, F, H, W, 3) at the model's size. strength (t0) 0 returns them unchanged; 1 ignores them.
     `repeat` refines once more from half the strength (the paper's second pass at a middle timestep)."""
     check_strength(strength, "refine strength (t0)")
@@ -44,7 +46,7 @@ def refine_videos(parts: VideoComponents, videos: torch.Tensor, prompt, negative
             start = LatentStart(encode_video(parts, current, place), pass_strength)
             current = generate(parts, current[0], prompt, negative_prompt, settings,
                                directors=DirectorControl(parts.transformer, directors, plan), start=start,
-                               place=place, hooks=pass_hooks).frames
+                               place=place, hooks=pass_hooks, speed=speed, offload=offload).frames
             done += run
         refined.append(current[:length])
     return torch.stack(refined)

@@ -15,8 +15,9 @@ from ..camera import Trajectory
 from ..directors import schedule
 from ..directors.adapters import Director, DirectorControl, attach
 from ..hooks import NO_HOOKS, Hooks
+from ..speed.options import SpeedOptions
 from .components import VideoComponents
-from .sampling import Place, SamplerSettings, generate
+from .sampling import Offload, Place, SamplerSettings, generate
 
 
 def clip_plan(path: Trajectory) -> tuple[list[str], int]:
@@ -34,8 +35,9 @@ def _offset(hooks: Hooks, done: int, total: int) -> Hooks:
 
 
 def generate_chain(parts: VideoComponents, image: torch.Tensor, prompt, negative_prompt, settings: SamplerSettings,
-                   path: Trajectory, directors: list[Director], *, place: Place,
-                   hooks: Hooks = NO_HOOKS) -> tuple[torch.Tensor, list[str]]:
+                   path: Trajectory, directors: list[Director], *, place: Place, hooks: Hooks = NO_HOOKS,
+                   speed: SpeedOptions = SpeedOptions(), offload: Offload | None = None
+                   ) -> tuple[torch.Tensor, list[str]]:
     """All clips' frames, (len(path), H, W, 3), and notes. Clip k uses seed + k."""
     patterns, clip_frames = clip_plan(path)
     if clip_frames != parts.spec.frames:
@@ -53,7 +55,7 @@ def generate_chain(parts: VideoComponents, image: torch.Tensor, prompt, negative
                                   schedule.constant([pattern], settings.steps))
         clip_settings = dataclasses.replace(settings, seed=settings.seed + index)
         result = generate(parts, image, prompt, negative_prompt, clip_settings, directors=control, place=place,
-                          hooks=_offset(hooks, index * settings.steps, total))
+                          hooks=_offset(hooks, index * settings.steps, total), speed=speed, offload=offload)
         notes += [f"clip {index + 1}: {note}" for note in result.notes]
         frames.append(result.frames if index == 0 else result.frames[1:])  # a clip's first frame is the last one
         image = result.frames[-1]

@@ -29,6 +29,7 @@ from .preview import LatentPreviewer, PreviewQueue
 SCHEDULERS = {"ddim": "CogVideoXDDIMScheduler", "dpm": "CogVideoXDPMScheduler"}
 FPS = 8  # CogVideoX videos play at 8 frames per second
 Place = Callable[[torch.nn.Module], torch.device]
+Offload = Callable[[torch.nn.Module], None]
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Te
              negative_prompt: str | torch.Tensor = "", settings: SamplerSettings = SamplerSettings(), *,
              directors: DirectorControl | None = None, start: LatentStart | None = None,
              blend: LatentBlend | None = None, place: Place, hooks: Hooks = NO_HOOKS, preview_every: int = 1,
-             speed: SpeedOptions = SpeedOptions(), offload: Callable[[torch.nn.Module], None] | None = None
+             speed: SpeedOptions = SpeedOptions(), offload: Offload | None = None
              ) -> VideoResult:
     """One image -> one video. `prompt`/`negative_prompt` are text, or T5 states (1, tokens, width) already
     fitted to the model (conditioning.fit_prompt_states). image: (H, W, 3) in 0..1, any size.
