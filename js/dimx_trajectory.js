@@ -48,6 +48,7 @@ class TrajectoryPreview {
     this.element = document.createElement("div");
     this.element.className = "dimx-trajectory";
     this.element.dimxPreview = this;
+    this.element.dataset.captureWheel = "true";
     this.canvas = document.createElement("canvas");
     this.errorBox = document.createElement("div");
     this.errorBox.className = "dimx-trajectory-error";

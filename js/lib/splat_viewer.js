@@ -27,7 +27,8 @@ function sorter() {
 
 const STYLE = `
 .dimx-viewer { position: relative; width: 100%; height: 100%; min-height: 240px; overflow: hidden;
-  background: rgb(28, 28, 33); border-radius: 4px; font: 12px sans-serif; color: #ddd; user-select: none; }
+  background: rgb(28, 28, 33); border-radius: 4px; font: 12px sans-serif; color: #ddd; user-select: none;
+  outline: none; }
 .dimx-viewer canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block; cursor: grab;
   touch-action: none; }
 .dimx-viewer .dimx-info { position: absolute; left: 6px; top: 4px; right: 90px; pointer-events: none;
@@ -115,6 +116,10 @@ export class SplatViewer {
 
     this.element = element("div", "dimx-viewer");
     this.element.dimxViewer = this;
+    // Vue-rendered nodes hand wheel events to the graph canvas unless an element claims them like this (the
+    // newest frontends also want the claiming element to hold the focus, hence the tabindex).
+    this.element.dataset.captureWheel = "true";
+    this.element.tabIndex = -1;
     this.canvas = element("canvas", null, this.element);
     const info = element("div", "dimx-info", this.element);
     this.statusLine = element("div", "dimx-status", info, "No scene yet: run the workflow to see it here.");
@@ -314,7 +319,11 @@ export class SplatViewer {
 
   _buildCameraLines(radius) {
     if (!this.cameras.length) return;
-    const size = 0.12 * radius;
+    // Frustums as large as the path allows without overlapping, but always visible next to the scene.
+    const centres = this.cameras.map((camera) => columns(camera.c2w)[3]);
+    const gaps = centres.slice(1).map((c, i) => Math.hypot(...sub(c, centres[i]))).sort((a, b) => a - b);
+    const spacing = gaps.length ? gaps[Math.floor(gaps.length / 2)] : 0;
+    const size = Math.min(0.3 * radius, Math.max(0.12 * radius, 0.4 * spacing));
     const vertices = [];
     const segment = (a, b, rgb) => vertices.push(...a, ...rgb, ...b, ...rgb);
     this.cameras.forEach((camera, i) => {
@@ -328,7 +337,7 @@ export class SplatViewer {
         segment(eye, corner, rgb);
         segment(corner, corners[(k + 1) % 4], rgb);
       });
-      if (i > 0) segment(columns(this.cameras[i - 1].c2w)[3], eye, PATH_RGB);
+      if (i > 0) segment(centres[i - 1], eye, PATH_RGB);
     });
     this.renderer.setLines(new Float32Array(vertices));
   }
@@ -337,9 +346,16 @@ export class SplatViewer {
     const canvas = this.canvas;
     let drag = null;
     const stop = (event) => event.stopPropagation();
+    const focus = () => this.element.focus({ preventScroll: true });
+    // Take the focus on hover (so the wheel zooms at once), but never from a field being edited.
+    canvas.addEventListener("pointerenter", () => {
+      const active = document.activeElement;
+      if (!active?.isContentEditable && !["INPUT", "TEXTAREA", "SELECT"].includes(active?.tagName)) focus();
+    });
     canvas.addEventListener("pointerdown", (event) => {
       stop(event);
       event.preventDefault();
+      focus();
       canvas.setPointerCapture(event.pointerId);
       const pan = event.button === 1 || event.button === 2 || event.shiftKey || event.ctrlKey;
       drag = { x: event.clientX, y: event.clientY, pan };
@@ -376,6 +392,7 @@ export class SplatViewer {
       stop(event);
       this.resetView();
     });
+    canvas.addEventListener("mousedown", stop);
     canvas.addEventListener("contextmenu", (event) => {
       stop(event);
       event.preventDefault();
