@@ -1,0 +1,10 @@
+"""What the browser tests share: the rendering modes, and which console errors are the pack's."""
+MODES = ["classic", "vue"]
+
+
+def ours(errors: list[dict]) -> list[dict]:
+    """Console errors that come from this pack (its extension files or its messages)."""
+    def mentions_pack(error: dict) -> bool:
+        text = (error.get("where", "") + " " + error["text"]).lower()
+        return "/extensions/dimensionx" in text or "dimensionx" in text or "dimx" in text
+    return [e for e in errors if mentions_pack(e)]
