@@ -105,27 +105,42 @@ export async function clearGraph(page) {
 }
 
 /**
- * Open the template browser, find the pack's workflow `name` among the custom-node templates, report its card and
- * thumbnail, and load it by clicking the card, as a person would.
+ * Open the template browser, find the pack's workflow `name` (in the pack's own category when the frontend lists
+ * one, else by searching), report its card and thumbnail, and load it by clicking the card, as a person would.
  */
-export async function loadTemplate(page, name, nodeCount) {
+export async function loadTemplate(page, name, nodeCount, pack) {
+  const thumbnailRequests = [];
+  const watch = (response) => {
+    if (response.url().includes(`/workflow_templates/${pack}/${name}.jpg`)) {
+      thumbnailRequests.push({ url: response.url(), status: response.status() });
+    }
+  };
+  page.on("response", watch);
   await command(page, "Comfy.BrowseTemplates");
-  const card = page.locator(`[data-testid="template-workflow-${name}"]`).first();
-  const search = page.locator('[role="dialog"] input[placeholder*="earch" i]').first();
-  await search.waitFor({ timeout: 20_000 });
-  await search.fill(name);
+  const dialog = page.locator('[role="dialog"]').filter({ has: page.locator('input[placeholder*="earch" i]') });
+  await dialog.first().waitFor({ timeout: 20_000 });
+  const category = dialog.locator(`nav :text-is("${pack}"), [role="navigation"] :text-is("${pack}"), ` +
+    `aside :text-is("${pack}")`).first();
+  if (await category.count()) {
+    await category.click();  // 1.32 loads custom-node thumbnails only in their own category
+  } else {
+    await dialog.locator('input[placeholder*="earch" i]').first().fill(name);
+  }
+  const testId = `template-workflow-${name}`;
+  const card = page.locator(`[data-testid="${testId}"]`).first();
   await card.waitFor({ timeout: 20_000 });
-  await page.waitForFunction((testId) => {
-    const images = [...document.querySelectorAll(`[data-testid="${testId}"] img`)];
+  await page.waitForFunction((id) => {
+    const images = [...document.querySelectorAll(`[data-testid="${id}"] img`)];
     return images.length > 0 && images.every((img) => img.complete);
-  }, `template-workflow-${name}`, { timeout: 10_000 }).catch(() => {});
+  }, testId, { timeout: 10_000 }).catch(() => {});
   const thumbnails = await card.locator("img").evaluateAll((images) =>
     images.map((img) => ({ src: img.currentSrc || img.src, width: img.naturalWidth, height: img.naturalHeight })));
+  page.off("response", watch);
   await card.click();
   await page.waitForFunction((count) => window.app.graph.nodes.length === count &&
     !document.querySelector('[data-testid^="template-workflow-"]'), nodeCount, { timeout: 20_000 });
   await settle(page);
-  return { thumbnails };
+  return { thumbnails, thumbnailRequests };
 }
 
 /** Fit the whole graph into the canvas. */

@@ -12,7 +12,7 @@ import pytest
 
 from harness.assets import ensure_tiny_models
 from harness.chromium import browser_missing, run_scenario
-from harness.comfyhost import REPO, ComfyServer, comfy_root_and_python, prepare_instance
+from harness.comfyhost import PACK_DIR_NAME, REPO, ComfyServer, comfy_root_and_python, prepare_instance
 
 CACHE = REPO / ".cache"
 HERE = Path(__file__).parent
@@ -46,6 +46,7 @@ def browser(page_host, host_label):
     def run(scenario: str, mode: str, timeout: float = 240.0, **request) -> dict:
         out = ARTIFACTS / host_label / mode
         return run_scenario(SCENARIOS / f"{scenario}.mjs",
-                            {"url": page_host.url, "out": str(out), "vueNodes": mode == "vue", **request}, timeout)
+                            {"url": page_host.url, "out": str(out), "pack": PACK_DIR_NAME, "vueNodes": mode == "vue",
+                             **request}, timeout)
     return run
 

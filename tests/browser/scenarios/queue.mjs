@@ -2,7 +2,7 @@
 export default async function (request, helpers) {
   const { page, log, frontend } = await helpers.openComfy(helpers.context, request.url, { vueNodes: request.vueNodes });
   await helpers.clearGraph(page);
-  await helpers.loadTemplate(page, request.workflow, request.nodeCount);
+  await helpers.loadTemplate(page, request.workflow, request.nodeCount, request.pack);
   await helpers.fitView(page);
   const mark = log.mark();
   await helpers.pressQueue(page);

@@ -7,13 +7,13 @@ export default async function (request, helpers) {
   for (const workflow of request.workflows) {
     await helpers.clearGraph(page);
     const mark = log.mark();
-    const { thumbnails } = await helpers.loadTemplate(page, workflow.name, workflow.nodeCount);
+    const template = await helpers.loadTemplate(page, workflow.name, workflow.nodeCount, request.pack);
     await helpers.fitView(page);
     const problems = await helpers.graphProblems(page);
     const types = await page.evaluate(() => window.app.graph.nodes.map((n) => n.type).sort());
     const screenshot = `${request.out}/workflow-${workflow.name}.png`;
     await page.screenshot({ path: screenshot });
-    results.push({ name: workflow.name, thumbnails, types, ...problems, errors: log.since(mark), screenshot });
+    results.push({ name: workflow.name, ...template, types, ...problems, errors: log.since(mark), screenshot });
   }
   return { frontend, bootErrors, results };
 }
