@@ -3,7 +3,7 @@
 // whenever a widget changes, debounced, and shows the server's error text when the values are refused.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { drawTrajectory } from "./lib/trajectory_draw.js";
+import { DEFAULT_VIEW, drawTrajectory } from "./lib/trajectory_draw.js";
 
 const PLANNER = "DimensionXTrajectoryPlanner";
 const WIDGET_NAME = "dimx_trajectory_preview";
@@ -41,7 +41,7 @@ class TrajectoryPreview {
   constructor(node) {
     injectStyle();
     this.node = node;
-    this.view = { yaw: -0.6, pitch: 0.5 };
+    this.view = { ...DEFAULT_VIEW };
     this.result = null;
     this.request = 0;
     this.timer = null;
@@ -133,7 +133,7 @@ class TrajectoryPreview {
     canvas.addEventListener("pointerup", () => (drag = null));
     canvas.addEventListener("dblclick", (event) => {
       event.stopPropagation();
-      this.view = { yaw: -0.6, pitch: 0.5 };
+      this.view = { ...DEFAULT_VIEW };
       this.draw();
     });
   }

@@ -11,8 +11,10 @@ export const COLOURS = {
   pivot: "rgb(235, 70, 235)",
   text: "rgb(220, 220, 220)",
 };
-const MAX_FRUSTUMS = 12;
+const MAX_FRUSTUMS = 8;
 const MARGIN = 18;
+// The overview angle: turned a little from straight behind the first camera, and looking down on the path.
+export const DEFAULT_VIEW = { yaw: -0.35, pitch: 0.95 };
 
 /** Check the route's answer and turn it into centres and camera axes. */
 export function readTrajectory(json) {
@@ -39,7 +41,7 @@ function frustumIndices(n) {
  * Draw `json` into `ctx` (a canvas of `width` x `height` pixels). `yaw`/`pitch` (radians) turn the overview about
  * the first camera's up axis. Returns `project(point) -> [x, y]`, the mapping used, so callers can hit-test.
  */
-export function drawTrajectory(ctx, width, height, json, { yaw = -0.6, pitch = 0.5 } = {}) {
+export function drawTrajectory(ctx, width, height, json, { yaw = DEFAULT_VIEW.yaw, pitch = DEFAULT_VIEW.pitch } = {}) {
   const path = readTrajectory(json);
   const { cameras, pivot } = path;
   const first = cameras[0];
@@ -52,7 +54,7 @@ export function drawTrajectory(ctx, width, height, json, { yaw = -0.6, pitch = 0
 
   const spread = Math.max(...cameras.map((c) => Math.hypot(...sub(c.center, first.center))),
     pivot ? Math.hypot(...sub(pivot, first.center)) : 0);
-  const size = spread > 1e-6 ? 0.18 * spread : 1;  // frustum depth, in scene units
+  const size = spread > 1e-6 ? 0.07 * spread : 1;  // frustum depth, in scene units
   const frustums = frustumIndices(cameras.length).map((i) => {
     const c = cameras[i];
     const w = path.width ?? 2 * c.cx, h = path.height ?? 2 * c.cy;
@@ -103,6 +105,12 @@ export function drawTrajectory(ctx, width, height, json, { yaw = -0.6, pitch = 0
   }
 
   if (pivot) {
+    // The first camera's line of sight to the pivot, dashed.
+    ctx.setLineDash([4, 4]);
+    ctx.strokeStyle = COLOURS.pivot;
+    ctx.lineWidth = 1;
+    polyline([first.center, pivot]);
+    ctx.setLineDash([]);
     const [x, y] = project(pivot);
     ctx.strokeStyle = ctx.fillStyle = COLOURS.pivot;
     ctx.lineWidth = 2;
