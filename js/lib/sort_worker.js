@@ -12,8 +12,8 @@ export function sortBackToFront(positions, count, forward) {
   const depths = new Float32Array(count);
   let min = Infinity, max = -Infinity;
   for (let i = 0; i < count; i++) {
-    const d = positions[3 * i] * forward[0] + positions[3 * i + 1] * forward[1] + positions[3 * i + 2] * forward[2];
-    depths[i] = d;
+    depths[i] = positions[3 * i] * forward[0] + positions[3 * i + 1] * forward[1] + positions[3 * i + 2] * forward[2];
+    const d = depths[i];  // the stored (float32) value, so that the keys below stay within [0, buckets)
     if (d < min) min = d;
     if (d > max) max = d;
   }

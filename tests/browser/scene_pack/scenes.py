@@ -35,16 +35,17 @@ def cluster(center, colour, count: int, rng: np.random.Generator) -> dict[str, n
     return columns
 
 
-def write_ply(path: Path, parts: list[dict[str, np.ndarray]]) -> Path:
-    columns = {name: np.concatenate([part[name] for part in parts]) for name in PROPERTIES}
+def write_ply(path: Path, parts: list[dict[str, np.ndarray]], properties: list[str] = PROPERTIES,
+              doubles: frozenset[str] = frozenset({"confidence"})) -> Path:
+    """Binary little-endian PLY of the concatenated `parts`, properties in the given order."""
+    columns = {name: np.concatenate([part[name] for part in parts]) for name in properties}
     count = len(columns["x"])
-    dtype = [(name, "<f8" if name == "confidence" else "<f4") for name in PROPERTIES]
-    data = np.empty(count, dtype=dtype)
-    for name in PROPERTIES:
+    data = np.empty(count, dtype=[(name, "<f8" if name in doubles else "<f4") for name in properties])
+    for name in properties:
         data[name] = columns[name]
     header = ["ply", "format binary_little_endian 1.0", "comment DimensionX viewer test scene",
               f"element vertex {count}"]
-    header += [f"property {'double' if name == 'confidence' else 'float'} {name}" for name in PROPERTIES]
+    header += [f"property {'double' if name in doubles else 'float'} {name}" for name in properties]
     header.append("end_header")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(("\n".join(header) + "\n").encode("ascii") + data.tobytes())
