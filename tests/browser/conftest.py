@@ -13,11 +13,14 @@ import pytest
 from harness.assets import ensure_tiny_models
 from harness.chromium import browser_missing, run_scenario
 from harness.comfyhost import PACK_DIR_NAME, REPO, ComfyServer, comfy_root_and_python, prepare_instance
+from harness.workflows import load_workflow
+from tests.browser.support import MODES, WORKFLOWS
 
 CACHE = REPO / ".cache"
 HERE = Path(__file__).parent
 SCENARIOS = HERE / "scenarios"
 ARTIFACTS = REPO / "artifacts" / "browser"
+RUN_FROM_PAGE = "check_install"
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +53,11 @@ def browser(page_host, host_label):
                              **request}, timeout)
     return run
 
+
+
+@pytest.fixture(scope="session", params=MODES)
+def workflow_tour(request, browser):
+    """Every example workflow opened from the template browser in one page, and check_install run from it."""
+    workflows = [{"name": path.stem, "nodeCount": len(load_workflow(path)["nodes"])} for path in WORKFLOWS]
+    return browser("workflows", request.param, workflows=workflows, run=RUN_FROM_PAGE,
+                   timeout=120 + 30 * len(workflows))

@@ -1,5 +1,9 @@
-"""What the browser tests share: the rendering modes, and which console errors are the pack's."""
+"""What the browser tests share: the rendering modes, the example workflows, and which console errors are the
+pack's."""
+from harness.comfyhost import REPO
+
 MODES = ["classic", "vue"]
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 
 
 def ours(errors: list[dict]) -> list[dict]:
