@@ -32,9 +32,15 @@ async function runCase(page, helpers, request, spec) {
   await addNode(page, "DimxTestSceneSource", { size: [560, 520],
     values: { kind: spec.kind, cameras: spec.cameras, splats_per_cluster: spec.splats } });
   await helpers.settle(page, 200);
+  await page.evaluate(() => {  // every splat count the view reports while the file streams in
+    window.dimxSplatCounts = [];
+    new MutationObserver((changes) => changes.forEach((c) => window.dimxSplatCounts.push(c.target.dataset.splats)))
+      .observe(document.body, { subtree: true, attributeFilter: ["data-splats"] });
+  });
   await helpers.pressQueue(page);
   const state = await waitForState(page, VIEW, ["ready", "error"], 120_000);
-  const result = { name: spec.name, state, info: await viewerInfo(page), shots: {} };
+  const result = { name: spec.name, state, info: await viewerInfo(page), shots: {},
+    splatCounts: await page.evaluate(() => window.dimxSplatCounts.map(Number)) };
   if (state !== "ready") return result;
   const out = request.out;
   result.shots.initial = await shoot(page, out, `viewer-${spec.name}`);
