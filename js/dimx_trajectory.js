@@ -3,6 +3,7 @@
 // whenever a widget changes, debounced, and shows the server's error text when the values are refused.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { element, injectStyle } from "./lib/dom.js";
 import { DEFAULT_VIEW, drawTrajectory } from "./lib/trajectory_draw.js";
 
 const PLANNER = "DimensionXTrajectoryPlanner";
@@ -19,14 +20,6 @@ const STYLE = `
   font: 12px sans-serif; white-space: pre-wrap; background: rgb(24, 26, 30); }
 `;
 
-function injectStyle() {
-  if (document.getElementById("dimx-trajectory-style")) return;
-  const style = document.createElement("style");
-  style.id = "dimx-trajectory-style";
-  style.textContent = STYLE;
-  document.head.appendChild(style);
-}
-
 /** The planner's own widget values, as the route's query string. */
 function plannerQuery(node) {
   const params = new URLSearchParams();
@@ -39,21 +32,18 @@ function plannerQuery(node) {
 
 class TrajectoryPreview {
   constructor(node) {
-    injectStyle();
+    injectStyle("dimx-trajectory-style", STYLE);
     this.node = node;
     this.view = { ...DEFAULT_VIEW };
     this.result = null;
     this.request = 0;
     this.timer = null;
-    this.element = document.createElement("div");
-    this.element.className = "dimx-trajectory";
+    this.element = element("div", "dimx-trajectory");
     this.element.dimxPreview = this;
     this.element.dataset.captureWheel = "true";
-    this.canvas = document.createElement("canvas");
-    this.errorBox = document.createElement("div");
-    this.errorBox.className = "dimx-trajectory-error";
+    this.canvas = element("canvas", null, this.element);
+    this.errorBox = element("div", "dimx-trajectory-error", this.element);
     this.errorBox.style.display = "none";
-    this.element.append(this.canvas, this.errorBox);
     this.element.dataset.state = "idle";
     this._listen();
     this.resizeObserver = new ResizeObserver(() => this.draw());

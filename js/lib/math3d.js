@@ -43,15 +43,6 @@ export function multiply(a, b) {
   return out;
 }
 
-export function transformPoint(m, p) {
-  const w = m[3] * p[0] + m[7] * p[1] + m[11] * p[2] + m[15];
-  return [
-    (m[0] * p[0] + m[4] * p[1] + m[8] * p[2] + m[12]) / w,
-    (m[1] * p[0] + m[5] * p[1] + m[9] * p[2] + m[13]) / w,
-    (m[2] * p[0] + m[6] * p[1] + m[10] * p[2] + m[14]) / w,
-  ];
-}
-
 /** Rotate `v` about the unit `axis` by `angle` radians (Rodrigues). */
 export function rotate(v, axis, angle) {
   const c = Math.cos(angle), s = Math.sin(angle);

@@ -1,7 +1,8 @@
 // The interactive splat view: a canvas with orbit/pan/zoom, reset, camera frustums, progressive loading with a
 // splat cap, and a time slider + play button for 4D scenes. Knows nothing of ComfyUI: the extension gives it
 // a DOM slot and a function that turns {filename, subfolder, type} into a URL.
-import { add, columns, cross, normalize, scale, sub } from "./math3d.js";
+import { element, injectStyle } from "./dom.js";
+import { add, columns, normalize, scale, sub } from "./math3d.js";
 import { DEFAULT_FOV_Y, OrbitCamera } from "./orbit_camera.js";
 import { fetchJson, parseManifest, parseTransforms, SceneError, streamPly } from "./scene_source.js";
 import { SplatRenderer } from "./splat_renderer.js";
@@ -43,22 +44,6 @@ const STYLE = `
 .dimx-viewer .dimx-timebar input { flex: 1; }
 `;
 
-function injectStyle() {
-  if (document.getElementById("dimx-viewer-style")) return;
-  const style = document.createElement("style");
-  style.id = "dimx-viewer-style";
-  style.textContent = STYLE;
-  document.head.appendChild(style);
-}
-
-function element(tag, className, parent, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text) node.textContent = text;
-  parent?.appendChild(node);
-  return node;
-}
-
 /** Robust centre and radius (5th-95th percentile box) of a stride sample of the loaded splat centres. */
 function robustBounds(positions, count) {
   const step = Math.max(1, Math.floor(count / FIT_SAMPLES));
@@ -99,7 +84,7 @@ class ViewerScene {
 export class SplatViewer {
   /** `resolveUrl(fileRef)` turns {filename, subfolder, type} into a URL; `maxSplats` caps what is loaded. */
   constructor({ resolveUrl, maxSplats = DEFAULT_MAX_SPLATS }) {
-    injectStyle();
+    injectStyle("dimx-viewer-style", STYLE);
     this.resolveUrl = resolveUrl;
     this.maxSplats = maxSplats;
     this.camera = new OrbitCamera();
