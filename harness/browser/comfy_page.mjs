@@ -119,6 +119,8 @@ export async function loadTemplate(page, name, nodeCount, pack) {
   await command(page, "Comfy.BrowseTemplates");
   const dialog = page.locator('[role="dialog"]').filter({ has: page.locator('input[placeholder*="earch" i]') });
   await dialog.first().waitFor({ timeout: 20_000 });
+  // Cards appear once the template lists (core and custom nodes') have loaded; only then is the nav complete.
+  await page.locator('[data-testid^="template-workflow-"]').first().waitFor({ timeout: 20_000 });
   const category = dialog.locator(`nav :text-is("${pack}"), [role="navigation"] :text-is("${pack}"), ` +
     `aside :text-is("${pack}")`).first();
   if (await category.count()) {
