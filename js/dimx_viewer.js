@@ -21,10 +21,13 @@ function viewUrl(file) {
   return api.apiURL(`/view?${params}`);
 }
 
+function maxSplats() {
+  return Math.max(1000, Number(setting(MAX_SPLATS_SETTING, DEFAULT_MAX_SPLATS)));
+}
+
 function ensureViewer(node) {
   if (node.dimxViewer) return node.dimxViewer;
-  const viewer = new SplatViewer({ resolveUrl: viewUrl,
-    maxSplats: Math.max(1000, Number(setting(MAX_SPLATS_SETTING, DEFAULT_MAX_SPLATS))) });
+  const viewer = new SplatViewer({ resolveUrl: viewUrl, maxSplats: maxSplats() });
   node.addDOMWidget(WIDGET_NAME, "dimx-splat-view", viewer.element, {
     serialize: false,
     hideOnZoom: false,
@@ -60,7 +63,11 @@ app.registerExtension({
     nodeType.prototype.onExecuted = function (output) {
       const result = onExecuted?.apply(this, arguments);
       const scenes = output?.dimx_scene;
-      if (Array.isArray(scenes) && scenes.length > 0) ensureViewer(this).show(scenes[0]);
+      if (Array.isArray(scenes) && scenes.length > 0) {
+        const viewer = ensureViewer(this);
+        viewer.maxSplats = maxSplats();  // the setting may have changed since the view was made
+        viewer.show(scenes[0]);
+      }
       return result;
     };
   },

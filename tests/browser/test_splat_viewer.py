@@ -21,7 +21,9 @@ CASES = [
     {"name": "camera-arc", "kind": "3d", "cameras": True, "splats": 400, "zoomOut": True},
     {"name": "time-steps", "kind": "4d", "cameras": False, "splats": 400},
     {"name": "over-cap", "kind": "3d", "cameras": False, "splats": 30_000},
+    {"name": "missing-file", "kind": "missing", "cameras": False, "splats": 1},
 ]
+MISSING = "no_such_scene.ply"
 RED, BLUE = 0, 2
 
 
@@ -29,7 +31,8 @@ RED, BLUE = 0, 2
 def viewer(request, browser):
     result = browser("viewer", request.param, cases=CASES, settings={CAP_SETTING: CAP}, timeout=400)
     assert result["webgl"] and result["webgl"].startswith("WebGL 2.0")
-    assert result["errors"] == [], "console errors while the viewer worked"
+    # The browser logs the 404 of the deliberately missing file; nothing else may reach the console.
+    assert [e for e in result["errors"] if MISSING not in e.get("where", "")] == [], "console errors"
     return {case["name"]: case for case in result["cases"]}
 
 
@@ -133,3 +136,10 @@ def test_a_large_scene_streams_in_and_is_thinned_evenly_under_the_cap_with_a_not
     assert f"Showing {CAP:,} of {60_000:,} splats" in case["info"]["notice"]
     red, blue = blobs(load(case["shots"]["initial"]))  # both clusters survive the thinning
     assert red[0] < blue[0]
+
+
+def test_a_scene_that_cannot_be_read_shows_why_in_the_node(viewer):
+    case = viewer["missing-file"]
+    assert case["state"] == "error"
+    assert case["info"]["error"].startswith("Cannot show the scene: the server answered 404")
+    assert MISSING in case["info"]["error"]

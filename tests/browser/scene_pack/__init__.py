@@ -18,7 +18,8 @@ class DimxTestSceneSource:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "kind": (["3d", "4d"], {"tooltip": "3d: one PLY; 4d: a manifest of two time steps with swapped colours"}),
+            "kind": (["3d", "4d", "missing"], {"tooltip": "3d: one PLY; 4d: a manifest of two time steps with swapped "
+                                                       "colours; missing: a scene file that does not exist"}),
             "cameras": ("BOOLEAN", {"default": False, "tooltip": "also write a transforms.json camera arc"}),
             "splats_per_cluster": ("INT", {"default": 400, "min": 1, "max": 1_000_000}),
         }}
@@ -37,7 +38,9 @@ class DimxTestSceneSource:
         camera_ref = None
         if cameras:
             camera_ref = _ref(scenes.camera_arc(Path(folder) / f"cameras_{tag}.json"))
-        if kind == "3d":
+        if kind == "missing":
+            scene_ref = {"filename": "no_such_scene.ply", "subfolder": SUBFOLDER, "type": "output"}
+        elif kind == "3d":
             scene_ref = _ref(scenes.two_clusters(Path(folder) / f"scene_{tag}.ply", splats_per_cluster))
         else:
             frames = [_ref(scenes.two_clusters(Path(folder) / f"scene_{tag}_t{t}.ply", splats_per_cluster,
@@ -46,7 +49,8 @@ class DimxTestSceneSource:
             with open(manifest, "w") as handle:
                 json.dump({"kind": "dimx-4d", "times": [0.0, 1.0], "frames": frames}, handle)
             scene_ref = _ref(manifest)
-        return {"ui": {"dimx_scene": [{"scene": scene_ref, "cameras": camera_ref, "kind": kind}]}, "result": ()}
+        reported = "3d" if kind == "missing" else kind
+        return {"ui": {"dimx_scene": [{"scene": scene_ref, "cameras": camera_ref, "kind": reported}]}, "result": ()}
 
 
 NODE_CLASS_MAPPINGS = {"DimxTestSceneSource": DimxTestSceneSource}
