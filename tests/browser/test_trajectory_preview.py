@@ -8,6 +8,7 @@ the server offers the real node.
 import json
 import math
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -93,16 +94,31 @@ def test_preview_in_the_node_follows_its_widgets_and_shows_route_errors(browser,
     assert [e for e in result["errors"] if "400" not in e["text"]] == []
 
 
-def planner_available(url: str) -> bool:
+def planner_definition(url: str) -> dict | None:
     with urllib.request.urlopen(url + "/object_info") as response:
-        return PLANNER in json.load(response)
+        return json.load(response).get(PLANNER)
+
+
+def default_query(definition: dict) -> str:
+    """The planner's widget defaults as the route's query (what a freshly added node asks)."""
+    params = {}
+    for name, spec in {**definition["input"].get("required", {}), **definition["input"].get("optional", {})}.items():
+        kind, options = spec[0], spec[1] if len(spec) > 1 else {}
+        if isinstance(kind, list) and kind:
+            params[name] = options.get("default", kind[0])
+        elif kind == "COMBO" and options.get("options"):
+            params[name] = options.get("default", options["options"][0])
+        elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN") and "default" in options:
+            params[name] = options["default"]
+    return urllib.parse.urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()})
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_live_planner_route_and_preview(browser, page_host, mode):
-    if not planner_available(page_host.url):
+    definition = planner_definition(page_host.url)
+    if definition is None:
         pytest.skip(f"{PLANNER} is not on this branch yet; this test runs once it is merged")
-    with urllib.request.urlopen(page_host.url + "/dimensionx/trajectory") as response:
+    with urllib.request.urlopen(f"{page_host.url}/dimensionx/trajectory?{default_query(definition)}") as response:
         defaults = json.load(response)
     assert ROUTE_KEYS <= set(defaults) and len(defaults["c2w_opencv"]) == len(defaults["intrinsics"]) > 1
     with pytest.raises(urllib.error.HTTPError) as refused:
