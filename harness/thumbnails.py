@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dimx-thumbnails-") as scratch:
         base = prepare_instance(Path(scratch) / "base", ensure_tiny_models(cache))
         with ComfyServer(root, base, python) as server:
-            request = {"url": server.url, "out": str(Path(scratch) / "shots"), "viewport": {"width": 1600, "height": 1200},
+            request = {"url": server.url, "out": str(Path(scratch) / "shots"),
+                       "viewport": {"width": 1600, "height": 1200},
                        "workflows": [{"name": p.stem, "path": str(p)} for p in paths]}
             shots = run_scenario(BROWSER_DIR / "thumbnails.mjs", request)["shots"]
         for path, shot in zip(paths, shots):

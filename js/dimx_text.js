@@ -12,7 +12,8 @@ function textWidget(node) {
   area.readOnly = true;
   area.spellcheck = false;
   area.dataset.captureWheel = "true";  // scroll the text, not the graph, in Vue-rendered nodes
-  Object.assign(area.style, { width: "100%", height: "100%", minHeight: "120px", resize: "none", boxSizing: "border-box",
+  Object.assign(area.style, { width: "100%", height: "100%", minHeight: "120px", resize: "none",
+    boxSizing: "border-box",
     font: "12px monospace", background: "rgba(0, 0, 0, 0.25)", color: "inherit", border: "none", padding: "4px" });
   // Let the text be selected and scrolled without dragging the canvas.
   for (const type of ["pointerdown", "wheel"]) area.addEventListener(type, (event) => event.stopPropagation());

@@ -187,7 +187,8 @@ export async function graphToPage(page, point) {
 /** Press the page's Queue / Run button. */
 export async function pressQueue(page) {
   // 1.32 wraps its Run split-button in the test id; newer frontends put the id on the button itself.
-  const button = page.locator('button[data-testid="queue-button"], [data-testid="queue-button"] button.p-button-primary')
+  const button = page
+    .locator('button[data-testid="queue-button"], [data-testid="queue-button"] button.p-button-primary')
     .filter({ visible: true });
   await button.first().click();
 }

@@ -29,14 +29,16 @@ export default async function (request, helpers) {
         (area.top + (area.height - scale * (y1 - y0)) / 2) / scale - y0];
       canvas.setDirty(true, true);
       const rect = element.getBoundingClientRect();
-      const toPage = ([x, y]) => [(x + canvas.ds.offset[0]) * scale + rect.left, (y + canvas.ds.offset[1]) * scale + rect.top];
+      const toPage = ([x, y]) => [(x + canvas.ds.offset[0]) * scale + rect.left,
+        (y + canvas.ds.offset[1]) * scale + rect.top];
       const [left, top] = toPage([x0, y0]), [right, bottom] = toPage([x1, y1]);
       return { left: left - margin, top: top - margin, right: right + margin, bottom: bottom + margin };
     }, MARGIN);
     await helpers.settle(page, 300);
     const viewport = page.viewportSize();
     const x = Math.max(0, box.left), y = Math.max(0, box.top);
-    const clip = { x, y, width: Math.min(viewport.width, box.right) - x, height: Math.min(viewport.height, box.bottom) - y };
+    const clip = { x, y, width: Math.min(viewport.width, box.right) - x,
+      height: Math.min(viewport.height, box.bottom) - y };
     const file = `${request.out}/${workflow.name}.png`;
     await page.screenshot({ path: file, clip });
     shots.push(file);

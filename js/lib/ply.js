@@ -177,7 +177,8 @@ export class PlyDecoder {
     const x = r.x(view, base), y = r.y(view, base), z = r.z(view, base);
     const dc = [r.f_dc_0(view, base), r.f_dc_1(view, base), r.f_dc_2(view, base)];
     const alpha = 1 / (1 + Math.exp(-r.opacity(view, base)));
-    const sx = Math.exp(r.scale_0(view, base)), sy = Math.exp(r.scale_1(view, base)), sz = Math.exp(r.scale_2(view, base));
+    const sx = Math.exp(r.scale_0(view, base)), sy = Math.exp(r.scale_1(view, base));
+    const sz = Math.exp(r.scale_2(view, base));
     let qw = r.rot_0(view, base), qx = r.rot_1(view, base), qy = r.rot_2(view, base), qz = r.rot_3(view, base);
     const qn = Math.hypot(qw, qx, qy, qz) || 1;
     qw /= qn; qx /= qn; qy /= qn; qz /= qn;

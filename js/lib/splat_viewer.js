@@ -271,7 +271,8 @@ export class SplatViewer {
     if (!scene) return;
     const count = scene.splats.loaded.toLocaleString("en");
     const loading = this.scenes.length < Math.max(1, this.times.length) || this.scenes.some((s) => !s?.done);
-    const frames = this.times.length ? ` · ${this.scenes.filter((s) => s?.done).length}/${this.times.length} steps` : "";
+    const steps = this.times.length;
+    const frames = steps ? ` · ${this.scenes.filter((s) => s?.done).length}/${steps} steps` : "";
     this.statusLine.textContent = loading
       ? `Loading ${Math.round(100 * (this.loadFraction ?? 0))}% · ${count} splats${frames}`
       : `${count} splats${frames}${this.cameras.length ? ` · ${this.cameras.length} cameras` : ""}`;
@@ -441,7 +442,8 @@ export class SplatViewer {
     if (width === 0 || height === 0) return;
     const scene = this.scenes[this.frame];
     this.renderer.render(scene?.gpu ?? null, this.camera.matrices(width, height));
-    const settled = scene && scene.done && !scene.sorting && !scene.wantSort && scene.sortedCount === scene.splats.loaded;
+    const settled = scene && scene.done && !scene.sorting && !scene.wantSort &&
+      scene.sortedCount === scene.splats.loaded;
     const allLoaded = this.scenes.length >= Math.max(1, this.times.length) && this.scenes.every((s) => s?.done);
     if (this.element.dataset.state !== "error" && scene) this._setState(settled && allLoaded ? "ready" : "loading");
   }

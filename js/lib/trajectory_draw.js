@@ -68,7 +68,8 @@ export function drawTrajectory(ctx, width, height, json, { yaw = DEFAULT_VIEW.ya
   const minX = Math.min(...flat.map((p) => p[0])), maxX = Math.max(...flat.map((p) => p[0]));
   const minY = Math.min(...flat.map((p) => p[1])), maxY = Math.max(...flat.map((p) => p[1]));
   const top = MARGIN + 30;  // room for the caption
-  const pixels = Math.min((width - 2 * MARGIN) / Math.max(maxX - minX, 1e-9), (height - top - MARGIN) / Math.max(maxY - minY, 1e-9));
+  const pixels = Math.min((width - 2 * MARGIN) / Math.max(maxX - minX, 1e-9),
+    (height - top - MARGIN) / Math.max(maxY - minY, 1e-9));
   const originX = width / 2 - ((minX + maxX) / 2) * pixels;
   const originY = (top + height - MARGIN) / 2 + ((minY + maxY) / 2) * pixels;
   const project = (p) => [originX + dot(p, viewRight) * pixels, originY - dot(p, viewUp) * pixels];
@@ -123,7 +124,8 @@ export function drawTrajectory(ctx, width, height, json, { yaw = DEFAULT_VIEW.ya
   ctx.fillStyle = COLOURS.text;
   ctx.font = "12px sans-serif";
   ctx.textBaseline = "top";
-  const caption = [path.pattern, `${cameras.length} frames`, path.width && path.height ? `${path.width}×${path.height}` : ""];
+  const imageSize = path.width && path.height ? `${path.width}×${path.height}` : "";
+  const caption = [path.pattern, `${cameras.length} frames`, imageSize];
   ctx.fillText(caption.filter(Boolean).join(" · "), 6, 6);
   if (path.director) ctx.fillText(`director: ${path.director}`, 6, 22);
   ctx.restore();

@@ -13,7 +13,7 @@ async function drawAlone(request, helpers) {
   const log = new helpers.ConsoleLog(page);
   const pageUrl = `${request.url}/dimx-test/trajectory.html`;
   await page.route(pageUrl, (route) => route.fulfill({ contentType: "text/html",
-    body: `<!doctype html><body style="margin:0;background:#000"><canvas id="c" width="480" height="320"></canvas></body>` }));
+    body: '<!doctype html><body style="margin:0"><canvas id="c" width="480" height="320"></canvas></body>' }));
   await page.goto(pageUrl);
   const projected = await page.evaluate(async ({ module, trajectory }) => {
     const { drawTrajectory } = await import(module);
@@ -40,7 +40,8 @@ async function mockPlanner(context, request, queries) {
     queries.push(params);
     const answer = request.answers[params.frames] ?? null;
     if (params.pattern === "invalid_for_test" || !answer) {
-      return route.fulfill({ status: 400, json: { error: `pattern '${params.pattern}' is not a known camera motion` } });
+      const error = `pattern '${params.pattern}' is not a known camera motion`;
+      return route.fulfill({ status: 400, json: { error } });
     }
     return route.fulfill({ json: answer });
   });
