@@ -131,10 +131,11 @@ export async function loadTemplate(page, name, nodeCount, pack) {
   const testId = `template-workflow-${name}`;
   const card = page.locator(`[data-testid="${testId}"]`).first();
   await card.waitFor({ timeout: 20_000 });
+  await card.scrollIntoViewIfNeeded();  // cards load their thumbnails only once they are on screen
   await page.waitForFunction((id) => {
     const images = [...document.querySelectorAll(`[data-testid="${id}"] img`)];
     return images.length > 0 && images.every((img) => img.complete);
-  }, testId, { timeout: 10_000 }).catch(() => {});
+  }, testId, { timeout: 20_000 }).catch(() => {});
   const thumbnails = await card.locator("img").evaluateAll((images) =>
     images.map((img) => ({ src: img.currentSrc || img.src, width: img.naturalWidth, height: img.naturalHeight })));
   page.off("response", watch);

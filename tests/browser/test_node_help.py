@@ -19,7 +19,8 @@ def first_sentence(node_id: str) -> str:
     """The opening words of the help page's first paragraph, as the rendered page shows them."""
     text = (DOCS / f"{node_id}.md").read_text(encoding="utf-8")
     paragraph = next(block for block in text.split("\n\n") if block.strip() and not block.startswith("#"))
-    plain = re.sub(r"[*_`]|\[([^\]]*)\]\([^)]*\)", r"\1", " ".join(paragraph.split()))
+    # markdown marks away; an underscore inside a word (LOAD3D_CAMERA) is text, not emphasis
+    plain = re.sub(r"[*`]|(?<!\w)_|_(?!\w)|\[([^\]]*)\]\([^)]*\)", r"\1", " ".join(paragraph.split()))
     return plain[:60]
 
 

@@ -1,10 +1,5 @@
-"""The trajectory preview inside the DimensionX Trajectory Planner node.
-
-The planner node and its route (GET /dimensionx/trajectory) live on another branch until they are merged, so the
-preview is tested in two ways now: the drawing function alone on a known path, and the extension inside the real
-frontend with the node definition and the route answered by the test. The live test runs by itself as soon as
-the server offers the real node.
-"""
+"""The trajectory preview inside the DimensionX Trajectory Planner node: the drawing function alone on a known
+path, and the extension inside the real frontend asking the pack's route (GET /dimensionx/trajectory)."""
 import json
 import math
 import urllib.error
@@ -21,21 +16,6 @@ PLANNER = "DimensionXTrajectoryPlanner"
 FIRST_RGB, CAMERA_RGB, PIVOT_RGB, PATH_RGB = (255, 140, 30), (80, 190, 255), (235, 70, 235), (210, 210, 210)
 BACKGROUND = (24, 26, 30)
 ROUTE_KEYS = {"pattern", "director", "width", "height", "c2w_opencv", "intrinsics", "pivot"}
-# What the test's stand-in for the planner node declares (only used while the real node is absent).
-DEFINITION = {
-    "name": PLANNER, "display_name": "Trajectory Planner (DimensionX)", "category": "DimensionX/camera",
-    "description": "Stand-in definition used by the browser test until the planner node is merged.",
-    "python_module": "custom_nodes.dimensionx", "output_node": False,
-    "input": {"required": {
-        "pattern": [["orbit_left", "orbit_right", "invalid_for_test"], {"tooltip": "camera motion"}],
-        "frames": ["INT", {"default": 25, "min": 2, "max": 1024, "tooltip": "frames"}],
-        "magnitude": ["FLOAT", {"default": 30.0, "min": 0.0, "max": 360.0, "tooltip": "degrees"}]}},
-    "input_order": {"required": ["pattern", "frames", "magnitude"]},
-    "output": ["DIMX_TRAJECTORY", "STRING"], "output_is_list": [False, False],
-    "output_name": ["trajectory", "director"],
-}
-
-
 def orbit(frames: int, degrees: float = 30.0, radius: float = 2.0) -> dict:
     """What the route answers for an orbit to the left about a pivot 2 units ahead (OpenCV cameras)."""
     pivot = np.array([0.0, 0.0, radius])
@@ -77,24 +57,6 @@ def test_drawing_shows_path_frustums_first_camera_and_pivot(browser):
     assert math.dist(centres[0], centres[-1]) > 60, "a 30 degree orbit should spread across the preview"
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_preview_in_the_node_follows_its_widgets_and_shows_route_errors(browser, page_host, mode):
-    result = browser("trajectory", mode, part="mock", definition=DEFINITION, stepWidget="frames",
-                     answers={str(n): orbit(n) for n in (25, 26)},
-                     badValue={"widget": "pattern", "value": "invalid_for_test"})
-    assert result["firstState"] == "drawn"
-    assert result["queries"][0] == {"pattern": "orbit_left", "frames": "25", "magnitude": "30"}
-    assert_drawn(result["shots"]["initial"])
-    # One click on the frames arrow asks again (debounced: one request) and redraws 26 cameras.
-    assert result["queries"][1]["frames"] == "26" and len(result["queries"]) == 3
-    assert len(result["shots"]["stepped"]["centres"]) == 26
-    assert_drawn(result["shots"]["stepped"])
-    assert result["badState"] == "error"
-    assert "pattern 'invalid_for_test' is not a known camera motion" in result["errorText"]
-    # The browser logs the route's 400 as a failed resource; nothing else may reach the console.
-    assert [e for e in result["errors"] if "400" not in e["text"]] == []
-
-
 def planner_definition(url: str) -> dict | None:
     with urllib.request.urlopen(url + "/object_info") as response:
         return json.load(response).get(PLANNER)
@@ -117,8 +79,6 @@ def default_query(definition: dict) -> str:
 @pytest.mark.parametrize("mode", MODES)
 def test_live_planner_route_and_preview(browser, page_host, mode):
     definition = planner_definition(page_host.url)
-    if definition is None:
-        pytest.skip(f"{PLANNER} is not on this branch yet; this test runs once it is merged")
     with urllib.request.urlopen(f"{page_host.url}/dimensionx/trajectory?{default_query(definition)}") as response:
         defaults = json.load(response)
     assert ROUTE_KEYS <= set(defaults) and len(defaults["c2w_opencv"]) == len(defaults["intrinsics"]) > 1

@@ -1,8 +1,6 @@
-// The trajectory preview. Three parts, chosen by request.part:
+// The trajectory preview. Two parts, chosen by request.part:
 //  "draw": the drawing function alone on a test page, fed a known trajectory (no ComfyUI involved);
-//  "mock": the extension inside the real frontend, with the planner node definition and the route
-//          /dimensionx/trajectory answered by the test (until the planner node is merged);
-//  "live": the real DimensionXTrajectoryPlanner node and route.
+//  "live": the real DimensionXTrajectoryPlanner node and its route in the real frontend.
 import { addNode, incrementWidget, waitForState } from "./common.mjs";
 
 const PREVIEW = ".dimx-trajectory";
@@ -27,26 +25,6 @@ async function drawAlone(request, helpers) {
   return { projected, shot, errors: log.since(0) };
 }
 
-/** Answer GET /object_info with the planner's definition added, and the route from request.answers. */
-async function mockPlanner(context, request, queries) {
-  await context.route(/\/object_info$/, async (route) => {
-    const response = await route.fetch();
-    const info = await response.json();
-    info[PLANNER] ??= request.definition;
-    await route.fulfill({ response, json: info });
-  });
-  await context.route(/\/dimensionx\/trajectory\?/, (route) => {
-    const params = Object.fromEntries(new URL(route.request().url()).searchParams);
-    queries.push(params);
-    const answer = request.answers[params.frames] ?? null;
-    if (params.pattern === "invalid_for_test" || !answer) {
-      const error = `pattern '${params.pattern}' is not a known camera motion`;
-      return route.fulfill({ status: 400, json: { error } });
-    }
-    return route.fulfill({ json: answer });
-  });
-}
-
 async function previewShot(page, out, name) {
   const file = `${out}/${name}.png`;
   await page.locator(`${PREVIEW} canvas`).screenshot({ path: file });
@@ -61,13 +39,10 @@ async function previewShot(page, out, name) {
 
 async function inNode(request, helpers) {
   const queries = [];
-  if (request.part === "mock") await mockPlanner(helpers.context, request, queries);
-  else {
-    await helpers.context.route(/\/dimensionx\/trajectory\?/, async (route) => {
-      queries.push(Object.fromEntries(new URL(route.request().url()).searchParams));
-      await route.continue();
-    });
-  }
+  await helpers.context.route(/\/dimensionx\/trajectory\?/, async (route) => {
+    queries.push(Object.fromEntries(new URL(route.request().url()).searchParams));
+    await route.continue();
+  });
   const { page, log, frontend } = await helpers.openComfy(helpers.context, request.url, { vueNodes: request.vueNodes });
   const mark = log.mark();
   await helpers.clearGraph(page);
@@ -81,7 +56,7 @@ async function inNode(request, helpers) {
   result.widgets = await page.evaluate((id) => window.app.graph.getNodeById(id).widgets
     .map((w) => ({ name: w.name, type: w.type, value: w.value })), id);
   result.shots.initial = await previewShot(page, request.out, `trajectory-${request.part}-initial`);
-  const stepped = request.stepWidget ?? result.widgets.find((w) => typeof w.value === "number" &&
+  const stepped = result.widgets.find((w) => typeof w.value === "number" &&
     Number.isInteger(w.value))?.name;
   if (stepped) {
     await incrementWidget(page, helpers, id, stepped, request.vueNodes);
@@ -93,14 +68,13 @@ async function inNode(request, helpers) {
     result.shots.stepped = await previewShot(page, request.out, `trajectory-${request.part}-stepped`);
   }
   // An unacceptable value (what an old saved workflow may hold) must show the server's reason in the node.
-  const combo = request.badValue ? request.badValue.widget
-    : result.widgets.find((w) => typeof w.value === "string")?.name;
+  const combo = result.widgets.find((w) => typeof w.value === "string")?.name;
   if (combo) {
     await page.evaluate(({ id, name, value }) => {
       const widget = window.app.graph.getNodeById(id).widgets.find((w) => w.name === name);
       widget.value = value;
       widget.callback?.(value);
-    }, { id, name: combo, value: request.badValue?.value ?? "not-a-valid-value" });
+    }, { id, name: combo, value: "not-a-valid-value" });
     result.badState = await waitForState(page, PREVIEW, ["error"], 15_000);
     result.errorText = await page.locator(`${PREVIEW} .dimx-trajectory-error`).textContent();
     await page.locator(PREVIEW).screenshot({ path: `${request.out}/trajectory-${request.part}-error.png` });
