@@ -22,6 +22,7 @@ EXPECTED_NODES = {
     "DimensionXSaveGaussians",
     "DimensionXLoadGaussians",
     "DimensionXPreviewGaussians",
+    "DimensionXGaussian4DReconstruct",
 }
 NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat"}  # registered only on hosts with the core SPLAT type
 

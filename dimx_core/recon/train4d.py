@@ -68,7 +68,7 @@ class Reconstruct4DOptions:
     steps: int | None = None             # overrides the preset's total (warm-up and schedules keep their share)
     reference_time: int = 0              # index of the time the warm-up fits (the reference frame's time)
     seed: int = 0
-    poses: str = "trajectory"            # auto | trajectory | sfm, chosen on the K views at the reference time
+    poses: str = "auto"                  # auto | trajectory | sfm, chosen on the K views at the reference time
     confidence: str = "flow"             # flow (per camera video, over time) | residual | none
     initial_points: int | None = None
     holdout_every: int = 0               # > 0: frames on every k-th diagonal of the camera x time grid are scored

@@ -23,7 +23,7 @@ from dimx_core.recon.train4d import (FieldOptimizer, Reconstruct4DOptions, fitte
 from tests.unit.recon_scenes import one_thread  # noqa: F401 (autouse fixture)
 
 VIEWS, TIMES, WIDTH, HEIGHT = 8, 4, 48, 32
-TINY = dict(confidence="none", steps=4, initial_points=60, reference_time=1)
+TINY = dict(confidence="none", steps=4, initial_points=60, reference_time=1, poses="trajectory")
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,7 +114,8 @@ def test_a_moving_scene_is_recovered_on_held_out_frames():
     (no deformation) scores 18.5 dB on the same frames."""
     frames, cameras = moving_scene()
     result = reconstruct_4d(frames, VIEWS, TIMES, cameras, Reconstruct4DOptions(
-        steps=300, initial_points=300, holdout_every=8, reference_time=1, confidence="none", densify=False))
+        steps=300, initial_points=300, holdout_every=8, reference_time=1, confidence="none", densify=False,
+        poses="trajectory"))
     report, scene = result.report, result.gaussians
     assert report.heldout_frames == [0, 23, 26, 29]  # (camera, time) (0, 0), (5, 3), (6, 2), (7, 1)
     static = render_views(replace(scene, deformation=None), replace(
