@@ -46,6 +46,15 @@ def _progress_printer(label: str):
     return progress
 
 
+def _device(choice: str | None) -> str:
+    """The --device given, else CUDA when there is one."""
+    if choice:
+        return choice
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _reconstruct(args) -> None:
     from ..camera.formats import read_transforms_json
     from ..hooks import Hooks
@@ -55,7 +64,8 @@ def _reconstruct(args) -> None:
     frames, names = read_frames(args.frames)
     trajectory, _ = read_transforms_json(args.trajectory)
     options = ReconstructOptions(preset=args.preset, steps=args.steps, seed=args.seed, poses=args.poses,
-                                 confidence=args.confidence, device=args.device, holdout_every=args.holdout_every,
+                                 confidence=args.confidence, device=_device(args.device),
+                                 holdout_every=args.holdout_every,
                                  lpips_weight=args.lpips_weight, initial_points=args.initial_points)
     print(f"{len(frames)} frames ({names[0]} ... {names[-1]}) paired in order with {len(trajectory)} poses",
           file=sys.stderr)
@@ -78,7 +88,7 @@ def _render(args) -> None:
 
     scene = load_scene(args.scene)
     trajectory, _ = read_transforms_json(args.trajectory)
-    rasterizer = select_rasterizer(torch.device(args.device))
+    rasterizer = select_rasterizer(torch.device(_device(args.device)))
     images = render_views(scene, trajectory, rasterizer=rasterizer, background=args.background,
                           hooks=Hooks(progress=_progress_printer("render")))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +116,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     recon.add_argument("--preset", choices=tuple(PRESETS), default="standard",
                        help="fast (3k steps), standard (7k, default) or high (30k)")
     recon.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
-    recon.add_argument("--device", default="cpu", help="cpu (default) or cuda (gsplat when it can run)")
+    recon.add_argument("--device", default=None,
+                       help="cpu or cuda (gsplat when it can run); default: cuda when available")
     recon.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     recon.add_argument("--confidence", choices=("flow", "residual", "none"), default="flow",
                        help="per-pixel confidence of the loss (default: optical-flow consistency)")
@@ -125,7 +136,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     render.add_argument("--scene", type=Path, required=True, help=".ply or .splat scene")
     render.add_argument("--trajectory", type=Path, required=True, help="transforms.json with the poses")
     render.add_argument("--out", type=Path, required=True, help="folder for frame_00000.png ...")
-    render.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    render.add_argument("--device", default=None, help="cpu or cuda; default: cuda when available")
     render.add_argument("--background", type=float, nargs=3, default=(0.0, 0.0, 0.0), metavar=("R", "G", "B"),
                         help="background colour in 0..1 (default black)")
     render.set_defaults(run=_render)

@@ -46,29 +46,27 @@ def _visible(pixels: np.ndarray, depth: np.ndarray, cameras: Trajectory) -> np.n
 
 def shared_frustum_points(cameras: Trajectory, count: int, generator: np.random.Generator) -> np.ndarray:
     """`count` points seen by every camera (or by most, when the views barely overlap), between a quarter and
-    two and a half times the scene depth, denser near the cameras (log-uniform in depth)."""
+    two and a half times the scene depth, denser near the cameras (log-uniform in depth). Drawn in batches so
+    memory stays small for 100k points and 49 cameras."""
     depth = scene_depth(cameras)
     k_inv = np.linalg.inv(cameras.intrinsics[0])
     chosen: list[np.ndarray] = []
-    needed_share = 1.0
-    for attempt in range(12):
-        batch = 4 * count
+    needed_share, found, drawn = 1.0, 0, 0
+    while found < count:
+        batch = min(4 * count, 1 << 16)
         pixels = generator.uniform([0, 0], [cameras.width, cameras.height], (batch, 2))
         depths = depth * np.exp(generator.uniform(math.log(0.25), math.log(2.5), batch))
-        rays = np.c_[pixels, np.ones(batch)] @ k_inv.T
-        local = rays * depths[:, None]
+        local = (np.c_[pixels, np.ones(batch)] @ k_inv.T) * depths[:, None]
         world = local @ cameras.c2w_opencv[0, :3, :3].T + cameras.c2w_opencv[0, :3, 3]
         seen = _visible(*_project(world, cameras), cameras).mean(axis=0)
         chosen.append(world[seen >= needed_share - 1e-9])
-        if sum(len(c) for c in chosen) >= count:
-            break
-        if attempt >= 2:
-            needed_share = max(0.5, needed_share - 0.1)
-    points = np.concatenate(chosen)
-    if len(points) < count:
-        raise ValueError("the cameras of this trajectory share almost no field of view; cannot place starting "
-                         "points for the reconstruction")
-    return points[:count]
+        found, drawn = found + len(chosen[-1]), drawn + batch
+        if drawn >= 12 * count and found < count / 2:  # the views barely overlap: accept points most cameras see
+            if needed_share <= 0.5:
+                raise ValueError("the cameras of this trajectory share almost no field of view; cannot place "
+                                 "starting points for the reconstruction")
+            needed_share, drawn = max(0.5, needed_share - 0.1), 0
+    return np.concatenate(chosen)[:count]
 
 
 def sample_colours(points: np.ndarray, cameras: Trajectory, frames: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from dimx_core.camera.formats import quaternion_wxyz_to_rotation
 from dimx_core.recon.poses import PoseMismatch, align_sim3, apply_sim3, choose_poses, compare_poses
 from dimx_core.recon.render import look_at_c2w
 from dimx_core.recon.synthetic import orbit_rig
-from tests.unit.recon_scenes import orbit_frames
+from tests.unit.recon_scenes import one_thread, orbit_frames  # noqa: F401 (autouse fixture)
 
 pytest.importorskip("pycolmap")
 
@@ -59,3 +59,16 @@ def test_sfm_mode_fails_clearly_when_no_model_forms():
         choose_poses(blank, orbit_rig(6, 20.0, 64, 48), "sfm")
     fallback = choose_poses(blank, orbit_rig(6, 20.0, 64, 48), "auto")
     assert fallback.source == "trajectory" and "SfM could not check" in fallback.notes[0]
+
+
+def test_the_planners_orbits_and_the_pose_check_share_one_convention():
+    """Frames rendered along camera.plan's orbit_left agree with that plan and differ from a 20% larger one."""
+    from dimx_core.camera import plan
+    from dimx_core.recon.render import render_views
+    from dimx_core.recon.synthetic import ball_before_wall
+
+    planned = plan("orbit_left", 12, 30.0, width=128, height=96, fov_deg=50.0)
+    frames = render_views(ball_before_wall(2000), planned).numpy()
+    assert choose_poses(frames, planned, "sfm").check.verdict == "agrees"
+    larger = choose_poses(frames, plan("orbit_left", 12, 36.0, width=128, height=96, fov_deg=50.0), "sfm")
+    assert larger.check.verdict == "differs" and larger.check.rotation_span_ratio < 0.9
