@@ -219,3 +219,28 @@ def test_a_fly_through_shows_each_frame_at_its_own_time():
     assert not torch.equal(early, late)
     with pytest.raises(ValueError, match="got 1 times for 2 poses"):
         render_views(scene, path, times=[0.0])
+
+
+def test_reconstruct_4d_from_the_command_line_writes_a_scene_folder_that_loads(tmp_path, capsys):
+    from PIL import Image
+
+    from dimx_core.camera.formats import write_transforms_json
+    from dimx_core.cli import main
+
+    path = orbit_rig(9, 40.0, WIDTH, HEIGHT)  # the S-Director path; cameras 0, 3, 5, 8 are kept for 4 views
+    frames = dynamic_frames(kept_cameras(path, 4), fitted_times(2), 400)
+    (tmp_path / "frames").mkdir()
+    for index, frame in enumerate(frames):
+        Image.fromarray((frame.numpy() * 255).round().astype(np.uint8)).save(tmp_path / "frames" / f"{index:03d}.png")
+    write_transforms_json(tmp_path / "path.json", path)
+    assert main(["reconstruct-4d", "--frames", str(tmp_path / "frames"), "--views", "4", "--times", "2",
+                 "--trajectory", str(tmp_path / "path.json"), "--out", str(tmp_path / "scene"), "--steps", "4",
+                 "--initial-points", "60", "--poses", "trajectory", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(tmp_path / "scene" / "scene.dimx4d.json")
+    assert "cameras: 4 of the 9 poses" in captured.err and "4 cameras x 2 times" in captured.err
+    scene = load_scene_4d(tmp_path / "scene" / "scene.dimx4d.json")
+    assert scene.deformation.times == (0.0, 1.0) and len(scene.cameras) == 4
+    assert main(["reconstruct-4d", "--frames", str(tmp_path / "frames"), "--views", "3", "--times", "2",
+                 "--trajectory", str(tmp_path / "path.json"), "--out", str(tmp_path / "bad")]) == 2
+    assert "got 8 frames but views x times is 3 x 2 = 6" in capsys.readouterr().err
