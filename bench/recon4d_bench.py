@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.recon_bench import Report, peak_memory_gib, peak_memory_reset, synchronize  # noqa: E402
 from dimx_core.hooks import Hooks  # noqa: E402
 from dimx_core.optional import version_of  # noqa: E402
 from dimx_core.recon.raster import gsplat_status, select_rasterizer  # noqa: E402
@@ -37,19 +38,6 @@ from dimx_core.recon.synthetic import dynamic_frames, orbit_rig  # noqa: E402
 from dimx_core.recon.train import psnr  # noqa: E402
 from dimx_core.recon.train4d import PRESETS_4D, Reconstruct4DOptions, fitted_times, reconstruct_4d  # noqa: E402
 from dimx_core.video.guides import skipped_steps  # noqa: E402
-
-
-class Report:
-    def __init__(self, path: Path):
-        self.path, self.sections = path, []
-
-    def add(self, title: str, lines: list[str]) -> None:
-        """Print the section and rewrite the file; a title seen before replaces its section."""
-        print(f"\n## {title}\n" + "\n".join(lines), flush=True)
-        self.sections = [(t, ls) for t, ls in self.sections if t != title] + [(title, list(lines))]
-        body = "\n\n".join(f"## {t}\n\n" + "\n".join(ls) for t, ls in self.sections)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(f"# Gaussian4DReconstruct and image -> 4D benchmark\n\n{body}\n")
 
 
 def graph_cost(step_seconds: float, fixed_seconds: float, fit_seconds: float, *, times: int, views: int,
@@ -74,20 +62,6 @@ def graph_cost(step_seconds: float, fixed_seconds: float, fit_seconds: float, *,
     return rows + [("total", videos, denoising, sum(row[3] for row in rows))]
 
 
-def _cuda_sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_gib(device: torch.device) -> str:
-    return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}" if device.type == "cuda" else "n/a"
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
 class StepClock:
     """Hooks that time the optimisation steps from `first` to the last (the GPU synchronised at both ends)."""
 
@@ -98,10 +72,10 @@ class StepClock:
 
     def progress(self, step: int, total: int, preview) -> None:
         if step == self.first:
-            _cuda_sync(self.device)
+            synchronize(self.device)
             self.started = time.perf_counter()
         if step == total:
-            _cuda_sync(self.device)
+            synchronize(self.device)
             self.ended, self.last = time.perf_counter(), step
 
     def steps_per_second(self) -> float:
@@ -144,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     scaling = [int(n) for n in (args.scaling or ("300,600" if args.tiny else "100000,300000,1000000")).split(",")]
     scaling_steps = args.scaling_steps or (40 if args.tiny else 300)
     truth_gaussians = 1000 if args.tiny else 60_000
-    report = Report(args.out)
+    report = Report(args.out, "Gaussian4DReconstruct and image -> 4D benchmark")
     have_cv2 = importlib.util.find_spec("cv2") is not None
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
@@ -172,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Reconstruct4DOptions(preset=args.preset, steps=fit_steps, reference_time=times // 2, poses="trajectory",
                                    confidence=confidence, holdout_every=8, device=str(device),
                                    initial_points=2000 if args.tiny else None, seed=0, preview_every=10**9)
-    _reset_peak(device)
+    peak_memory_reset(device)
     result = reconstruct_4d(frames, views, times, cameras, options)
     fit = result.report
     heldout = fit.heldout_frames
@@ -187,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "Gaussians | final loss |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         f"| {views} x {times} | {width}x{height} | {fit.steps} | {fit.seconds:.1f} | {fit.heldout_psnr:.2f} | "
-        f"{without_motion:.2f} | {_peak_gib(device)} | {fit.gaussians} | {fit.final_loss:.4f} |",
+        f"{without_motion:.2f} | {peak_memory_gib(device)} | {fit.gaussians} | {fit.final_loss:.4f} |",
         "",
         f"A textured ball slides along an arc and turns 60 degrees before a static wall ({truth_gaussians} Gaussians "
         f"of truth), seen by {views} cameras on a 40 degree orbit; {len(heldout)} of {views * times} frames (every "
@@ -205,13 +179,13 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {count} | skipped: the --budget of {args.budget:.0f} s was spent | | |")
             continue
         clock = StepClock(device, first_timed)
-        _reset_peak(device)
+        peak_memory_reset(device)
         try:
             reconstruct_4d(frames, views, times, cameras, replace(
                 options, steps=scaling_steps, initial_points=count, densify=False, holdout_every=0,
                 confidence="none"), hooks=Hooks(progress=clock.progress))
             rate = clock.steps_per_second()
-            lines.append(f"| {count} | {rate:.1f} | {1000 / rate:.1f} | {_peak_gib(device)} |")
+            lines.append(f"| {count} | {rate:.1f} | {1000 / rate:.1f} | {peak_memory_gib(device)} |")
         except torch.cuda.OutOfMemoryError as err:
             lines.append(f"| {count} | out of memory ({str(err).splitlines()[0][:80]}) | | |")
             torch.cuda.empty_cache()

@@ -21,8 +21,8 @@ from . import confidence as conf
 from .gaussians import Gaussians
 from .init import initial_gaussians, scene_scale
 from .loss import load_lpips, lpips_map, photometric_map, weighted_mean
-from .poses import POSE_MODES, PoseCheck, choose_poses, describe_refinement
-from .raster import select_rasterizer
+from .poses import POSE_MODES, PoseCheck, PoseChoice, choose_poses, describe_refinement
+from .raster import Rasterizer, select_rasterizer
 from .render import render_views
 
 
@@ -73,9 +73,9 @@ class ReconstructOptions:
     build_dir: str | None = None         # where gsplat's CUDA build is cached (None: the user's cache folder)
     preview_every: int = 50              # steps between preview images sent through the hooks
 
-    def check(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+    def check(self, presets: dict = PRESETS) -> None:
+        if self.preset not in presets:
+            raise ValueError(f"preset must be one of {', '.join(presets)}, got {self.preset!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.poses not in POSE_MODES:
@@ -273,6 +273,38 @@ class SceneOptimizer:
         return cameras, [describe_refinement(requested, cameras)]
 
 
+def prepare_fit(choice: PoseChoice, frames: np.ndarray, preset: Preset, options: ReconstructOptions,
+                notices: list[str], *, hooks: Hooks = NO_HOOKS) -> tuple[SceneOptimizer, Rasterizer,
+                                                                         torch.nn.Module | None]:
+    """Starting Gaussians (SfM points, else random points every camera sees) coloured from `frames` (one per
+    chosen camera), the rasterizer, the optional LPIPS network and the optimiser; what the user should know about
+    them is appended to `notices`."""
+    device = torch.device(options.device)
+    scene = initial_gaussians(choice.cameras, frames, count=options.initial_points or preset.initial_points,
+                              sh_degree=MAX_SH_DEGREE, seed=options.seed, points=choice.points,
+                              colours=choice.colors)
+    rasterizer = select_rasterizer(device, prefer=options.rasterizer, build_dir=options.build_dir, hooks=hooks)
+    notices += [rasterizer.notice] if rasterizer.notice else []
+    lpips_network = None
+    if options.lpips_weight > 0:
+        lpips_network, lpips_note = load_lpips(device)
+        notices.append(lpips_note)
+    fit = SceneOptimizer(scene, choice.cameras, preset, device=device, refine_poses=choice.source == "trajectory")
+    return fit, rasterizer, lpips_network
+
+
+def frame_loss(image: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor, mask: torch.Tensor | None,
+               options: ReconstructOptions, lpips_network: torch.nn.Module | None, *, residual: bool) -> torch.Tensor:
+    """The paper's confidence-weighted loss of one rendered frame: C (0.8 L1 + 0.2 (1 - SSIM) + lambda LPIPS),
+    C the frame's confidence map, or derived from the residuals once `residual` (the confidence 'residual')."""
+    per_pixel = photometric_map(image, target)
+    if lpips_network is not None:
+        per_pixel = per_pixel + options.lpips_weight * lpips_map(lpips_network, image, target)
+    if options.confidence == "residual" and residual:
+        confidence = conf.residual_confidence(per_pixel)
+    return weighted_mean(per_pixel, confidence, mask)
+
+
 @torch.inference_mode(False)  # hosts such as ComfyUI run nodes under inference_mode; a fit needs autograd
 @torch.enable_grad()
 def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = ReconstructOptions(), *,
@@ -305,19 +337,8 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     else:
         weights = np.ones((len(kept), height, width), np.float32)
 
-    # 3. starting Gaussians
-    scene = initial_gaussians(choice.cameras, images[kept], count=options.initial_points or preset.initial_points,
-                              sh_degree=MAX_SH_DEGREE, seed=options.seed, points=choice.points,
-                              colours=choice.colors)
-    rasterizer = select_rasterizer(device, prefer=options.rasterizer, build_dir=options.build_dir, hooks=hooks)
-    notices += [rasterizer.notice] if rasterizer.notice else []
-    lpips_network = None
-    if options.lpips_weight > 0:
-        lpips_network, lpips_note = load_lpips(device)
-        notices.append(lpips_note)
-
-    # 4. optimisation
-    fit = SceneOptimizer(scene, choice.cameras, preset, device=device, refine_poses=choice.source == "trajectory")
+    # 3. starting Gaussians and the optimisation state
+    fit, rasterizer, lpips_network = prepare_fit(choice, images[kept], preset, options, notices, hooks=hooks)
     params = fit.params
     targets = torch.as_tensor(images[kept], device=device)
     confidences = torch.as_tensor(weights, device=device)
@@ -333,13 +354,8 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
                                            fit.colours(), fit.world_to_camera(view), fit.intrinsics[view:view + 1],
                                            width, height, sh_degree=sh_degree, background=background)
         fit.before_backward(step, meta)
-        per_pixel = photometric_map(image[0], targets[view])
-        if lpips_network is not None:
-            per_pixel = per_pixel + options.lpips_weight * lpips_map(lpips_network, image[0], targets[view])
-        weight = confidences[view]
-        if options.confidence == "residual" and step >= RESIDUAL_WARMUP * preset.steps:
-            weight = conf.residual_confidence(per_pixel)
-        loss = weighted_mean(per_pixel, weight, None if mask_tensor is None else mask_tensor[view])
+        loss = frame_loss(image[0], targets[view], confidences[view], None if mask_tensor is None else
+                          mask_tensor[view], options, lpips_network, residual=step >= RESIDUAL_WARMUP * preset.steps)
         loss.backward()
         fit.after_backward(step, meta)
         recent_losses = (recent_losses + [loss.detach()])[-max(1, preset.steps // 10):]

@@ -22,14 +22,11 @@ from ..hooks import NO_HOOKS, Hooks
 from ..identity.multiview import evenly_spaced_views
 from ..optional import require
 from . import confidence as conf
-from .deform import Deformation, DeformationField, FieldConfig, deform, gaussians_at
-from .init import initial_gaussians
-from .loss import photometric_map, weighted_mean
-from .poses import POSE_MODES, choose_poses
-from .raster import select_rasterizer
+from .deform import Deformation, DeformationField, FieldConfig, deform
+from .poses import choose_poses
 from .render import render_views
-from .train import (MAX_SH_DEGREE, Preset, Reconstruction, ReconstructReport, SceneOptimizer, as_frames,
-                    matched_trajectory, psnr, scaled_preset)
+from .train import (MAX_SH_DEGREE, RESIDUAL_WARMUP, Preset, ReconstructOptions, Reconstruction, ReconstructReport,
+                    as_frames, frame_loss, matched_trajectory, prepare_fit, psnr, scaled_preset)
 
 
 @dataclass(frozen=True)
@@ -63,36 +60,20 @@ BOUNDS_QUANTILE, BOUNDS_MARGIN = 0.01, 0.1  # the field's box: 1%-99% of the can
 
 
 @dataclass
-class Reconstruct4DOptions:
+class Reconstruct4DOptions(ReconstructOptions):
+    """The 3D fit's options (poses, confidence, LPIPS, hold-out, device, rasterizer, ...: the same meaning) with
+    the 4D presets, the reference time and a switch for densification."""
     preset: str = "fast"
-    steps: int | None = None             # overrides the preset's total (warm-up and schedules keep their share)
     reference_time: int = 0              # index of the time the warm-up fits (the reference frame's time)
-    seed: int = 0
-    poses: str = "auto"                  # auto | trajectory | sfm, chosen on the K views at the reference time
-    confidence: str = "flow"             # flow (per camera video, over time) | residual | none
-    initial_points: int | None = None
-    holdout_every: int = 0               # > 0: frames on every k-th diagonal of the camera x time grid are scored
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    device: str = "cpu"
-    rasterizer: str = "auto"
-    build_dir: str | None = None
-    preview_every: int = 50
     densify: bool = True                 # False keeps the starting Gaussian count (benchmarks)
 
-    def check(self, times: int) -> None:
-        if self.preset not in PRESETS_4D:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS_4D)}, got {self.preset!r}")
+    def check(self, presets: dict = PRESETS_4D, *, times: int = 2) -> None:
+        super().check(presets)
         if self.steps is not None and self.steps < 2:
             raise ValueError(f"steps must be at least 2 (warm-up and joint stage), got {self.steps}")
         if not 0 <= self.reference_time < times:
             raise ValueError(f"reference_time must be a time index from 0 to {times - 1} (there are {times} times), "
                              f"got {self.reference_time}")
-        if self.poses not in POSE_MODES:
-            raise ValueError(f"poses must be one of {', '.join(POSE_MODES)}, got {self.poses!r}")
-        if self.confidence not in conf.CONFIDENCE_MODES:
-            raise ValueError(f"confidence must be one of {', '.join(conf.CONFIDENCE_MODES)}, got {self.confidence!r}")
-        if self.holdout_every == 1:
-            raise ValueError("holdout_every=1 would hold out every frame; use 0 (none) or 2 and more")
 
 
 def kept_cameras(path: Trajectory, views: int) -> Trajectory:
@@ -172,7 +153,7 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
     started = time.monotonic()
     images = as_frames(frames)
     _check_layout(len(images), views, times)
-    options.check(times)
+    options.check(times=times)
     height, width = images.shape[1:3]
     cameras, notices = matched_trajectory(cameras, views, width, height)
     grid = images.reshape(views, times, height, width, 3)
@@ -201,14 +182,8 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
     else:
         weights = np.ones((len(kept), times, height, width), np.float32)
 
-    # 3. starting Gaussians, from the reference time's views
-    scene = initial_gaussians(choice.cameras, grid[kept, reference], sh_degree=MAX_SH_DEGREE, seed=options.seed,
-                              count=options.initial_points or preset.initial_points, points=choice.points,
-                              colours=choice.colors)
-    rasterizer = select_rasterizer(device, prefer=options.rasterizer, build_dir=options.build_dir, hooks=hooks)
-    notices += [rasterizer.notice] if rasterizer.notice else []
-
-    fit = SceneOptimizer(scene, choice.cameras, preset, device=device, refine_poses=choice.source == "trajectory")
+    # 3. starting Gaussians, coloured from the reference time's views, and the 3D fit's optimisation state
+    fit, rasterizer, lpips_network = prepare_fit(choice, grid[kept, reference], preset, options, notices, hooks=hooks)
     params = fit.params
     targets = torch.as_tensor(grid[kept], device=device)                # (K', N, H, W, 3)
     confidences = torch.as_tensor(weights, device=device)
@@ -236,11 +211,8 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
                                            fit.world_to_camera(view), fit.intrinsics[view:view + 1], width,
                                            height, sh_degree=sh_degree, background=background)
         fit.before_backward(step, meta)
-        per_pixel = photometric_map(image[0], targets[view, moment])
-        weight = confidences[view, moment]
-        if options.confidence == "residual" and step >= 0.2 * preset.steps:
-            weight = conf.residual_confidence(per_pixel)
-        loss = weighted_mean(per_pixel, weight, None)
+        loss = frame_loss(image[0], targets[view, moment], confidences[view, moment], None, options, lpips_network,
+                          residual=step >= RESIDUAL_WARMUP * preset.steps)
         if field is not None:
             loss = loss + field.regularisation(SMOOTHNESS_WEIGHT, TOTAL_VARIATION_WEIGHT)
         loss.backward()
