@@ -194,13 +194,14 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
     field: DeformationField | None = None
     field_optimizer: FieldOptimizer | None = None
 
+    # 4. the fit: a static warm-up at the reference time, then every frame with the field
     recent_losses: list[torch.Tensor] = []  # kept on the device: reading a loss every step would sync the GPU
     for step in range(preset.steps):
         sh_degree = min(step // preset.sh_interval, MAX_SH_DEGREE)
         means, quats, log_scales = params["means"], params["quats"], params["scales"]
-        if step < warmup:  # 1. static warm-up at the reference time
+        if step < warmup:
             view, moment = int(warm_order[step % len(warm_order)]), reference
-        else:              # 2. joint: Gaussians moved to the frame's time by the field
+        else:  # the Gaussians moved to the frame's time by the field
             if field is None:
                 field = DeformationField(field_config(means, chosen, stamps, stamps[reference]),
                                          seed=options.seed).to(device)
@@ -223,7 +224,7 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
         show = (step + 1) % max(1, options.preview_every) == 0 or step + 1 == preset.steps
         hooks.step(step + 1, preset.steps, image[0].detach().clamp(0, 1).cpu() if show else None)
 
-    # 3. the result: canonical Gaussians (the scene at the reference time) carrying the field
+    # 5. the result: canonical Gaussians (the scene at the reference time) carrying the field
     fitted = fit.scene()
     fitted_cameras, refinement = fit.cameras(choice.cameras)
     fitted.cameras = replace(fitted_cameras, meta={**fitted_cameras.meta, "pose_source": choice.source,
