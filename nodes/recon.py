@@ -46,8 +46,10 @@ def _save_4d(gaussians, filename_prefix: str, *, temp: bool, splat: bool = False
     """A 4D scene folder under output/ (or temp/) and the viewer's ui entry; `poses` (a fly-through) become the
     shown cameras instead of the fitted ones."""
     kind = "temp" if temp else "output"
-    with host.result_folder(filename_prefix, temp=temp) as (partial, final, subfolder):
-        manifest = save_scene_4d(partial, gaussians, subfolder=subfolder, kind=kind, splat=splat)
+    times = len(gaussians.deformation.times)
+    with host.comfy_interrupts(), host.result_folder(filename_prefix, temp=temp) as (partial, final, subfolder):
+        manifest = save_scene_4d(partial, gaussians, subfolder=subfolder, kind=kind, splat=splat,
+                                 hooks=host.hooks(times))
         cameras = (write_transforms_json(partial / PREVIEW_CAMERAS, poses).name if poses is not None
                    else (json.loads(manifest.read_text())["cameras"] or {}).get("filename"))
     return str(final / MANIFEST_NAME), _scene_ui(MANIFEST_NAME, subfolder, kind, cameras, "4d")

@@ -109,3 +109,16 @@ def test_preview_flies_through_a_4d_scene_each_frame_at_its_own_time(node_classe
     assert entry["cameras"]["filename"] == "preview.transforms.json"
     folder = comfy_folders / "temp" / entry["scene"]["subfolder"]
     assert (folder / "scene.dimx4d.json").is_file() and (folder / "preview.transforms.json").is_file()
+
+
+def test_a_cancelled_4d_save_leaves_no_folder_behind(node_classes, comfy_folders):
+    import comfy.model_management as model_management
+
+    model_management.interrupt_current_processing(True)
+    try:
+        with pytest.raises(model_management.InterruptProcessingException):
+            node_classes["DimensionXSaveGaussians"].execute(gaussians=deformable_scene(), filename_prefix="tests/c",
+                                                            splat=False)
+    finally:
+        model_management.interrupt_current_processing(False)
+    assert not (comfy_folders / "output" / "tests").exists() or os.listdir(comfy_folders / "output" / "tests") == []
