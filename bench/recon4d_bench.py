@@ -177,18 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     for count in scaling:
         if time.perf_counter() - begun > args.budget:
             lines.append(f"| {count} | skipped: the --budget of {args.budget:.0f} s was spent | | |")
-            continue
-        clock = StepClock(device, first_timed)
-        peak_memory_reset(device)
-        try:
-            reconstruct_4d(frames, views, times, cameras, replace(
-                options, steps=scaling_steps, initial_points=count, densify=False, holdout_every=0,
-                confidence="none"), hooks=Hooks(progress=clock.progress))
-            rate = clock.steps_per_second()
-            lines.append(f"| {count} | {rate:.1f} | {1000 / rate:.1f} | {peak_memory_gib(device)} |")
-        except torch.cuda.OutOfMemoryError as err:
-            lines.append(f"| {count} | out of memory ({str(err).splitlines()[0][:80]}) | | |")
-            torch.cuda.empty_cache()
+        else:
+            clock = StepClock(device, first_timed)
+            peak_memory_reset(device)
+            try:
+                reconstruct_4d(frames, views, times, cameras, replace(
+                    options, steps=scaling_steps, initial_points=count, densify=False, holdout_every=0,
+                    confidence="none"), hooks=Hooks(progress=clock.progress))
+                rate = clock.steps_per_second()
+                lines.append(f"| {count} | {rate:.1f} | {1000 / rate:.1f} | {peak_memory_gib(device)} |")
+            except torch.cuda.OutOfMemoryError as err:
+                lines.append(f"| {count} | out of memory ({str(err).splitlines()[0][:80]}) | | |")
+                torch.cuda.empty_cache()
         report.add("Fit speed and memory against the Gaussian count", lines + [
             "", f"{views} cameras x {times} times at {width}x{height}, {scaling_steps} steps of which steps "
                 f"{first_timed}-{scaling_steps} are timed (joint stage: deformation field, rasterization, SSIM loss, "
