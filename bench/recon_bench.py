@@ -40,8 +40,8 @@ REFERENCE_NUMBERS = ("Issue references (H200, gsplat 1.5.3): 49-view synthetic f
 
 
 class Report:
-    def __init__(self, path: Path):
-        self.path, self.sections = path, []
+    def __init__(self, path: Path, title: str = "GaussianReconstruct benchmark"):
+        self.path, self.title, self.sections = path, title, []
 
     def add(self, title: str, lines: list[str]) -> None:
         """Print the section and rewrite the file; a title seen before replaces its section."""
@@ -49,7 +49,7 @@ class Report:
         self.sections = [(t, ls) for t, ls in self.sections if t != title] + [(title, list(lines))]
         body = "\n\n".join(f"## {t}\n\n" + "\n".join(ls) for t, ls in self.sections)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(f"# GaussianReconstruct benchmark\n\n{body}\n")
+        self.path.write_text(f"# {self.title}\n\n{body}\n")
 
 
 def synchronize(device: torch.device) -> None:

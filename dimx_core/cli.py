@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .camera import cli as camera_cli
 from .recon import cli as recon_cli
+from .recon import cli4d as recon4d_cli
 from .speed import cli as speed_cli
 from .video import cli as video_cli
 
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     video_cli.register(commands)
     camera_cli.register(commands)
     recon_cli.register(commands)
+    recon4d_cli.register(commands)
     speed_cli.register(commands)
     return parser
 

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import comfy.model_management as model_management
 import comfy.model_patcher
@@ -86,21 +86,31 @@ def t5_tokenizer_folder() -> Path:
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(f"this ComfyUI has no T5 tokenizer at {folder}; load the model from a diffusers folder")
     return folder
-def write_output_folder(filename_prefix: str, write: Callable[[Path], None]) -> Path:
-    """Let `write` fill a new numbered folder under ComfyUI's output directory, `<prefix>_00001_/` as ComfyUI
-    numbers its files; the folder appears only once `write` has finished (it fills a hidden sibling first)."""
-    output_dir = folder_paths.get_output_directory()
-    folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
+@contextlib.contextmanager
+def result_folder(filename_prefix: str, *, temp: bool = False) -> Iterator[tuple[Path, Path, str]]:
+    """A new numbered folder `<prefix>_00001_/` under ComfyUI's output (or temp) directory, numbered as ComfyUI
+    numbers its files. Yields (hidden folder to fill, final folder, the final folder's subfolder relative to the
+    output directory, as ComfyUI's /view route takes it); the folder gets its final name only when the block
+    finishes, and disappears if it fails."""
+    root = folder_paths.get_temp_directory() if temp else folder_paths.get_output_directory()
+    folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, root)
     final = Path(folder) / f"{name}_{counter:05d}_"
-    if os.path.commonpath([os.path.abspath(output_dir), os.path.abspath(final)]) != os.path.abspath(output_dir):
-        raise ValueError(f"filename_prefix {filename_prefix!r} points outside ComfyUI's output folder")
+    if os.path.commonpath([os.path.abspath(root), os.path.abspath(final)]) != os.path.abspath(root):
+        raise ValueError(f"filename_prefix {filename_prefix!r} points outside ComfyUI's "
+                         f"{'temp' if temp else 'output'} folder")
     partial = Path(tempfile.mkdtemp(prefix=f".{final.name}", suffix=".part", dir=folder))
     try:
-        write(partial)
+        yield partial, final, os.path.relpath(final, root).replace(os.sep, "/")
         os.replace(partial, final)
     finally:
         if partial.exists():
             shutil.rmtree(partial)
+
+
+def write_output_folder(filename_prefix: str, write: Callable[[Path], None]) -> Path:
+    """Let `write` fill a new numbered folder under ComfyUI's output directory (see result_folder)."""
+    with result_folder(filename_prefix) as (partial, final, _):
+        write(partial)
     return final
 
 

@@ -4,7 +4,7 @@ from comfy_api.latest import io, ui
 
 from ..dimx_core.directors import schedule as schedules
 from ..dimx_core.identity.latents import build_guide, encode_video
-from ..dimx_core.identity.multiview import VideoCache, generate_multiview, per_camera
+from ..dimx_core.identity.multiview import VideoCache, evenly_spaced_views, generate_multiview, per_camera
 from ..dimx_core.identity.reference import select_reference_frame
 from ..dimx_core.identity.refine import refine_videos
 from ..dimx_core.speed.options import SpeedOptions
@@ -89,14 +89,6 @@ class ReferenceLatentShare(io.ComfyNode):
                                          seed))
 
 
-def _evenly(count: int, total: int) -> list[int] | None:
-    if count in (0, total):
-        return None
-    if not 1 <= count <= total:
-        raise ValueError(f"views must be between 1 and the video length {total} (0: all), got {count}")
-    return [round(i * (total - 1) / max(count - 1, 1)) for i in range(count)]
-
-
 class MultiViewGenerate(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -135,7 +127,7 @@ class MultiViewGenerate(io.ComfyNode):
         settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
                                    seed=seed)
         names = [d.name for d in directors]
-        kept = _evenly(views, parts.spec.frames)
+        kept = evenly_spaced_views(views, parts.spec.frames)
         total = len(temporal_frames)
 
         def announce(index, count, cached):

@@ -3,17 +3,22 @@ ComfyUI's core SPLAT nodes where the host has them.
 
 UI contract with the pack's splat viewer (js/): SaveGaussians and PreviewGaussians return
 {"dimx_scene": [{"scene": {filename, subfolder, type}, "cameras": {filename, subfolder, type} | None,
-"kind": "3d"}]} where scene is a standard 3DGS .ply and cameras a transforms.json (OpenGL convention).
+"kind": "3d" | "4d"}]} where cameras is a transforms.json (OpenGL convention) and scene is, for "3d", a standard
+3DGS .ply, for "4d", the manifest of a 4D scene folder (dimx_core/recon/files4d.py): {"kind": "dimx-4d", "times":
+[...], "frames": [{filename, subfolder, type}, ...] one standard 3DGS .ply per time, "canonical", "field", ...}.
 """
 from __future__ import annotations
 
+import json
 import os
 
+import numpy as np
 import torch
 from comfy_api.latest import io
 
 from ..dimx_core.camera.formats import write_transforms_json
 from ..dimx_core.recon.files import cameras_path, load_scene, save_scene, write_ply
+from ..dimx_core.recon.files4d import MANIFEST_NAME, MANIFEST_SUFFIX, is_manifest, load_scene_4d, save_scene_4d
 from ..dimx_core.recon.poses import POSE_MODES
 from ..dimx_core.recon.raster import select_rasterizer
 from ..dimx_core.recon.render import render_views, turntable
@@ -22,7 +27,8 @@ from . import host
 from .types import Gaussians, Trajectory
 
 CATEGORY = "DimensionX/3D"
-SCENE_EXTENSIONS = (".ply", ".splat")
+SCENE_EXTENSIONS = (".ply", ".splat", MANIFEST_SUFFIX)
+PREVIEW_CAMERAS = "preview.transforms.json"  # the fly-through poses, beside a previewed 4D scene
 TRAINING_MEMORY = 6 << 30  # bytes asked of ComfyUI's memory manager before a GPU fit
 
 
@@ -30,9 +36,23 @@ def _file_entry(path: str, subfolder: str, kind: str) -> dict:
     return {"filename": os.path.basename(path), "subfolder": subfolder, "type": kind}
 
 
-def _scene_ui(ply_path: str, subfolder: str, kind: str, cameras_file: str | None) -> dict:
+def _scene_ui(scene_file: str, subfolder: str, kind: str, cameras_file: str | None, dimensions: str = "3d") -> dict:
     cameras = None if cameras_file is None else _file_entry(cameras_file, subfolder, kind)
-    return {"dimx_scene": [{"scene": _file_entry(ply_path, subfolder, kind), "cameras": cameras, "kind": "3d"}]}
+    return {"dimx_scene": [{"scene": _file_entry(scene_file, subfolder, kind), "cameras": cameras,
+                            "kind": dimensions}]}
+
+
+def _save_4d(gaussians, filename_prefix: str, *, temp: bool, splat: bool = False, poses=None) -> tuple[str, dict]:
+    """A 4D scene folder under output/ (or temp/) and the viewer's ui entry; `poses` (a fly-through) become the
+    shown cameras instead of the fitted ones."""
+    kind = "temp" if temp else "output"
+    times = len(gaussians.deformation.times)
+    with host.comfy_interrupts(), host.result_folder(filename_prefix, temp=temp) as (partial, final, subfolder):
+        manifest = save_scene_4d(partial, gaussians, subfolder=subfolder, kind=kind, splat=splat,
+                                 hooks=host.hooks(times))
+        cameras = (write_transforms_json(partial / PREVIEW_CAMERAS, poses).name if poses is not None
+                   else (json.loads(manifest.read_text())["cameras"] or {}).get("filename"))
+    return str(final / MANIFEST_NAME), _scene_ui(MANIFEST_NAME, subfolder, kind, cameras, "4d")
 
 
 class GaussianReconstruct(io.ComfyNode):
@@ -96,20 +116,29 @@ class SaveGaussians(io.ComfyNode):
             category=CATEGORY,
             description="Writes the scene as a standard 3DGS PLY (SuperSplat, Spark and gsplat read it), "
                         "optionally a .splat, and the fitted cameras as transforms.json beside it, under "
-                        "ComfyUI's output folder. Shows the scene in the DimensionX splat viewer.",
+                        "ComfyUI's output folder. A 4D scene becomes a folder: one PLY per fitted time, the "
+                        "canonical PLY, the deformation field (safetensors + JSON) and a manifest that Load "
+                        "Gaussians reads back. Shows the scene in the DimensionX splat viewer.",
             inputs=[
                 Gaussians.Input("gaussians", tooltip="The scene to save."),
                 io.String.Input("filename_prefix", default="DimensionX/scene",
-                                tooltip="Name (and subfolder) under ComfyUI's output folder; a counter is added."),
+                                tooltip="Name (and subfolder) under ComfyUI's output folder; a counter is added "
+                                        "(a 4D scene's folder is numbered the same way)."),
                 io.Boolean.Input("splat", default=False,
-                                 tooltip="Also write a .splat (no view-dependent colour, 32 bytes per Gaussian)."),
+                                 tooltip="Also write a .splat (no view-dependent colour, 32 bytes per Gaussian; for "
+                                         "a 4D scene, of the canonical scene)."),
             ],
-            outputs=[io.String.Output(display_name="ply_path", tooltip="Full path of the written PLY.")],
+            outputs=[io.String.Output(display_name="ply_path",
+                                      tooltip="Full path of the written PLY (of a 4D scene: its manifest, "
+                                              "scene.dimx4d.json).")],
             is_output_node=True,
         )
 
     @classmethod
     def execute(cls, gaussians, filename_prefix, splat) -> io.NodeOutput:
+        if gaussians.deformation is not None:
+            manifest, ui = _save_4d(gaussians, filename_prefix, temp=False, splat=splat)
+            return io.NodeOutput(manifest, ui=ui)
         path, subfolder, _ = host.result_path(filename_prefix, "ply")
         save_scene(path, gaussians, splat=splat)
         cameras = str(cameras_path(path)) if gaussians.cameras is not None else None
@@ -125,19 +154,22 @@ class LoadGaussians(io.ComfyNode):
             category=CATEGORY,
             description="Reads a Gaussian-splat scene (.ply in the 3DGS layout, or .splat) from ComfyUI's input "
                         "folder or from earlier results in the output folder, with its cameras when a "
-                        "<name>.transforms.json lies beside it.",
+                        "<name>.transforms.json lies beside it; or a 4D scene (deformable Gaussians) from the "
+                        "scene.dimx4d.json manifest Save Gaussians wrote into its folder.",
             inputs=[io.Combo.Input("scene", options=host.input_or_output_files(SCENE_EXTENSIONS),
                                    tooltip="A .ply or .splat in ComfyUI/input, or one marked [output] that a "
-                                           "Save Gaussians node wrote.")],
+                                           "Save Gaussians node wrote; a scene.dimx4d.json loads a whole 4D "
+                                           "scene (its time_*.ply files are single moments).")],
             outputs=[Gaussians.Output(display_name="gaussians")],
         )
 
     @classmethod
     def execute(cls, scene) -> io.NodeOutput:
         if scene not in host.input_or_output_files(SCENE_EXTENSIONS):
-            raise ValueError(f"scene: '{scene}' is not a .ply or .splat file in ComfyUI's input or output folder; "
-                             "put the file into ComfyUI/input and refresh the page")
-        return io.NodeOutput(load_scene(host.annotated_path(scene)))
+            raise ValueError(f"scene: '{scene}' is not a .ply, .splat or {MANIFEST_SUFFIX} file in ComfyUI's input or "
+                             "output folder; put the file into ComfyUI/input and refresh the page")
+        path = host.annotated_path(scene)
+        return io.NodeOutput(load_scene_4d(path) if is_manifest(path) else load_scene(path))
 
     @classmethod
     def fingerprint_inputs(cls, scene):
@@ -153,8 +185,10 @@ class PreviewGaussians(io.ComfyNode):
             display_name="Preview Gaussians (DimensionX)",
             category=CATEGORY,
             description="Renders the scene as frames: a turntable around it, or a fly-through along a trajectory "
-                        "(the connected one, else the cameras it was fitted from). Also shows it in the "
-                        "DimensionX splat viewer (the PLY goes to the temp folder).",
+                        "(the connected one, else the cameras it was fitted from). A 4D scene is shown moving: "
+                        "each frame at its own time, from the first fitted time to the last (a camera-and-time "
+                        "fly-through). Also shows it in the DimensionX splat viewer (the files go to the temp "
+                        "folder).",
             inputs=[
                 Gaussians.Input("gaussians", tooltip="The scene to render."),
                 io.Combo.Input("path", options=["turntable", "trajectory"], default="turntable",
@@ -183,9 +217,15 @@ class PreviewGaussians(io.ComfyNode):
                                  "connect a trajectory or choose 'turntable'")
         else:
             poses = turntable(gaussians, frames, width, height, around=gaussians.cameras)
+        times = None
+        if gaussians.deformation is not None:
+            times = np.linspace(*gaussians.deformation.field.config.time_range, len(poses)).tolist()
         with host.comfy_interrupts():
             rasterizer = select_rasterizer(host.compute_device(), hooks=host.hooks(1))
-            images = render_views(gaussians, poses, rasterizer=rasterizer, hooks=host.hooks(len(poses)))
+            images = render_views(gaussians, poses, times=times, rasterizer=rasterizer, hooks=host.hooks(len(poses)))
+        if times is not None:
+            _, ui = _save_4d(gaussians, "DimensionX/preview4d", temp=True, poses=poses)
+            return io.NodeOutput(images.to(host.intermediate_device()), ui=ui)
         ply, subfolder, _ = host.result_path("DimensionX/preview", "ply", temp=True)
         write_ply(ply, gaussians)
         cameras = write_transforms_json(cameras_path(ply), poses)

@@ -23,6 +23,7 @@ EXPECTED_NODES = {
     "DimensionXSaveGaussians",
     "DimensionXLoadGaussians",
     "DimensionXPreviewGaussians",
+    "DimensionXGaussian4DReconstruct",
 }
 NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat"}  # registered only on hosts with the core SPLAT type
 

@@ -23,6 +23,17 @@ from ..video.sampling import Offload, Place, SamplerSettings, generate
 from .latents import IdentityGuide
 
 
+def evenly_spaced_views(count: int, total: int) -> list[int] | None:
+    """The frame indices of `count` cameras kept evenly spaced from a video (or trajectory) of `total` frames,
+    first and last included; None when all are kept (count 0 or `total`). Multi-view generation keeps these
+    frames of every video and the 4D reconstruction picks the same poses from the camera path."""
+    if count in (0, total):
+        return None
+    if not 1 <= count <= total:
+        raise ValueError(f"views must be between 1 and the video length {total} (0: all), got {count}")
+    return [round(i * (total - 1) / max(count - 1, 1)) for i in range(count)]
+
+
 def per_camera(grid: torch.Tensor) -> torch.Tensor:
     """(N times, K cameras, H, W, 3) -> (K, N, H, W, 3): video j holds camera j's view at every time."""
     return grid.transpose(0, 1).contiguous()

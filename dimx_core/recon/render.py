@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from ..camera import Trajectory
 from ..hooks import NO_HOOKS, Hooks
+from .deform import gaussians_at
 from .gaussians import Gaussians
 from .raster import Rasterizer
 from .reference import rasterization as reference_rasterization
@@ -34,18 +37,26 @@ def look_at_c2w(eye: np.ndarray, target: np.ndarray, down=(0.0, 1.0, 0.0)) -> np
     return c2w
 
 
-def render_views(gaussians: Gaussians, trajectory: Trajectory, *, rasterizer: Rasterizer = CPU_RASTERIZER,
-                 background=(0.0, 0.0, 0.0), hooks: Hooks = NO_HOOKS) -> torch.Tensor:
-    """One image per pose, (N, H, W, 3) float in 0..1 on the CPU."""
+def render_views(gaussians: Gaussians, trajectory: Trajectory, *, times: Sequence[float] | None = None,
+                 rasterizer: Rasterizer = CPU_RASTERIZER, background=(0.0, 0.0, 0.0),
+                 hooks: Hooks = NO_HOOKS) -> torch.Tensor:
+    """One image per pose, (N, H, W, 3) float in 0..1 on the CPU. With `times` (one per pose), a deformable
+    scene is shown at each frame's own time (a camera-and-time fly-through); without, as it is stored (a 4D
+    scene's canonical state)."""
+    if times is not None and len(times) != len(trajectory):
+        raise ValueError(f"times: got {len(times)} times for {len(trajectory)} poses; give one time per pose")
     scene = gaussians.to(rasterizer.device)
+    if scene.deformation is not None:
+        scene = replace(scene, deformation=scene.deformation.on(rasterizer.device))
     viewmats, intrinsics = camera_tensors(trajectory, rasterizer.device)
     colour = torch.as_tensor(background, dtype=torch.float32, device=rasterizer.device)
     frames = []
     with torch.no_grad():
         for index in range(len(trajectory)):
-            image, _, _ = rasterizer.render(scene.means, scene.quats_wxyz, scene.log_scales, scene.opacity_logits,
-                                            scene.sh, viewmats[index:index + 1], intrinsics[index:index + 1],
-                                            trajectory.width, trajectory.height, sh_degree=scene.sh_degree,
+            shown = scene if times is None else gaussians_at(scene, times[index])
+            image, _, _ = rasterizer.render(shown.means, shown.quats_wxyz, shown.log_scales, shown.opacity_logits,
+                                            shown.sh, viewmats[index:index + 1], intrinsics[index:index + 1],
+                                            trajectory.width, trajectory.height, sh_degree=shown.sh_degree,
                                             background=colour)
             frames.append(image[0].clamp(0, 1).cpu())
             hooks.step(index + 1, len(trajectory), frames[-1])

@@ -7,13 +7,15 @@ trajectories users request come from dimx_core.camera.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from ..camera import Trajectory
+from .deform import compose_rotation
 from .gaussians import Gaussians, rgb_to_sh_dc
-from .render import look_at_c2w
+from .render import look_at_c2w, render_views
 
 
 def orbit_rig(frames: int, degrees: float, width: int, height: int, *, distance: float = 2.0,
@@ -91,3 +93,33 @@ def ball_before_wall(count: int = 1500, seed: int = 0) -> Gaussians:
     ball, wall = textured_ball(int(count * 0.4), seed=seed), textured_wall(count - int(count * 0.4), seed=seed + 1)
     return Gaussians(*(torch.cat([getattr(ball, name), getattr(wall, name)])
                        for name in ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh")))
+
+
+def moving_ball_before_wall(t: float, count: int = 1500, seed: int = 0, *, shift: float = 0.4,
+                            lift: float = 0.15, turn_deg: float = 60.0) -> Gaussians:
+    """The 4D ground truth: a textured ball (smaller than `ball_before_wall`'s, so its motion shows) before the
+    wall at time t in [0, 1], sliding `shift` units sideways along a `lift`-high arc (non-linear in time) and
+    turning `turn_deg` about its vertical axis while the wall stays."""
+    ball = textured_ball(int(count * 0.4), radius=0.45, seed=seed)
+    wall = textured_wall(count - int(count * 0.4), seed=seed + 1)
+    angle = math.radians(turn_deg) * t
+    c, s = math.cos(angle), math.sin(angle)
+    turn = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    centre = ball.means.mean(dim=0)
+    offset = torch.tensor([shift * (t - 0.5), -lift * math.sin(math.pi * t), 0.0])
+    # a turn by `angle` about y is the unit quaternion (cos a/2, 0, sin a/2, 0), i.e. (1, 0, tan a/2, 0) normalised
+    delta = torch.tensor([[0.0, math.tan(angle / 2), 0.0]]).expand(len(ball), 3)
+    moved = replace(ball, means=(ball.means - centre) @ turn.T + centre + offset,
+                    quats_wxyz=compose_rotation(delta, ball.quats_wxyz))
+    return Gaussians(*(torch.cat([getattr(moved, name), getattr(wall, name)])
+                       for name in ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh")))
+
+
+def dynamic_frames(cameras: Trajectory, times: list[float], count: int = 1500, *, seed: int = 0,
+                   rasterizer=None) -> torch.Tensor:
+    """(K x N, H, W, 3) frames of `moving_ball_before_wall` seen by the K `cameras` at each of the N `times`,
+    camera after camera (the layout Multi-View Generate outputs)."""
+    options = {} if rasterizer is None else {"rasterizer": rasterizer}
+    per_time = torch.stack([render_views(moving_ball_before_wall(t, count, seed), cameras, **options)
+                            for t in times])                     # (N, K, H, W, 3)
+    return per_time.transpose(0, 1).reshape(len(cameras) * len(times), *per_time.shape[2:])

@@ -21,8 +21,8 @@ from . import confidence as conf
 from .gaussians import Gaussians
 from .init import initial_gaussians, scene_scale
 from .loss import load_lpips, lpips_map, photometric_map, weighted_mean
-from .poses import POSE_MODES, PoseCheck, choose_poses, describe_refinement
-from .raster import select_rasterizer
+from .poses import POSE_MODES, PoseCheck, PoseChoice, choose_poses, describe_refinement
+from .raster import Rasterizer, select_rasterizer
 from .render import render_views
 
 
@@ -73,9 +73,9 @@ class ReconstructOptions:
     build_dir: str | None = None         # where gsplat's CUDA build is cached (None: the user's cache folder)
     preview_every: int = 50              # steps between preview images sent through the hooks
 
-    def check(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+    def check(self, presets: dict = PRESETS) -> None:
+        if self.preset not in presets:
+            raise ValueError(f"preset must be one of {', '.join(presets)}, got {self.preset!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.poses not in POSE_MODES:
@@ -117,7 +117,7 @@ class Reconstruction:
 
 # --- inputs --------------------------------------------------------------------------------------------------------
 
-def _as_frames(frames) -> np.ndarray:
+def as_frames(frames) -> np.ndarray:
     array = frames.detach().float().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     if array.ndim != 4 or array.shape[-1] not in (3, 4):
         raise ValueError(f"frames must be a batch of RGB images (N, H, W, 3), got shape {tuple(array.shape)}")
@@ -129,7 +129,7 @@ def _as_frames(frames) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
-def _matched_trajectory(trajectory: Trajectory, count: int, width: int, height: int) -> tuple[Trajectory, list]:
+def matched_trajectory(trajectory: Trajectory, count: int, width: int, height: int) -> tuple[Trajectory, list]:
     if count != len(trajectory):
         raise ValueError(f"frames: got {count} frames but the trajectory has {len(trajectory)} poses; they pair "
                          "one to one, in order (use the trajectory the video was generated with)")
@@ -190,17 +190,119 @@ def _world_to_camera(c2w: torch.Tensor) -> torch.Tensor:
 
 # --- the fit -------------------------------------------------------------------------------------------------------
 
-def _scaled(preset: Preset, steps: int) -> Preset:
+def scaled_preset(preset: Preset, steps: int) -> Preset:
+    """`preset` stretched to `steps`: the densification and SH schedules keep their share of the fit."""
     ratio = steps / preset.steps
     scale = lambda value: max(1, round(value * ratio))  # noqa: E731
     return Preset(steps, preset.initial_points, scale(preset.refine_start), scale(preset.refine_stop),
                   scale(preset.refine_every), scale(preset.sh_interval))
 
 
-def _parameters(scene: Gaussians, device: torch.device) -> dict[str, torch.nn.Parameter]:
-    tensors = {"means": scene.means, "scales": scene.log_scales, "quats": scene.quats_wxyz,
-               "opacities": scene.opacity_logits, "sh0": scene.sh[:, :1], "shN": scene.sh[:, 1:]}
-    return {name: torch.nn.Parameter(value.to(device).contiguous()) for name, value in tensors.items()}
+class SceneOptimizer:
+    """The optimisation state of a Gaussian fit, laid out as gsplat's trainer does it: one Adam per parameter
+    group (eps 1e-15), the means' rate scaled by the scene and decaying 100x over the fit, gsplat's
+    DefaultStrategy for densification, and (optionally) a pose correction per camera with the first camera
+    anchoring the frame. The 3D fit and the 4D fit (train4d.py) drive it the same way: render with `params`
+    and `world_to_camera(view)`, then `before_backward`, `loss.backward()`, `after_backward`."""
+
+    def __init__(self, scene: Gaussians, cameras: Trajectory, preset: Preset, *, device: torch.device,
+                 refine_poses: bool):
+        self.extent = scene_scale(cameras)
+        self.params = {name: torch.nn.Parameter(value.to(device).contiguous()) for name, value in {
+            "means": scene.means, "scales": scene.log_scales, "quats": scene.quats_wxyz,
+            "opacities": scene.opacity_logits, "sh0": scene.sh[:, :1], "shN": scene.sh[:, 1:]}.items()}
+        rates = dict(LEARNING_RATES, means=LEARNING_RATES["means"] * self.extent)
+        self.optimizers = {name: torch.optim.Adam([param], lr=rates[name], eps=1e-15)
+                           for name, param in self.params.items()}
+        self.means_decay = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"],
+                                                                  gamma=0.01 ** (1.0 / preset.steps))
+        from gsplat.strategy import DefaultStrategy
+
+        self.strategy = DefaultStrategy(refine_start_iter=preset.refine_start, refine_stop_iter=preset.refine_stop,
+                                        refine_every=preset.refine_every,
+                                        grow_grad2d=GROW_GRAD2D * max(1.0, GROW_REFERENCE_HEIGHT / cameras.height))
+        self.strategy.check_sanity(self.params, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=self.extent)
+        self.c2w = torch.as_tensor(cameras.c2w_opencv, dtype=torch.float32, device=device)
+        self.intrinsics = torch.as_tensor(cameras.intrinsics, dtype=torch.float32, device=device)
+        self.pose_delta = torch.nn.Parameter(torch.zeros(len(cameras), 6, device=device))
+        self.pose_optimizer = torch.optim.Adam([self.pose_delta], lr=POSE_LEARNING_RATE * max(self.extent, 1e-3)) \
+            if refine_poses else None
+        self.anchored = torch.ones(len(cameras), 1, device=device)
+        self.anchored[0] = 0.0  # the first camera anchors the frame (it is the input image's camera)
+
+    def colours(self) -> torch.Tensor:
+        return torch.cat([self.params["sh0"], self.params["shN"]], dim=1)
+
+    def world_to_camera(self, view: int) -> torch.Tensor:
+        """(1, 4, 4) world-to-camera of camera `view`, with its pose correction when poses are refined."""
+        pose = self.c2w[view:view + 1]
+        if self.pose_optimizer is not None:
+            pose = _refined_c2w(pose, self.pose_delta[view:view + 1] * self.anchored[view])
+        return _world_to_camera(pose)
+
+    def before_backward(self, step: int, meta: dict) -> None:
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, meta)
+
+    def after_backward(self, step: int, meta: dict) -> None:
+        """Densify (may add and remove Gaussians), then step every optimizer."""
+        self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, meta, packed=False)
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        self.means_decay.step()
+        if self.pose_optimizer is not None:
+            self.pose_optimizer.step()
+            self.pose_optimizer.zero_grad(set_to_none=True)
+
+    def scene(self) -> Gaussians:
+        """The fitted Gaussians, detached, on the CPU."""
+        with torch.no_grad():
+            return Gaussians(means=self.params["means"].detach().cpu(), log_scales=self.params["scales"].detach().cpu(),
+                             quats_wxyz=self.params["quats"].detach().cpu(),
+                             opacity_logits=self.params["opacities"].detach().cpu(), sh=self.colours().detach().cpu())
+
+    def cameras(self, requested: Trajectory) -> tuple[Trajectory, list[str]]:
+        """`requested` with the refined poses (and a sentence on how far they moved) when poses were refined."""
+        if self.pose_optimizer is None:
+            return requested, []
+        with torch.no_grad():
+            refined = _refined_c2w(self.c2w, self.pose_delta * self.anchored).cpu().double().numpy()
+        refined[:, :3, :3] = _orthonormal(refined[:, :3, :3])
+        cameras = replace(requested, c2w_opencv=refined)
+        return cameras, [describe_refinement(requested, cameras)]
+
+
+def prepare_fit(choice: PoseChoice, frames: np.ndarray, preset: Preset, options: ReconstructOptions,
+                notices: list[str], *, hooks: Hooks = NO_HOOKS) -> tuple[SceneOptimizer, Rasterizer,
+                                                                         torch.nn.Module | None]:
+    """Starting Gaussians (SfM points, else random points every camera sees) coloured from `frames` (one per
+    chosen camera), the rasterizer, the optional LPIPS network and the optimiser; what the user should know about
+    them is appended to `notices`."""
+    device = torch.device(options.device)
+    scene = initial_gaussians(choice.cameras, frames, count=options.initial_points or preset.initial_points,
+                              sh_degree=MAX_SH_DEGREE, seed=options.seed, points=choice.points,
+                              colours=choice.colors)
+    rasterizer = select_rasterizer(device, prefer=options.rasterizer, build_dir=options.build_dir, hooks=hooks)
+    notices += [rasterizer.notice] if rasterizer.notice else []
+    lpips_network = None
+    if options.lpips_weight > 0:
+        lpips_network, lpips_note = load_lpips(device)
+        notices.append(lpips_note)
+    fit = SceneOptimizer(scene, choice.cameras, preset, device=device, refine_poses=choice.source == "trajectory")
+    return fit, rasterizer, lpips_network
+
+
+def frame_loss(image: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor, mask: torch.Tensor | None,
+               options: ReconstructOptions, lpips_network: torch.nn.Module | None, *, residual: bool) -> torch.Tensor:
+    """The paper's confidence-weighted loss of one rendered frame: C (0.8 L1 + 0.2 (1 - SSIM) + lambda LPIPS),
+    C the frame's confidence map, or derived from the residuals once `residual` (the confidence 'residual')."""
+    per_pixel = photometric_map(image, target)
+    if lpips_network is not None:
+        per_pixel = per_pixel + options.lpips_weight * lpips_map(lpips_network, image, target)
+    if options.confidence == "residual" and residual:
+        confidence = conf.residual_confidence(per_pixel)
+    return weighted_mean(per_pixel, confidence, mask)
 
 
 @torch.inference_mode(False)  # hosts such as ComfyUI run nodes under inference_mode; a fit needs autograd
@@ -213,15 +315,13 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     `hooks` (SfM, then one step per optimisation step with a preview image every `preview_every`). Works
     whatever the caller's grad mode: inputs are copied into fresh tensors."""
     require("gsplat", "densification (gsplat's DefaultStrategy)")
-    from gsplat.strategy import DefaultStrategy
-
     started = time.monotonic()
     options.check()
-    images = _as_frames(frames)
+    images = as_frames(frames)
     count, height, width = images.shape[:3]
-    trajectory, notices = _matched_trajectory(trajectory, count, width, height)
+    trajectory, notices = matched_trajectory(trajectory, count, width, height)
     masks = _as_mask(mask, count, height, width)
-    preset = _scaled(PRESETS[options.preset], options.steps or PRESETS[options.preset].steps)
+    preset = scaled_preset(PRESETS[options.preset], options.steps or PRESETS[options.preset].steps)
     torch.manual_seed(options.seed)  # densification splits sample from torch's global generator
     device = torch.device(options.device)
 
@@ -237,37 +337,9 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     else:
         weights = np.ones((len(kept), height, width), np.float32)
 
-    # 3. starting Gaussians
-    scene = initial_gaussians(choice.cameras, images[kept], count=options.initial_points or preset.initial_points,
-                              sh_degree=MAX_SH_DEGREE, seed=options.seed, points=choice.points,
-                              colours=choice.colors)
-    rasterizer = select_rasterizer(device, prefer=options.rasterizer, build_dir=options.build_dir, hooks=hooks)
-    notices += [rasterizer.notice] if rasterizer.notice else []
-    lpips_network = None
-    if options.lpips_weight > 0:
-        lpips_network, lpips_note = load_lpips(device)
-        notices.append(lpips_note)
-
-    # 4. optimisation state (gsplat's trainer layout: one Adam per parameter group, eps 1e-15)
-    extent = scene_scale(choice.cameras)
-    params = _parameters(scene, device)
-    rates = dict(LEARNING_RATES, means=LEARNING_RATES["means"] * extent)
-    optimizers = {name: torch.optim.Adam([param], lr=rates[name], eps=1e-15) for name, param in params.items()}
-    means_decay = torch.optim.lr_scheduler.ExponentialLR(optimizers["means"], gamma=0.01 ** (1.0 / preset.steps))
-    strategy = DefaultStrategy(refine_start_iter=preset.refine_start, refine_stop_iter=preset.refine_stop,
-                               refine_every=preset.refine_every,
-                               grow_grad2d=GROW_GRAD2D * max(1.0, GROW_REFERENCE_HEIGHT / height))
-    strategy.check_sanity(params, optimizers)
-    strategy_state = strategy.initialize_state(scene_scale=extent)
-
-    c2w = torch.as_tensor(choice.cameras.c2w_opencv, dtype=torch.float32, device=device)
-    intrinsics = torch.as_tensor(choice.cameras.intrinsics, dtype=torch.float32, device=device)
-    refine_poses = choice.source == "trajectory"
-    pose_delta = torch.nn.Parameter(torch.zeros(len(kept), 6, device=device))
-    pose_optimizer = torch.optim.Adam([pose_delta], lr=POSE_LEARNING_RATE * max(extent, 1e-3)) if refine_poses \
-        else None
-    fixed = torch.ones(len(kept), 1, device=device)
-    fixed[0] = 0.0  # the first camera anchors the frame (it is the input image's camera)
+    # 3. starting Gaussians and the optimisation state
+    fit, rasterizer, lpips_network = prepare_fit(choice, images[kept], preset, options, notices, hooks=hooks)
+    params = fit.params
     targets = torch.as_tensor(images[kept], device=device)
     confidences = torch.as_tensor(weights, device=device)
     mask_tensor = None if masks is None else torch.as_tensor(masks[kept], device=device)
@@ -278,49 +350,25 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     for step in range(preset.steps):
         view = int(order[step % len(order)])
         sh_degree = min(step // preset.sh_interval, MAX_SH_DEGREE)
-        pose = _refined_c2w(c2w[view:view + 1], pose_delta[view:view + 1] * fixed[view]) if refine_poses \
-            else c2w[view:view + 1]
-        colours = torch.cat([params["sh0"], params["shN"]], dim=1)
         image, _, meta = rasterizer.render(params["means"], params["quats"], params["scales"], params["opacities"],
-                                           colours, _world_to_camera(pose), intrinsics[view:view + 1], width,
-                                           height, sh_degree=sh_degree, background=background)
-        strategy.step_pre_backward(params, optimizers, strategy_state, step, meta)
-        per_pixel = photometric_map(image[0], targets[view])
-        if lpips_network is not None:
-            per_pixel = per_pixel + options.lpips_weight * lpips_map(lpips_network, image[0], targets[view])
-        weight = confidences[view]
-        if options.confidence == "residual" and step >= RESIDUAL_WARMUP * preset.steps:
-            weight = conf.residual_confidence(per_pixel)
-        loss = weighted_mean(per_pixel, weight, None if mask_tensor is None else mask_tensor[view])
+                                           fit.colours(), fit.world_to_camera(view), fit.intrinsics[view:view + 1],
+                                           width, height, sh_degree=sh_degree, background=background)
+        fit.before_backward(step, meta)
+        loss = frame_loss(image[0], targets[view], confidences[view], None if mask_tensor is None else
+                          mask_tensor[view], options, lpips_network, residual=step >= RESIDUAL_WARMUP * preset.steps)
         loss.backward()
-        strategy.step_post_backward(params, optimizers, strategy_state, step, meta, packed=False)
-        for optimizer in optimizers.values():
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        means_decay.step()
-        if pose_optimizer is not None:
-            pose_optimizer.step()
-            pose_optimizer.zero_grad(set_to_none=True)
+        fit.after_backward(step, meta)
         recent_losses = (recent_losses + [loss.detach()])[-max(1, preset.steps // 10):]
         show = (step + 1) % max(1, options.preview_every) == 0 or step + 1 == preset.steps
         hooks.step(step + 1, preset.steps, image[0].detach().clamp(0, 1).cpu() if show else None)
 
     # 5. the result, in the trajectory's frame
-    with torch.no_grad():
-        fitted = Gaussians(means=params["means"].detach().cpu(), log_scales=params["scales"].detach().cpu(),
-                           quats_wxyz=params["quats"].detach().cpu(),
-                           opacity_logits=params["opacities"].detach().cpu(),
-                           sh=torch.cat([params["sh0"], params["shN"]], dim=1).detach().cpu())
-        cameras = choice.cameras
-        pose_notes = list(choice.notes)
-        if refine_poses:
-            refined = _refined_c2w(c2w, pose_delta * fixed).cpu().double().numpy()
-            refined[:, :3, :3] = _orthonormal(refined[:, :3, :3])
-            cameras = replace(choice.cameras, c2w_opencv=refined)
-            pose_notes.append(describe_refinement(choice.cameras, cameras))
+    fitted = fit.scene()
+    cameras, refinement = fit.cameras(choice.cameras)
     fitted.cameras = replace(cameras, meta={**cameras.meta, "pose_source": choice.source, "frames": kept})
-    report = ReconstructReport(pose_source=choice.source, pose_notes=pose_notes, pose_check=choice.check,
-                               steps=preset.steps, final_loss=float(torch.stack(recent_losses).mean()), gaussians=len(fitted),
+    report = ReconstructReport(pose_source=choice.source, pose_notes=list(choice.notes) + refinement,
+                               pose_check=choice.check, steps=preset.steps,
+                               final_loss=float(torch.stack(recent_losses).mean()), gaussians=len(fitted),
                                backend=rasterizer.name, seconds=0.0, notices=notices, heldout_frames=heldout)
     if heldout:
         positions = [kept.index(i) for i in heldout]

@@ -1,0 +1,96 @@
+"""4D scene files: a folder any 3DGS tool can read frame by frame, plus what rebuilds the deformable scene.
+
+    scene.dimx4d.json            the manifest (below); LoadGaussians reads a 4D scene back from it
+    canonical.ply                the canonical Gaussians (= the scene at the reference time), standard 3DGS PLY
+    canonical.transforms.json    the fitted cameras (nerfstudio, OpenGL convention), when the scene has them
+    time_0000.ply ...            the scene evaluated at each fitted time, standard 3DGS PLY (what viewers play)
+    deformation.safetensors      the deformation field's tensors
+    deformation.json             its config (box, time range, plane sizes, MLP shape) and the fitted times
+
+The manifest: {"kind": "dimx-4d", "version": 1, "times": [t0, t1, ...], "reference_time": t,
+"frames": [{"filename", "subfolder", "type"}, ...] (one per time, in order), "canonical": {...}, "cameras": {...}
+| null, "field": {"weights": {...}, "config": {...}}, "gaussians": count}. Entries carry the subfolder and type
+ComfyUI's /view route needs (the viewer fetches the frames with them); readers only use the file names, which are
+relative to the manifest's own folder, so a moved folder still loads.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from ..files import atomic_path
+from ..hooks import NO_HOOKS, Hooks
+from .deform import gaussians_at, load_field, save_field
+from .files import cameras_path, load_scene, save_scene, write_ply
+from .gaussians import Gaussians
+
+MANIFEST_KIND = "dimx-4d"
+MANIFEST_SUFFIX = ".dimx4d.json"
+MANIFEST_NAME = "scene" + MANIFEST_SUFFIX
+CANONICAL_NAME = "canonical.ply"
+FIELD_WEIGHTS, FIELD_CONFIG = "deformation.safetensors", "deformation.json"
+
+
+def frame_name(index: int) -> str:
+    return f"time_{index:04d}.ply"
+
+
+def is_manifest(path: str | Path) -> bool:
+    return str(path).lower().endswith(MANIFEST_SUFFIX)
+
+
+def save_scene_4d(folder: str | Path, gaussians: Gaussians, *, subfolder: str = "", kind: str = "output",
+                  splat: bool = False, hooks: Hooks = NO_HOOKS) -> Path:
+    """Write a deformable scene into `folder` (created if needed) and return its manifest's path. `subfolder`
+    and `kind` go into the manifest's file entries (ComfyUI's /view parameters). Every file is written whole;
+    the manifest comes last, so a manifest always describes complete files."""
+    deformation = gaussians.deformation
+    if deformation is None:
+        raise ValueError("this scene has no deformation field; a static scene is saved as a single PLY")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = lambda name: {"filename": name, "subfolder": subfolder, "type": kind}  # noqa: E731
+    save_scene(folder / CANONICAL_NAME, replace(gaussians, deformation=None), splat=splat)
+    for index, t in enumerate(deformation.times):
+        write_ply(folder / frame_name(index), gaussians_at(gaussians, t))
+        hooks.step(index + 1, len(deformation.times))
+    save_field(folder / FIELD_WEIGHTS, folder / FIELD_CONFIG, deformation)
+    cameras = cameras_path(folder / CANONICAL_NAME).name if gaussians.cameras is not None else None
+    manifest = {"kind": MANIFEST_KIND, "version": 1, "times": list(deformation.times),
+                "reference_time": deformation.reference_time,
+                "frames": [entry(frame_name(index)) for index in range(len(deformation.times))],
+                "canonical": entry(CANONICAL_NAME), "cameras": entry(cameras) if cameras else None,
+                "field": {"weights": entry(FIELD_WEIGHTS), "config": entry(FIELD_CONFIG)},
+                "gaussians": len(gaussians)}
+    path = folder / MANIFEST_NAME
+    with atomic_path(path) as part:
+        part.write_text(json.dumps(manifest, indent=1))
+    return path
+
+
+def load_scene_4d(path: str | Path) -> Gaussians:
+    """The deformable scene a manifest describes: canonical Gaussians (with their cameras) and the field."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"'{path}' is not a readable 4D scene manifest ({type(err).__name__}: {err})") from err
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        raise ValueError(f"'{path}' is not a DimensionX 4D scene manifest (expected \"kind\": \"{MANIFEST_KIND}\")")
+    folder = path.parent
+
+    def member(entry: dict, what: str) -> Path:
+        file = folder / Path(entry["filename"]).name
+        if not file.is_file():
+            raise FileNotFoundError(f"the 4D scene '{path}' names its {what} '{file.name}', which is missing beside it")
+        return file
+
+    scene = load_scene(member(manifest["canonical"], "canonical scene"))
+    field = manifest["field"]
+    deformation = load_field(member(field["weights"], "deformation field"), member(field["config"], "field config"))
+    if [round(t, 9) for t in deformation.times] != [round(float(t), 9) for t in manifest["times"]]:
+        raise ValueError(f"'{path}': the manifest's times {manifest['times']} differ from the field's "
+                         f"{list(deformation.times)}; the folder mixes files of different scenes")
+    scene.deformation = deformation
+    return scene
