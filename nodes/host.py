@@ -210,6 +210,15 @@ def comfy_interrupts():
         raise model_management.InterruptProcessingException()
 
 
+@contextlib.contextmanager
+def fitting(total_steps: int, memory_bytes: int) -> Iterator[Hooks]:
+    """Everything a scene fit needs from ComfyUI: room on the device from the memory manager (it has no
+    ModelPatcher to ask for it), Cancel, and a progress bar of `total_steps`."""
+    make_room(memory_bytes)
+    with comfy_interrupts():
+        yield hooks(total_steps)
+
+
 # --- memory manager ------------------------------------------------------------------------------------------------
 
 class _Holder(torch.nn.Module):

@@ -55,6 +55,12 @@ def _save_4d(gaussians, filename_prefix: str, *, temp: bool, splat: bool = False
     return str(final / MANIFEST_NAME), _scene_ui(MANIFEST_NAME, subfolder, kind, cameras, "4d")
 
 
+def initial_points_input() -> io.Int.Input:
+    return io.Int.Input("initial_points", default=0, min=0, max=2_000_000,
+                        tooltip="Random starting Gaussians when SfM gives no points; 0 uses the preset's "
+                                "(30k fast, 50k standard, 100k high). Fewer is faster on a CPU.")
+
+
 class GaussianReconstruct(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -82,9 +88,7 @@ class GaussianReconstruct(io.ComfyNode):
                              tooltip="Seed for starting points, view order and densification."),
                 io.Int.Input("steps", default=0, min=0, max=100_000,
                              tooltip="Optimisation steps; 0 uses the preset's count. Schedules scale with it."),
-                io.Int.Input("initial_points", default=0, min=0, max=2_000_000,
-                             tooltip="Random starting Gaussians when SfM gives no points; 0 uses the preset's "
-                                     "(30k fast, 50k standard, 100k high). Fewer is faster on a CPU."),
+                initial_points_input(),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Optional: white pixels are fitted, black ones ignored (one mask for all "
                                       "frames, or one per frame)."),
@@ -100,10 +104,8 @@ class GaussianReconstruct(io.ComfyNode):
         device = host.compute_device()
         options = ReconstructOptions(preset=preset, poses=poses, seed=seed, steps=steps or None,
                                      initial_points=initial_points or None, device=str(device))
-        host.make_room(TRAINING_MEMORY)
-        with host.comfy_interrupts():
-            result = reconstruct(frames, trajectory, options, mask=mask,
-                                 hooks=host.hooks(steps or PRESETS[preset].steps))
+        with host.fitting(steps or PRESETS[preset].steps, TRAINING_MEMORY) as hooks:
+            result = reconstruct(frames, trajectory, options, mask=mask, hooks=hooks)
         return io.NodeOutput(result.gaussians, result.report.as_text())
 
 

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from ..dimx_core.recon.poses import POSE_MODES
 from ..dimx_core.recon.train4d import PRESETS_4D, Reconstruct4DOptions, kept_cameras, reconstruct_4d
 from . import host
-from .recon import TRAINING_MEMORY
+from .recon import TRAINING_MEMORY, initial_points_input
 from .types import Gaussians, Trajectory
 
 CATEGORY = "DimensionX/4D"
@@ -55,9 +55,7 @@ class Gaussian4DReconstruct(io.ComfyNode):
                 io.Int.Input("steps", default=0, min=0, max=200_000,
                              tooltip="Optimisation steps in all (warm-up included); 0 uses the preset's count. "
                                      "The warm-up and the schedules keep their share."),
-                io.Int.Input("initial_points", default=0, min=0, max=2_000_000,
-                             tooltip="Random starting Gaussians when SfM gives no points; 0 uses the preset's "
-                                     "(30k fast, 50k standard, 100k high). Fewer is faster on a CPU."),
+                initial_points_input(),
             ],
             outputs=[Gaussians.Output(display_name="gaussians",
                                       tooltip="The canonical scene (at the reference time) carrying the deformation "
@@ -74,10 +72,8 @@ class Gaussian4DReconstruct(io.ComfyNode):
         options = Reconstruct4DOptions(preset=preset, steps=steps or None, reference_time=reference_time, seed=seed,
                                        poses=poses, initial_points=initial_points or None,
                                        device=str(host.compute_device()))
-        host.make_room(TRAINING_MEMORY)
-        with host.comfy_interrupts():
-            result = reconstruct_4d(multiview, views, times, cameras, options,
-                                    hooks=host.hooks(steps or PRESETS_4D[preset].fit.steps))
+        with host.fitting(steps or PRESETS_4D[preset].fit.steps, TRAINING_MEMORY) as hooks:
+            result = reconstruct_4d(multiview, views, times, cameras, options, hooks=hooks)
         return io.NodeOutput(result.gaussians, result.report.as_text())
 
 

@@ -98,6 +98,19 @@ def _render(args) -> None:
     print(f"{len(images)} frames in {args.out}")
 
 
+def add_fit_options(parser: argparse.ArgumentParser, *, holdout_help: str) -> None:
+    """The optimiser's options, the same for the 3D and the 4D fit."""
+    parser.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
+    parser.add_argument("--device", default=None,
+                        help="cpu or cuda (gsplat when it can run); default: cuda when available")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--confidence", choices=("flow", "residual", "none"), default="flow",
+                        help="per-pixel confidence of the loss (default: optical-flow consistency along the video)")
+    parser.add_argument("--holdout-every", type=int, default=0, help=holdout_help)
+    parser.add_argument("--initial-points", type=int, default=None,
+                        help="random starting points when SfM gives none (default: the preset's)")
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     from .poses import POSE_MODES
     from .train import PRESETS
@@ -115,18 +128,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "refined with the scene, or SfM only")
     recon.add_argument("--preset", choices=tuple(PRESETS), default="standard",
                        help="fast (3k steps), standard (7k, default) or high (30k)")
-    recon.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
-    recon.add_argument("--device", default=None,
-                       help="cpu or cuda (gsplat when it can run); default: cuda when available")
-    recon.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    recon.add_argument("--confidence", choices=("flow", "residual", "none"), default="flow",
-                       help="per-pixel confidence of the loss (default: optical-flow consistency)")
-    recon.add_argument("--holdout-every", type=int, default=0,
-                       help="keep every k-th frame out of the fit and report its PSNR (default 0: use all)")
+    add_fit_options(recon, holdout_help="keep every k-th frame out of the fit and report its PSNR (default 0: "
+                                        "use all)")
     recon.add_argument("--lpips-weight", type=float, default=0.0,
                        help="weight of an LPIPS term; used only if torchvision's VGG16 weights are local")
-    recon.add_argument("--initial-points", type=int, default=None,
-                       help="random starting points when SfM gives none (default: the preset's)")
     recon.add_argument("--splat", action="store_true", help="also write a .splat beside the PLY")
     recon.set_defaults(run=_reconstruct)
 

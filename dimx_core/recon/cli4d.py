@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import _device, _progress_printer, read_frames
+from .cli import _device, _progress_printer, add_fit_options, read_frames
 
 
 def _reconstruct_4d(args) -> None:
@@ -53,15 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "(auto, default), the trajectory refined with the scene, or SfM only")
     recon.add_argument("--preset", choices=tuple(PRESETS_4D), default="fast",
                        help="fast (6k steps, default), standard (14k) or high (30k)")
-    recon.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
-    recon.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    recon.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    recon.add_argument("--confidence", choices=("flow", "residual", "none"), default="flow",
-                       help="per-pixel confidence of the loss (default: optical-flow consistency along each camera)")
-    recon.add_argument("--holdout-every", type=int, default=0,
-                       help="score frames on every k-th diagonal of the camera x time grid, kept out of the fit "
-                            "(default 0: use all)")
-    recon.add_argument("--initial-points", type=int, default=None,
-                       help="random starting points when SfM gives none (default: the preset's)")
+    add_fit_options(recon, holdout_help="score frames on every k-th diagonal of the camera x time grid, kept out "
+                                        "of the fit (default 0: use all)")
     recon.add_argument("--splat", action="store_true", help="also write canonical.splat")
     recon.set_defaults(run=_reconstruct_4d)
