@@ -74,7 +74,8 @@ def list_files(folder: str) -> list[str]:
 def resolve_file(folder: str, name: str) -> Path:
     """A file chosen from one of ComfyUI's model folders (membership checked: older ComfyUI does not)."""
     if name not in folder_paths.get_filename_list(folder):
-        raise ValueError(f"'{name}' is not in ComfyUI's '{folder}' folder ({', '.join(folder_paths.get_folder_paths(folder))})")
+        searched = ", ".join(folder_paths.get_folder_paths(folder))
+        raise ValueError(f"'{name}' is not in ComfyUI's '{folder}' folder ({searched})")
     return Path(folder_paths.get_full_path_or_raise(folder, name))
 
 

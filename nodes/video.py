@@ -58,7 +58,8 @@ class LoadVideoModel(io.ComfyNode):
         if model != SINGLE_FILES:
             parts = load_diffusers_folder(host.resolve_model_folder(model), dtype)
         else:
-            chosen = {"transformer_file": transformer_file, "vae_file": vae_file, "text_encoder_file": text_encoder_file}
+            chosen = {"transformer_file": transformer_file, "vae_file": vae_file,
+                      "text_encoder_file": text_encoder_file}
             missing = [name for name, value in chosen.items() if value in (None, NONE)]
             if missing:
                 raise ValueError(f"'{SINGLE_FILES}' needs {', '.join(missing)} to be chosen")

@@ -89,7 +89,8 @@ def _import_backend() -> None:
         else:
             _Build.result = ""
     except BaseException as err:  # a failed compile raises anything from OSError to RuntimeError
-        _Build.error, _Build.result = err, f"gsplat's CUDA kernels failed to build or load ({type(err).__name__}: {err})"
+        _Build.error = err
+        _Build.result = f"gsplat's CUDA kernels failed to build or load ({type(err).__name__}: {err})"
 
 
 def gsplat_status(build_dir: str | Path | None = None, hooks: Hooks = NO_HOOKS) -> str:
@@ -161,6 +162,7 @@ def select_rasterizer(device: torch.device | str, *, prefer: str = "auto", build
     if prefer == "gsplat":
         raise RuntimeError(f"gsplat cannot run: {reason}. {INSTALL_HINT}")
     notice = (f"gsplat is unavailable ({reason}); using the PyTorch reference rasterizer on the GPU instead: "
-              f"same result, but typically 10-50x slower per step. {INSTALL_HINT}")
+              f"same result, but more than 100x slower per step (measured on an H200 at 720x480: about 2 s per step "
+              f"against 12 ms with gsplat), so use the fast preset or fewer steps. {INSTALL_HINT}")
     log.warning("DimensionX: %s", notice)
     return Rasterizer("torch", device, reference.rasterization, notice)
