@@ -212,7 +212,10 @@ class SceneOptimizer:
             "means": scene.means, "scales": scene.log_scales, "quats": scene.quats_wxyz,
             "opacities": scene.opacity_logits, "sh0": scene.sh[:, :1], "shN": scene.sh[:, 1:]}.items()}
         rates = dict(LEARNING_RATES, means=LEARNING_RATES["means"] * self.extent)
-        self.optimizers = {name: torch.optim.Adam([param], lr=rates[name], eps=1e-15)
+        # One fused kernel per group on CUDA: the fit is bound by kernel launches on the host
+        # (bench/RESULTS-recon-profile.md), and the unfused Adam was its largest GPU item as well.
+        fused = device.type == "cuda"
+        self.optimizers = {name: torch.optim.Adam([param], lr=rates[name], eps=1e-15, fused=fused)
                            for name, param in self.params.items()}
         self.means_decay = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"],
                                                                   gamma=0.01 ** (1.0 / preset.steps))
@@ -226,8 +229,8 @@ class SceneOptimizer:
         self.c2w = torch.as_tensor(cameras.c2w_opencv, dtype=torch.float32, device=device)
         self.intrinsics = torch.as_tensor(cameras.intrinsics, dtype=torch.float32, device=device)
         self.pose_delta = torch.nn.Parameter(torch.zeros(len(cameras), 6, device=device))
-        self.pose_optimizer = torch.optim.Adam([self.pose_delta], lr=POSE_LEARNING_RATE * max(self.extent, 1e-3)) \
-            if refine_poses else None
+        self.pose_optimizer = torch.optim.Adam([self.pose_delta], lr=POSE_LEARNING_RATE * max(self.extent, 1e-3),
+                                               fused=fused) if refine_poses else None
         self.anchored = torch.ones(len(cameras), 1, device=device)
         self.anchored[0] = 0.0  # the first camera anchors the frame (it is the input image's camera)
 
