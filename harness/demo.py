@@ -19,13 +19,19 @@ WORKFLOWS = REPO / "workflows"
 
 
 def describe_outputs(outputs: dict, output_dir: Path) -> list[str]:
+    """One line per file, text or splat scene a workflow's nodes reported."""
+    def path_of(ref: dict) -> Path:
+        folder = output_dir if ref.get("type") == "output" else output_dir.parent / ref.get("type", "")
+        return folder / ref.get("subfolder", "") / ref["filename"]
+
     lines = []
     for node_id, produced in outputs.items():
         for key, items in produced.items():
             for item in items if isinstance(items, list) else [items]:
                 if isinstance(item, dict) and "filename" in item:
-                    folder = output_dir if item.get("type") == "output" else output_dir.parent / item.get("type", "")
-                    lines.append(f"  node {node_id} {key}: {folder / item.get('subfolder', '') / item['filename']}")
+                    lines.append(f"  node {node_id} {key}: {path_of(item)}")
+                elif isinstance(item, dict) and isinstance(item.get("scene"), dict):  # the splat viewer's entry
+                    lines.append(f"  node {node_id} {item.get('kind', '3d')} scene: {path_of(item['scene'])}")
                 elif isinstance(item, str):
                     lines.append(f"  node {node_id} {key}: " + item.splitlines()[0] + (" ..." if "\n" in item else ""))
     return lines
