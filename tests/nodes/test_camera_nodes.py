@@ -114,13 +114,12 @@ def test_director_chooser_from_a_pose_a_trajectory_and_two_images(node_classes):
 
 @pytest.mark.parametrize("inputs, message", [
     ({}, "give exactly one of"),
-    ({"relative_pose": "1 0 0 0  0 1 0 0  0 0 1 0  0 0 0 1", "views": "placeholder"}, "got views, relative_pose"),
+    ({"relative_pose": "1 0 0 0  0 1 0 0  0 0 1 0  0 0 0 1", "views": plan("orbit_up", 3)},
+     "got views, relative_pose"),
     ({"image_a": torch.zeros(1, 64, 64, 3)}, "connect both image_a and image_b"),
     ({"relative_pose": "1 2 3"}, "12 or 16 numbers"),
 ])
 def test_director_chooser_refuses_unclear_inputs(node_classes, inputs, message):
-    if inputs.get("views") == "placeholder":
-        inputs["views"] = plan("orbit_up", 3)
     with pytest.raises(ValueError, match=message):
         node_classes["DimensionXDirectorChooser"].execute(fov_deg=60.0, candidates="all", **inputs)
 
