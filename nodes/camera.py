@@ -1,11 +1,10 @@
 """Camera-path nodes: plan, choose a director for two views, split long paths, export and import camera files."""
 from __future__ import annotations
 
-import numpy as np
 from comfy_api.latest import io, ui
 
 from ..dimx_core.camera import Trajectory, director_choice, patterns, planner, split_motion
-from ..dimx_core.camera.conventions import from_load3d_camera, load3d_target, to_load3d_camera
+from ..dimx_core.camera.conventions import to_load3d_camera, two_views_from_load3d
 from ..dimx_core.camera.estimate import estimate_relative_motion
 from ..dimx_core.camera.formats import read_camera_file, write_colmap_text, write_transforms_json
 from . import host
@@ -164,12 +163,7 @@ class DirectorChooser(io.ComfyNode):
                     f"rotation: {estimate.rotation_residual_px:.2f} px")
         best, scores = director_choice.choose_director(motion, director_choice.parse_candidates(candidates))
         table = director_choice.score_table(best, scores) + note
-        pose_b = np.eye(4)
-        pose_b[:3, :3] = motion.rotation
-        pose_b[:3, 3] = 0.0 if motion.direction is None else motion.direction
-        k = planner.pinhole(planner.focal_from_fov(fov_deg, width), width, height)
-        pair = Trajectory(np.stack([np.eye(4), pose_b]), np.stack([k, k]), width, height, pattern="two_views",
-                          director=best.director)
+        pair = motion.two_views(fov_deg, width, height, director=best.director)
         return io.NodeOutput(best.director, table, pair, ui=ui.PreviewText(table))
 
 
@@ -274,11 +268,6 @@ if host.host_features()["load3d_camera"]:
 
         @classmethod
         def execute(cls, camera_a, camera_b, width, height, fallback_fov_deg) -> io.NodeOutput:
-            (pose_a, k_a), (pose_b, k_b) = (from_load3d_camera(c, width, height, fallback_fov_deg)
-                                            for c in (camera_a, camera_b))
-            to_a = np.linalg.inv(pose_a)  # A's camera becomes the origin, as in every plan
-            pivot = (to_a @ np.append(load3d_target(camera_a), 1.0))[:3]
-            return io.NodeOutput(Trajectory(np.stack([np.eye(4), to_a @ pose_b]), np.stack([k_a, k_b]), width, height,
-                                            pattern="two_views", pivot=pivot))
+            return io.NodeOutput(two_views_from_load3d(camera_a, camera_b, width, height, fallback_fov_deg))
 
     CAMERA_NODES += [TrajectoryToLoad3DCamera, Load3DCamerasToViews]

@@ -77,6 +77,17 @@ def load3d_target(camera: dict) -> np.ndarray:
     return _FLIP_YZ @ _xyz("target", camera.get("target"))
 
 
+def two_views_from_load3d(camera_a: dict, camera_b: dict, width: int, height: int,
+                          default_fov_deg: float = 60.0) -> Trajectory:
+    """Two LOAD3D_CAMERAs as a two-view trajectory: A's camera becomes the origin, as in every plan, and the
+    orbit target of A becomes the pivot."""
+    (pose_a, k_a), (pose_b, k_b) = (from_load3d_camera(c, width, height, default_fov_deg) for c in (camera_a, camera_b))
+    to_a = np.linalg.inv(pose_a)
+    pivot = (to_a @ np.append(load3d_target(camera_a), 1.0))[:3]
+    return Trajectory(np.stack([np.eye(4), to_a @ pose_b]), np.stack([k_a, k_b]), width, height,
+                      pattern="two_views", pivot=pivot)
+
+
 def from_load3d_camera(camera: dict, width: int, height: int, default_fov_deg: float = 60.0) -> tuple[np.ndarray,
                                                                                                         np.ndarray]:
     """(c2w_opencv 4x4 in the pack's world, 3x3 intrinsics for width x height) of a LOAD3D_CAMERA.

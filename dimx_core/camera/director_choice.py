@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from . import patterns
+from . import patterns, planner
+from .trajectory import Trajectory
 
 NO_TRANSLATION = 1e-9     # relative translations shorter than this (scene units) count as none
 TIE_DEG = 0.5
@@ -49,6 +50,15 @@ class RelativeMotion:
     @classmethod
     def between(cls, c2w_a: np.ndarray, c2w_b: np.ndarray) -> "RelativeMotion":
         return cls.from_pose(np.linalg.inv(c2w_a) @ c2w_b)
+
+    def two_views(self, fov_deg: float, width: int, height: int, director: str | None = None) -> Trajectory:
+        """A at the origin and B at unit distance along the motion's direction (two views give no scale)."""
+        pose_b = np.eye(4)
+        pose_b[:3, :3] = self.rotation
+        pose_b[:3, 3] = 0.0 if self.direction is None else self.direction
+        k = planner.pinhole(planner.focal_from_fov(fov_deg, width), width, height)
+        return Trajectory(np.stack([np.eye(4), pose_b]), np.stack([k, k]), width, height, pattern="two_views",
+                          director=director)
 
 
 @dataclass(frozen=True)
