@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -22,3 +24,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a hidden folder beside `path` to fill; it becomes `path` only if the block finishes without error,
+    and disappears otherwise. `path` must not exist yet (or be an empty folder)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"'{path}' already exists and is not an empty folder; choose a new folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        yield partial
+        if path.is_dir():
+            path.rmdir()
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)

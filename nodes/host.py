@@ -6,8 +6,6 @@ import contextlib
 import importlib
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,6 +18,7 @@ import torch
 from comfy_api.latest import io
 
 from ..dimx_core.camera.formats import find_camera_files
+from ..dimx_core.files import atomic_folder
 from ..dimx_core.hooks import Hooks, Interrupted
 from ..dimx_core.video.components import VideoComponents
 
@@ -99,13 +98,8 @@ def result_folder(filename_prefix: str, *, temp: bool = False) -> Iterator[tuple
     if os.path.commonpath([os.path.abspath(root), os.path.abspath(final)]) != os.path.abspath(root):
         raise ValueError(f"filename_prefix {filename_prefix!r} points outside ComfyUI's "
                          f"{'temp' if temp else 'output'} folder")
-    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}", suffix=".part", dir=folder))
-    try:
+    with atomic_folder(final) as partial:
         yield partial, final, os.path.relpath(final, root).replace(os.sep, "/")
-        os.replace(partial, final)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial)
 
 
 def write_output_folder(filename_prefix: str, write: Callable[[Path], None]) -> Path:
@@ -129,6 +123,42 @@ def input_path(relative: str) -> Path:
     if not os.path.exists(path):
         raise ValueError(f"{relative!r} does not exist in ComfyUI's input folder ({root})")
     return Path(path)
+
+
+def input_folders_with(extensions: tuple[str, ...]) -> list[str]:
+    """Folders of ComfyUI's input directory ('.' for itself) directly holding files with these extensions."""
+    root = folder_paths.get_input_directory()
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        if any(name.lower().endswith(extensions) and not name.startswith(".") for name in files):
+            found.append(os.path.relpath(folder, root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def input_or_output_folder(relative: str) -> Path:
+    """A folder inside ComfyUI's input or output directory (in that order); anything leading outside is refused."""
+    for root in (folder_paths.get_input_directory(), folder_paths.get_output_directory()):
+        root = os.path.abspath(root)
+        path = os.path.abspath(os.path.join(root, relative))
+        if os.path.commonpath([root, path]) == root and os.path.isdir(path):
+            return Path(path)
+    raise ValueError(f"{relative!r} is not a folder inside ComfyUI's input or output directory")
+
+
+def new_model_file(folder: str, name: str, suffix: str, *, overwrite: bool) -> tuple[Path, str]:
+    """(path, name as the folder's loaders list it) for a file the pack writes into the first path of one of
+    ComfyUI's model folders (e.g. a trained LoRA into models/loras). Refuses names that leave the folder, and an
+    existing file unless `overwrite`."""
+    root = Path(folder_paths.get_folder_paths(folder)[0]).resolve()
+    relative = name.strip().replace("\\", "/")
+    relative = relative if relative.endswith(suffix) else relative + suffix
+    path = (root / relative).resolve()
+    if not relative or relative == suffix or not path.is_relative_to(root) or Path(relative).is_absolute():
+        raise ValueError(f"{name!r} is not a file name inside ComfyUI's '{folder}' folder ({root})")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"'{path}' exists; choose another name or turn on overwrite")
+    return path, path.relative_to(root).as_posix()
 
 
 # --- result files --------------------------------------------------------------------------------------------------
