@@ -20,6 +20,7 @@ KNOWN = {
     "pycolmap": ("pycolmap", "structure-from-motion camera poses"),
     "cv2": ("opencv-python-headless", "optical flow and image features"),
     "imageio": ("imageio", "reading and writing video files"),
+    "bitsandbytes": ("bitsandbytes", "8-bit AdamW for director training"),
 }
 
 
