@@ -7,3 +7,4 @@ Trajectory = io.Custom("DIMX_TRAJECTORY")       # dimx_core.camera.Trajectory
 Speed = io.Custom("DIMX_SPEED")                 # dimx_core.speed.options.SpeedOptions
 Gaussians = io.Custom("DIMX_GAUSSIANS")         # dimx_core.recon Gaussians (optionally with a deformation field)
 IdentityGuide = io.Custom("DIMX_IDENTITY_GUIDE")  # dimx_core.identity.latents.IdentityGuide
+Dataset = io.Custom("DIMX_DATASET")             # dimx_core.datasets.layout.Dataset (a dataset folder)

@@ -24,6 +24,9 @@ EXPECTED_NODES = {
     "DimensionXLoadGaussians",
     "DimensionXPreviewGaussians",
     "DimensionXGaussian4DReconstruct",
+    "DimensionXBuildSpatialDataset",
+    "DimensionXCurateTemporalDataset",
+    "DimensionXTrainDirectorLoRA",
 }
 NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat"}  # registered only on hosts with the core SPLAT type
 

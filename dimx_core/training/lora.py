@@ -13,6 +13,7 @@ break diffusers' loader (every key must contain 'lora'), hence metadata.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -47,7 +48,8 @@ def add_training_adapter(transformer: torch.nn.Module, rank: int, alpha: float, 
     remove_training_adapter(transformer)
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=target_modules(transformer),
                              lora_dropout=0.0, init_lora_weights=True)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # attached directors: expected
         torch.manual_seed(seed)
         peft.inject_adapter_in_model(config, transformer, adapter_name=TRAINING_ADAPTER)
     activate(transformer, {TRAINING_ADAPTER: 1.0})
@@ -60,11 +62,11 @@ def add_training_adapter(transformer: torch.nn.Module, rank: int, alpha: float, 
 
 def remove_training_adapter(transformer: torch.nn.Module) -> None:
     """Leave the shared transformer as it was before training (other directors stay attached)."""
+    activate(transformer, {})
     for layer in lora_layers(transformer):
         if TRAINING_ADAPTER in layer.lora_A:
             layer.delete_adapter(TRAINING_ADAPTER)
     getattr(transformer, "peft_config", {}).pop(TRAINING_ADAPTER, None)
-    activate(transformer, {})
 
 
 def training_director(role: str) -> Director:

@@ -313,6 +313,9 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
     else:
         if lead and store is not None:
             store.save(snapshot(step))
+        if lead and options.validation and not any(shown == step for shown, _ in result.validations):
+            say(f"rendering the validation video of step {step}")  # a run resumed at its last step
+            result.validations.append((step, _validation_video(parts, conditions, options, place, offload)))
         result.steps_done = step
         result.seconds_per_step = (time.perf_counter() - started) / max(step - start, 1)
         if lead:
