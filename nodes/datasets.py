@@ -80,9 +80,6 @@ class BuildSpatialDataset(io.ComfyNode):
                                         f"{{magnitude}}. Empty: '{SPATIAL_TEMPLATE}'."),
                 io.String.Input("scene_name", default="scene",
                                 tooltip="What {scene} says in the captions for the connected scene."),
-                io.String.Input("extra_scenes", multiline=True, default="", optional=True,
-                                tooltip="More scenes, one file per line as Load Gaussians lists them (.ply/.splat "
-                                        "with cameras beside them, from input/ or '[output]')."),
                 io.Float.Input("clearance", default=OCCUPANCY.clearance, min=0.0, max=2.0, step=0.01,
                                tooltip="Closest a path may come to a surface, as a fraction of the scene distance "
                                        "(how far the scene's cameras stand from what they look at)."),
@@ -95,6 +92,9 @@ class BuildSpatialDataset(io.ComfyNode):
                              tooltip="Start poses tried per clip before that clip is given up (the report says why)."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the start poses."),
                 _prefix_input("DimensionX/datasets/spatial"),
+                io.String.Input("extra_scenes", multiline=True, default="", optional=True,
+                                tooltip="More scenes, one file per line as Load Gaussians lists them (.ply/.splat "
+                                        "with cameras beside them, from input/ or '[output]')."),
             ],
             outputs=_OUTPUTS,
             is_output_node=True,

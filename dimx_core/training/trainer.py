@@ -163,6 +163,17 @@ def director_loss(transformer: torch.nn.Module, scheduler, latents: torch.Tensor
     return F.mse_loss(velocity.float(), target.float())
 
 
+def optimizer_step(loss: torch.Tensor, parameters: list[torch.Tensor], optimizer, max_grad_norm: float,
+                   group=None) -> None:
+    """Backward, gradients averaged over the process group, clipped, one optimizer step."""
+    loss.backward()
+    _average_gradients(parameters, group)
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 @torch.no_grad()
 def evaluation_loss(transformer, scheduler, conditions: Conditions, options: TrainOptions, padding: int, device,
                     dtype) -> float:
@@ -233,9 +244,6 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
     state = store.load(identity) if store is not None and resume else None
     if store is not None and not resume and store.step_saved():
         say(f"starting over: the checkpoint at step {store.step_saved()} in {store.folder} will be replaced")
-    if state is not None and state["step"] >= options.steps and Path(out).is_file():
-        raise FileExistsError(f"'{out}' exists and its checkpoint is already at step {state['step']}; raise steps to "
-                              "train further, or choose another file")
 
     conditions = precompute(parts, dataset, variants=options.image_noise_variants, seed=options.seed,
                             low_memory=options.low_memory, place=place, offload=offload,
@@ -278,12 +286,7 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
                        for slot in slots]
             loss = director_loss(transformer, scheduler, *_batch(conditions, samples, scheduler, padding, device,
                                                                  dtype))
-            loss.backward()
-            _average_gradients(parameters, process_group)
-            if options.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(parameters, options.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(loss, parameters, optimizer, options.max_grad_norm, process_group)
             value = float(loss.detach())
             losses.append((step, value))
             if options.eval_every and (step % options.eval_every == 0 or step == options.steps or step == 1):
