@@ -27,6 +27,7 @@ from ..datasets.layout import Dataset
 from ..directors import schedule
 from ..directors.adapters import DirectorControl, activate
 from ..hooks import NO_HOOKS, Hooks, Interrupted
+from ..speed.compile import set_compiled
 from ..speed.options import SpeedOptions
 from ..video.components import VideoComponents
 from ..video.sampling import Offload, Place, SamplerSettings, generate, make_scheduler, rotary_embeddings
@@ -251,6 +252,7 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
                             say=say)
     device = place(transformer)
     _ensure_autograd_weights(transformer)
+    set_compiled(transformer, False)  # blocks a sampler compiled run plain: autograd and a new adapter would recompile
     scheduler = make_scheduler("ddim", parts.scheduler_config)
     padding = -parts.spec.latent_frames % transformer.config.patch_size_t if transformer.config.patch_size_t else 0
     parameters, config = add_training_adapter(transformer, options.rank, options.alpha, options.seed)

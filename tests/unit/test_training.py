@@ -134,6 +134,23 @@ def test_the_file_gives_the_trained_loss_at_strength_one_in_the_pack_and_in_diff
     assert "alpha: 2.0" in read_lora(out).describe() and "4 steps at rank 8" in read_lora(out).describe()
 
 
+def test_t5_and_the_vae_leave_before_the_first_step_and_stay_away(parts, one_clip, tmp_path):
+    calls = []
+    names = {id(parts.text_encoder): "text_encoder", id(parts.vae): "vae", id(parts.transformer): "transformer"}
+
+    def recording_place(module):
+        calls.append(("place", names[id(module)]))
+        return CPU
+
+    def recording_offload(module):
+        calls.append(("offload", names[id(module)]))
+
+    train_director(parts, one_clip, TrainOptions(learning_rate=1e-3, steps=3, **FAST), tmp_path / "o.safetensors",
+                   place=recording_place, offload=recording_offload)
+    assert calls == [("place", "text_encoder"), ("offload", "text_encoder"), ("place", "vae"), ("offload", "vae"),
+                     ("place", "transformer")]
+
+
 def stop_after(step: int, total: int) -> Hooks:
     """Cancel once training has reported `step` of `total` (the clip-encoding progress has another total)."""
     asked = []
