@@ -43,7 +43,8 @@ class SceneFrame:
 
 def scene_frame(gaussians: Gaussians) -> SceneFrame:
     """The focus is the point nearest to all the cameras' optical axes (least squares), or, when the axes are
-    near parallel (a forward-facing capture), the opacity-weighted centre of the Gaussians."""
+    near parallel (spread by less than about 5 degrees: a forward-facing capture) or meet behind the cameras,
+    the opacity-weighted centre of the Gaussians."""
     cameras = gaussians.cameras
     if cameras is None:
         raise ValueError("the scene carries no cameras; spatial clips are planned inside the region the scene's "
@@ -51,9 +52,12 @@ def scene_frame(gaussians: Gaussians) -> SceneFrame:
     forward = cameras.c2w_opencv[:, :3, 2]
     projectors = np.eye(3)[None] - forward[:, :, None] * forward[:, None, :]
     system, target = projectors.sum(axis=0), np.einsum("nij,nj->i", projectors, cameras.positions)
-    if np.linalg.eigvalsh(system)[0] > 0.05 * len(cameras):
+    focus = None
+    if np.linalg.eigvalsh(system)[0] > len(cameras) * math.sin(math.radians(5.0)) ** 2:
         focus = np.linalg.solve(system, target)
-    else:
+        if np.median(np.einsum("ni,ni->n", focus - cameras.positions, forward)) <= 0:
+            focus = None
+    if focus is None:
         weights = gaussians.opacities().detach().cpu().double().numpy() + 1e-9
         focus = np.average(gaussians.means.detach().cpu().double().numpy(), axis=0, weights=weights)
     distance = float(np.median(np.linalg.norm(cameras.positions - focus, axis=1)))

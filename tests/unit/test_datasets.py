@@ -77,6 +77,16 @@ def test_the_orbit_turns_about_the_scene_centre(spatial, ball):
     assert turned == pytest.approx(30.0, abs=1e-6)
 
 
+def test_a_forward_facing_capture_focuses_on_the_scene_itself(ball):
+    """Parallel optical axes meet nowhere: the focus falls back to the opacity-weighted centre of the Gaussians."""
+    scene = load_scene(SCENE)
+    poses = np.repeat(np.eye(4)[None], 3, axis=0)
+    poses[:, 0, 3] = [-0.2, 0.0, 0.2]
+    scene.cameras = Trajectory(poses, np.repeat(ball.cameras.intrinsics[:1], 3, axis=0), 96, 64)
+    frame = scene_frame(scene)
+    assert np.allclose(frame.focus, [0.0, 0.0, 2.0], atol=0.02) and frame.distance == pytest.approx(2.0, abs=0.05)
+
+
 def _path(positions, focus, down=(0.0, 1.0, 0.0)) -> Trajectory:
     poses = np.stack([look_at_c2w(p, focus + np.array([0.0, 0.0, 1e-3]) if np.allclose(p, focus) else focus, down)
                       for p in positions])
