@@ -57,7 +57,7 @@ class TrainResult:
         lines = [f"{self.steps_done} steps" + (f" (resumed at step {self.resumed_from})" if self.resumed_from else "")
                  + (" - stopped early: the evaluation loss stopped improving" if self.stopped_early else ""),
                  f"fixed-noise evaluation loss {first:.4g} -> {last:.4g}" if self.evals else "no evaluation",
-                 f"{self.seconds_per_step:.3g} s per step", *self.notes]
+                 f"{self.seconds_per_step:.3g} s per step (evaluations included)", *self.notes]
         if self.path is not None:
             lines.insert(0, f"director: {self.path}")
         return "\n".join(lines)
@@ -191,8 +191,9 @@ def evaluation_loss(transformer, scheduler, conditions: Conditions, options: Tra
 
 
 def _validation_video(parts: VideoComponents, conditions: Conditions, options: TrainOptions, place: Place,
-                      offload: Offload) -> torch.Tensor:
-    """A video with the director as it is now, at strength 1.0, fixed seed and first frame."""
+                      offload: Offload, hooks: Hooks) -> torch.Tensor:
+    """A video with the director as it is now, at strength 1.0, fixed seed and first frame (Cancel works inside
+    it; the progress bar keeps counting training steps)."""
     director = training_director(options.role)
     settings = SamplerSettings(steps=options.validation_inference_steps, guidance=options.validation_guidance,
                                seed=options.validation_seed)
@@ -200,7 +201,7 @@ def _validation_video(parts: VideoComponents, conditions: Conditions, options: T
     try:
         result = generate(parts, conditions.validation_image, conditions.validation_prompt, conditions.negative,
                           settings, directors=control, place=place, preview_every=0, offload=offload,
-                          speed=SpeedOptions(low_memory=options.low_memory))
+                          speed=SpeedOptions(low_memory=options.low_memory), hooks=Hooks(should_stop=hooks.should_stop))
     finally:
         activate(parts.transformer, {TRAINING_ADAPTER: 1.0})  # the control released every adapter
     offload(parts.vae)
@@ -256,73 +257,72 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
     scheduler = make_scheduler("ddim", parts.scheduler_config)
     padding = -parts.spec.latent_frames % transformer.config.patch_size_t if transformer.config.patch_size_t else 0
     parameters, config = add_training_adapter(transformer, options.rank, options.alpha, options.seed)
-    if options.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
-    description, build = OPTIMIZERS[options.optimizer]
-    optimizer = build(parameters, options.learning_rate, options.weight_decay)
-    losses, evals, start, best, since_best = [], [], 0, math.inf, 0
-    if state is not None:
-        with torch.no_grad():
-            for parameter, saved in zip(parameters, state["lora"]):
-                parameter.copy_(saved)
-        optimizer.load_state_dict(state["optimizer"])
-        losses, evals, start = list(map(tuple, state["losses"])), list(map(tuple, state["evals"])), state["step"]
-        best, since_best = state["best"], state["since_best"]
-        say(f"resuming at step {start} from {store.path}")
-
-    def snapshot(step: int) -> dict:
-        return {"identity": identity, "step": step, "lora": [p.detach().cpu().clone() for p in parameters],
-                "optimizer": optimizer.state_dict(), "losses": losses, "evals": evals, "best": best,
-                "since_best": since_best}
-
-    result = TrainResult(None, start, start, False, losses, evals)
-    order = DataOrder(len(conditions.clips), options.seed)
-    global_batch = world * options.batch_size
-    validation_at = set(options.validation_steps) | ({options.steps} if options.validation else set())
-    step, started = start, time.perf_counter()
     try:
-        for step in range(start + 1, options.steps + 1):
-            slots = range((step - 1) * global_batch + rank * options.batch_size,
-                          (step - 1) * global_batch + (rank + 1) * options.batch_size)
-            samples = [Sample(order.clip(slot), seeded(options.seed, TRAIN_PURPOSE, slot), options.image_dropout)
-                       for slot in slots]
-            loss = director_loss(transformer, scheduler, *_batch(conditions, samples, scheduler, padding, device,
-                                                                 dtype))
-            optimizer_step(loss, parameters, optimizer, options.max_grad_norm, process_group)
-            value = float(loss.detach())
-            losses.append((step, value))
-            if options.eval_every and (step % options.eval_every == 0 or step == options.steps or step == 1):
-                evals.append((step, evaluation_loss(transformer, scheduler, conditions, options, padding, device,
-                                                    dtype)))
-                best, since_best = (evals[-1][1], 0) if evals[-1][1] < best else (best, since_best + 1)
-            say(f"step {step} of {options.steps}, loss {value:.4f}"
-                + (f", evaluation {evals[-1][1]:.4f}" if evals and evals[-1][0] == step else ""))
-            stop_early = bool(options.early_stop_patience) and since_best >= options.early_stop_patience
-            hooks.progress(step, options.steps, None)
-            if lead and store is not None and options.checkpoint_every and step % options.checkpoint_every == 0:
+        if options.gradient_checkpointing:
+            transformer.enable_gradient_checkpointing()
+        description, build = OPTIMIZERS[options.optimizer]
+        optimizer = build(parameters, options.learning_rate, options.weight_decay)
+        losses, evals, start, best, since_best = [], [], 0, math.inf, 0
+        if state is not None:
+            with torch.no_grad():
+                for parameter, saved in zip(parameters, state["lora"]):
+                    parameter.copy_(saved)
+            optimizer.load_state_dict(state["optimizer"])
+            losses, evals, start = list(map(tuple, state["losses"])), list(map(tuple, state["evals"])), state["step"]
+            best, since_best = state["best"], state["since_best"]
+            say(f"resuming at step {start} from {store.path}")
+
+        def snapshot(step: int) -> dict:
+            return {"identity": identity, "step": step, "lora": [p.detach().cpu().clone() for p in parameters],
+                    "optimizer": optimizer.state_dict(), "losses": losses, "evals": evals, "best": best,
+                    "since_best": since_best}
+
+        result = TrainResult(None, start, start, False, losses, evals)
+        order = DataOrder(len(conditions.clips), options.seed)
+        global_batch = world * options.batch_size
+        step, started = start, time.perf_counter()
+        try:
+            for step in range(start + 1, options.steps + 1):
+                slots = range((step - 1) * global_batch + rank * options.batch_size,
+                              (step - 1) * global_batch + (rank + 1) * options.batch_size)
+                samples = [Sample(order.clip(slot), seeded(options.seed, TRAIN_PURPOSE, slot), options.image_dropout)
+                           for slot in slots]
+                loss = director_loss(transformer, scheduler, *_batch(conditions, samples, scheduler, padding, device,
+                                                                     dtype))
+                optimizer_step(loss, parameters, optimizer, options.max_grad_norm, process_group)
+                value = float(loss.detach())
+                losses.append((step, value))
+                if options.eval_every and (step % options.eval_every == 0 or step == options.steps or step == 1):
+                    evals.append((step, evaluation_loss(transformer, scheduler, conditions, options, padding, device,
+                                                        dtype)))
+                    best, since_best = (evals[-1][1], 0) if evals[-1][1] < best else (best, since_best + 1)
+                say(f"step {step} of {options.steps}, loss {value:.4f}"
+                    + (f", evaluation {evals[-1][1]:.4f}" if evals and evals[-1][0] == step else ""))
+                hooks.progress(step, options.steps, None)
+                if lead and store is not None and options.checkpoint_every and step % options.checkpoint_every == 0:
+                    store.save(snapshot(step))
+                if lead and step in options.validation_steps and step < options.steps:
+                    say(f"rendering the validation video of step {step}")
+                    result.validations.append((step, _validation_video(parts, conditions, options, place, offload,
+                                                                       hooks)))
+                if _all_agree(hooks.should_stop(), process_group, device):
+                    raise Interrupted()
+                if options.early_stop_patience and since_best >= options.early_stop_patience:
+                    result.stopped_early = True
+                    say(f"stopping early at step {step}: no better evaluation loss in {since_best} evaluations")
+                    break
+        except Interrupted:
+            if lead and store is not None and step > start:
                 store.save(snapshot(step))
-            if lead and (step in validation_at or (stop_early and options.validation)):
-                say(f"rendering the validation video of step {step}")
-                result.validations.append((step, _validation_video(parts, conditions, options, place, offload)))
-            if _all_agree(hooks.should_stop(), process_group, device):
-                raise Interrupted()
-            if stop_early:
-                result.stopped_early = True
-                say(f"stopping early at step {step}: no better evaluation loss in {since_best} evaluations")
-                break
-    except Interrupted:
-        if lead and store is not None and step > start:
-            store.save(snapshot(step))
-            say(f"cancelled: step {step} saved in {store.path}; run again with resume to continue")
-        raise
-    else:
-        if lead and store is not None:
-            store.save(snapshot(step))
-        if lead and options.validation and not any(shown == step for shown, _ in result.validations):
-            say(f"rendering the validation video of step {step}")  # a run resumed at its last step
-            result.validations.append((step, _validation_video(parts, conditions, options, place, offload)))
+                say(f"cancelled: step {step} saved in {store.path}; run again with resume to continue")
+            raise
         result.steps_done = step
         result.seconds_per_step = (time.perf_counter() - started) / max(step - start, 1)
+        if lead and store is not None:
+            store.save(snapshot(step))
+        if lead and options.validation:  # the last step's (also when resumed at the last step, or stopped early)
+            say(f"rendering the validation video of step {step}")
+            result.validations.append((step, _validation_video(parts, conditions, options, place, offload, hooks)))
         if lead:
             result.path = save_director(out, transformer, config, _file_info(options, dataset, parts, step, evals),
                                         dtype)

@@ -220,6 +220,8 @@ def test_eight_bit_adamw_trains_or_says_what_to_install(parts, one_clip, tmp_pat
     with pytest.raises(MissingDependency, match="8-bit AdamW .*pip install bitsandbytes"):
         train_director(parts, one_clip, options, tmp_path / "c.safetensors", place=place, offload=offload)
     assert not (tmp_path / "c.safetensors").exists()
+    assert not [name for name, _ in parts.transformer.named_parameters() if "dimx_training" in name]  # left clean
+    assert not parts.transformer.gradient_checkpointing
 
 
 @pytest.mark.parametrize("change, message", [
