@@ -51,7 +51,7 @@ from dimx_core.speed.session import attention_shape, speed_applied  # noqa: E402
 from dimx_core.tiny import TINY_T5, TINY_TRANSFORMER, TINY_VAE, director_lora_tensors  # noqa: E402
 from dimx_core.video.components import VideoComponents  # noqa: E402
 from dimx_core.video.sampling import SamplerSettings, denoise, generate, make_scheduler, rotary_embeddings  # noqa: E402
-from dimx_core.video.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
+from dimx_core.cogvideox.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
                                   COGVIDEOX_5B_I2V_VAE, T5_XXL_ENCODER, spec_from_configs)
 
 GB = 1e9

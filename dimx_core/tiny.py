@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .optional import require
-from .video.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER
+from .cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER
 
 TINY_TEXT_DIM = 32
 TINY_TRANSFORMER = dict(COGVIDEOX_5B_I2V_TRANSFORMER, num_attention_heads=2, attention_head_dim=16, num_layers=2,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..video import native_keys
+from ..cogvideox import native_keys
 from ..weights import load_state_dict
 
 SAT_QKV = ("attn1.to_q", "attn1.to_k", "attn1.to_v")

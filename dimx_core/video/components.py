@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ..cogvideox.spec import ModelSpec, spec_from_configs
 from ..optional import require
-from .spec import ModelSpec, spec_from_configs
 
 EXPECTED_CLASSES = {
     "transformer": "CogVideoXTransformer3DModel",

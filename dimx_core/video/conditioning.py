@@ -6,7 +6,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from .spec import ModelSpec
+from ..cogvideox.spec import ModelSpec
 
 log = logging.getLogger("dimensionx")
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
+from ..cogvideox import native_keys
+from ..cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER, spec_from_configs
 from ..optional import require
 from ..weights import load_state_dict
-from . import native_keys
 from .components import VideoComponents
-from .spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER, spec_from_configs
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
 # CogVideoX 1.5 configs keep the RoPE base grid in sample_height/width; the published one is 300 x 300 latents.

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dimx_core.video import native_keys
+from dimx_core.cogvideox import native_keys
 from dimx_core.video.components import load_diffusers_folder
 from dimx_core.video.sampling import SamplerSettings, generate
 from dimx_core.video.single_file import _latent_grid, load_single_files
