@@ -8,7 +8,7 @@ from ..dimx_core.camera.conventions import to_load3d_camera, two_views_from_load
 from ..dimx_core.camera.estimate import estimate_relative_motion
 from ..dimx_core.camera.formats import read_camera_file, write_colmap_text, write_transforms_json
 from . import host
-from .types import Trajectory as TrajectorySocket
+from .types import TrajectoryType
 
 CATEGORY = "DimensionX/camera"
 EXPORT_FORMATS = ("transforms.json", "colmap")
@@ -55,7 +55,7 @@ class TrajectoryPlanner(io.ComfyNode):
                 io.Combo.Input("easing", options=list(planner.EASINGS), default="linear",
                                tooltip="linear: constant speed. ease: starts and stops gently (same end pose)."),
             ],
-            outputs=[TrajectorySocket.Output(display_name="trajectory"),
+            outputs=[TrajectoryType.Output(display_name="trajectory"),
                      io.String.Output(display_name="director",
                                       tooltip="Name of the S-Director LoRA that produces this motion.")])
 
@@ -88,10 +88,10 @@ class ArticulatedPathPlanner(io.ComfyNode):
                              tooltip="Frames of each clip, its shared first frame included (49 for CogVideoX)."),
                 *_camera_inputs(),
             ],
-            outputs=[TrajectorySocket.Output(display_name="path", tooltip="The whole path, joints counted once."),
-                     TrajectorySocket.Output(display_name="clips", is_output_list=True,
-                                             tooltip="One trajectory per clip, first pose identity; its start pose in "
-                                                     "the path is in meta['start_c2w_opencv']."),
+            outputs=[TrajectoryType.Output(display_name="path", tooltip="The whole path, joints counted once."),
+                     TrajectoryType.Output(display_name="clips", is_output_list=True,
+                                           tooltip="One trajectory per clip, first pose identity; its start pose in "
+                                                   "the path is in meta['start_c2w_opencv']."),
                      io.String.Output(display_name="director"),
                      io.String.Output(display_name="summary")])
 
@@ -120,9 +120,9 @@ class DirectorChooser(io.ComfyNode):
                                tooltip="First view, where the generation starts (the first image of a batch)."),
                 io.Image.Input("image_b", optional=True,
                                tooltip="Second view, where the camera should arrive (the first image of a batch)."),
-                TrajectorySocket.Input("views", optional=True,
-                                       tooltip="Instead of images: a trajectory whose first and last cameras are the "
-                                               "two views."),
+                TrajectoryType.Input("views", optional=True,
+                                     tooltip="Instead of images: a trajectory whose first and last cameras are the "
+                                             "two views."),
                 io.String.Input("relative_pose", default="", multiline=True,
                                 tooltip="Instead of images: view B's camera-to-world pose in view A's camera frame "
                                         "(OpenCV axes: x right, y down, z forward), 16 or 12 numbers."),
@@ -134,8 +134,8 @@ class DirectorChooser(io.ComfyNode):
             ],
             outputs=[io.String.Output(display_name="director"),
                      io.String.Output(display_name="scores", tooltip="Every candidate's score and errors, best first."),
-                     TrajectorySocket.Output(display_name="views",
-                                             tooltip="The two views as a trajectory (translation of unit length).")],
+                     TrajectoryType.Output(display_name="views",
+                                           tooltip="The two views as a trajectory (translation of unit length).")],
             is_output_node=True)
 
     @classmethod
@@ -176,7 +176,7 @@ class TrajectoryExport(io.ComfyNode):
             description="Writes a camera path for other tools into a new folder under ComfyUI's output directory: "
                         "nerfstudio transforms.json (gsplat, nerfstudio, Postshot) or COLMAP text (sparse/0/"
                         "cameras.txt, images.txt, empty points3D.txt). Frames go to images/frame_00000.png...",
-            inputs=[TrajectorySocket.Input("trajectory", tooltip="The camera path to write."),
+            inputs=[TrajectoryType.Input("trajectory", tooltip="The camera path to write."),
                     io.Combo.Input("format", options=list(EXPORT_FORMATS), default="transforms.json",
                                    tooltip="transforms.json: nerfstudio/gsplat/Postshot. colmap: COLMAP text model "
                                            "in sparse/0/."),
@@ -214,7 +214,7 @@ class TrajectoryLoad(io.ComfyNode):
             inputs=[io.Combo.Input("file", options=host.input_camera_files(),
                                    tooltip="A *transforms*.json file or a folder with COLMAP cameras.txt and "
                                            "images.txt, inside ComfyUI's input folder (refresh after adding one).")],
-            outputs=[TrajectorySocket.Output(display_name="trajectory"),
+            outputs=[TrajectoryType.Output(display_name="trajectory"),
                      io.String.Output(display_name="info")])
 
     @classmethod
@@ -225,49 +225,48 @@ class TrajectoryLoad(io.ComfyNode):
         return io.NodeOutput(trajectory, info, ui=ui.PreviewText(info))
 
 
-CAMERA_NODES: list[type[io.ComfyNode]] = [TrajectoryPlanner, ArticulatedPathPlanner, DirectorChooser, TrajectoryExport,
-                                          TrajectoryLoad]
+class TrajectoryToLoad3DCamera(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXTrajectoryToLoad3DCamera", display_name="Trajectory to Load3D Camera (DimensionX)",
+            category=CATEGORY,
+            description="One frame of a camera path as ComfyUI's LOAD3D_CAMERA, so the core Preview 3D node "
+                        "can show a model or scene from that camera (three.js axes: y up, looking down -z).",
+            inputs=[TrajectoryType.Input("trajectory", tooltip="The camera path."),
+                    io.Int.Input("frame", default=0, min=0, max=100000,
+                                 tooltip="Which frame's camera (0 = the input image's camera).")],
+            outputs=[io.Load3DCamera.Output(display_name="camera_info")])
 
-if host.host_features()["load3d_camera"]:
-    class TrajectoryToLoad3DCamera(io.ComfyNode):
-        @classmethod
-        def define_schema(cls):
-            return io.Schema(
-                node_id="DimensionXTrajectoryToLoad3DCamera", display_name="Trajectory to Load3D Camera (DimensionX)",
-                category=CATEGORY,
-                description="One frame of a camera path as ComfyUI's LOAD3D_CAMERA, so the core Preview 3D node "
-                            "can show a model or scene from that camera (three.js axes: y up, looking down -z).",
-                inputs=[TrajectorySocket.Input("trajectory", tooltip="The camera path."),
-                        io.Int.Input("frame", default=0, min=0, max=100000,
-                                     tooltip="Which frame's camera (0 = the input image's camera).")],
-                outputs=[io.Load3DCamera.Output(display_name="camera_info")])
+    @classmethod
+    def execute(cls, trajectory: Trajectory, frame) -> io.NodeOutput:
+        return io.NodeOutput(to_load3d_camera(trajectory, frame))
 
-        @classmethod
-        def execute(cls, trajectory: Trajectory, frame) -> io.NodeOutput:
-            return io.NodeOutput(to_load3d_camera(trajectory, frame))
 
-    class Load3DCamerasToViews(io.ComfyNode):
-        @classmethod
-        def define_schema(cls):
-            return io.Schema(
-                node_id="DimensionXLoad3DCamerasToViews", display_name="Load3D Cameras to Views (DimensionX)",
-                category=CATEGORY,
-                description="Two cameras framed in ComfyUI's Load 3D viewer as a two-view trajectory (B relative to "
-                            "A, A at the origin), e.g. to ask the Director Chooser which S-Director moves from "
-                            "one framing to the other.",
-                inputs=[io.Load3DCamera.Input("camera_a", tooltip="The starting view (a Load 3D camera_info)."),
-                        io.Load3DCamera.Input("camera_b", tooltip="The view to reach."),
-                        io.Int.Input("width", default=planner.DEFAULT_SIZE[0], min=16, max=8192, step=8,
-                                     tooltip="Image width the cameras are made for."),
-                        io.Int.Input("height", default=planner.DEFAULT_SIZE[1], min=16, max=8192, step=8,
-                                     tooltip="Image height the cameras are made for."),
-                        io.Float.Input("fallback_fov_deg", default=50.0, min=1.0, max=179.0,
-                                       tooltip="Vertical field of view used when the camera does not carry one "
-                                               "(older ComfyUI); three.js's default is 50.")],
-                outputs=[TrajectorySocket.Output(display_name="views")])
+class Load3DCamerasToViews(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXLoad3DCamerasToViews", display_name="Load3D Cameras to Views (DimensionX)",
+            category=CATEGORY,
+            description="Two cameras framed in ComfyUI's Load 3D viewer as a two-view trajectory (B relative to "
+                        "A, A at the origin), e.g. to ask the Director Chooser which S-Director moves from "
+                        "one framing to the other.",
+            inputs=[io.Load3DCamera.Input("camera_a", tooltip="The starting view (a Load 3D camera_info)."),
+                    io.Load3DCamera.Input("camera_b", tooltip="The view to reach."),
+                    io.Int.Input("width", default=planner.DEFAULT_SIZE[0], min=16, max=8192, step=8,
+                                 tooltip="Image width the cameras are made for."),
+                    io.Int.Input("height", default=planner.DEFAULT_SIZE[1], min=16, max=8192, step=8,
+                                 tooltip="Image height the cameras are made for."),
+                    io.Float.Input("fallback_fov_deg", default=50.0, min=1.0, max=179.0,
+                                   tooltip="Vertical field of view used when the camera does not carry one "
+                                           "(older ComfyUI); three.js's default is 50.")],
+            outputs=[TrajectoryType.Output(display_name="views")])
 
-        @classmethod
-        def execute(cls, camera_a, camera_b, width, height, fallback_fov_deg) -> io.NodeOutput:
-            return io.NodeOutput(two_views_from_load3d(camera_a, camera_b, width, height, fallback_fov_deg))
+    @classmethod
+    def execute(cls, camera_a, camera_b, width, height, fallback_fov_deg) -> io.NodeOutput:
+        return io.NodeOutput(two_views_from_load3d(camera_a, camera_b, width, height, fallback_fov_deg))
 
-    CAMERA_NODES += [TrajectoryToLoad3DCamera, Load3DCamerasToViews]
+
+NODES: list[type[io.ComfyNode]] = [TrajectoryPlanner, ArticulatedPathPlanner, DirectorChooser, TrajectoryExport,
+                                   TrajectoryLoad, TrajectoryToLoad3DCamera, Load3DCamerasToViews]

@@ -5,7 +5,7 @@ from comfy_api.latest import io
 from ..dimx_core.directors.adapters import ROLES, Director
 from ..dimx_core.directors.formats import read_lora
 from . import host
-from .types import Directors
+from .types import DirectorsType
 
 
 def _default_name(filename: str) -> str:
@@ -37,11 +37,11 @@ class LoadDirectorLoRA(io.ComfyNode):
                 io.Float.Input("strength", default=1.0, min=-4.0, max=4.0, step=0.05,
                                tooltip="1.0 applies the LoRA as it was trained (W + B·A/rank for DimensionX "
                                        "files, which carry no alpha). Lower it if the motion is too strong."),
-                Directors.Input("directors", optional=True,
-                                tooltip="Directors loaded before this one; the output holds all of them."),
+                DirectorsType.Input("directors", optional=True,
+                                    tooltip="Directors loaded before this one; the output holds all of them."),
             ],
-            outputs=[Directors.Output(display_name="directors",
-                                      tooltip="Every director of the chain, resident together.")],
+            outputs=[DirectorsType.Output(display_name="directors",
+                                          tooltip="Every director of the chain, resident together.")],
         )
 
     @classmethod

@@ -1,16 +1,19 @@
 """Everything that touches ComfyUI itself: model folders, output paths, the memory manager, progress and
-interrupts, feature detection. dimx_core receives these as plain values and callbacks (dimx_core.hooks)."""
+interrupts, HTTP routes, feature detection. dimx_core receives these as plain values and callbacks
+(dimx_core.hooks); the other node modules reach ComfyUI only through this one (tests/unit/test_layering.py)."""
 from __future__ import annotations
 
 import contextlib
 import importlib
 import importlib.util
 import os
+import logging
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import comfy.model_management as model_management
 import comfy.model_patcher
@@ -293,6 +296,33 @@ def make_room(bytes_needed: int) -> None:
     device = compute_device()
     if device.type != "cpu":
         model_management.free_memory(bytes_needed, device)
+
+
+# --- HTTP routes ---------------------------------------------------------------------------------------------------
+
+_served: set[str] = set()
+
+
+def add_get_route(path: str, respond: Callable[[Mapping[str, str]], tuple[int, dict]]) -> bool:
+    """Serve GET `path` (ComfyUI also serves it under /api) with `respond(query)` -> (HTTP status, JSON body), on the
+    running PromptServer; False (and nothing done) where there is none, as in tests that import the pack without a
+    server. Adding the same path again changes nothing."""
+    if path in _served:
+        return True
+    server = sys.modules.get("server")  # ComfyUI's main.py has imported it before loading any pack
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if instance is None:
+        return False
+    from aiohttp import web
+
+    @instance.routes.get(path)
+    async def serve(request):
+        status, body = respond(request.rel_url.query)
+        return web.json_response(body, status=status)
+
+    _served.add(path)
+    logging.debug("DimensionX: registered GET %s", path)
+    return True
 
 
 # --- what this ComfyUI offers --------------------------------------------------------------------------------------

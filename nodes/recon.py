@@ -24,7 +24,7 @@ from ..dimx_core.recon.raster import select_rasterizer
 from ..dimx_core.recon.render import render_views, turntable
 from ..dimx_core.recon.train import PRESETS, ReconstructOptions, reconstruct
 from . import host
-from .types import Gaussians, Trajectory
+from .types import GaussiansType, TrajectoryType
 
 CATEGORY = "DimensionX/3D"
 SCENE_EXTENSIONS = (".ply", ".splat", MANIFEST_SUFFIX)
@@ -75,8 +75,8 @@ class GaussianReconstruct(io.ComfyNode):
                         "on CUDA, an exact PyTorch rasterizer elsewhere.",
             inputs=[
                 io.Image.Input("frames", tooltip="The generated video frames, in order (one per trajectory pose)."),
-                Trajectory.Input("trajectory", tooltip="The camera trajectory the video was generated along "
-                                                      "(same number of poses as frames)."),
+                TrajectoryType.Input("trajectory", tooltip="The camera trajectory the video was generated along "
+                                                           "(same number of poses as frames)."),
                 io.Combo.Input("preset", options=list(PRESETS), default="standard",
                                tooltip="fast: 3k steps; standard: 7k steps; high: 30k steps with longer "
                                        "densification. On a GPU with gsplat, standard takes well under a minute."),
@@ -93,7 +93,7 @@ class GaussianReconstruct(io.ComfyNode):
                               tooltip="Optional: white pixels are fitted, black ones ignored (one mask for all "
                                       "frames, or one per frame)."),
             ],
-            outputs=[Gaussians.Output(display_name="gaussians"),
+            outputs=[GaussiansType.Output(display_name="gaussians"),
                      io.String.Output(display_name="report",
                                       tooltip="Pose source, measured disagreement with the trajectory, steps, "
                                               "final loss, Gaussian count and rasterizer.")],
@@ -122,7 +122,7 @@ class SaveGaussians(io.ComfyNode):
                         "canonical PLY, the deformation field (safetensors + JSON) and a manifest that Load "
                         "Gaussians reads back. Shows the scene in the DimensionX splat viewer.",
             inputs=[
-                Gaussians.Input("gaussians", tooltip="The scene to save."),
+                GaussiansType.Input("gaussians", tooltip="The scene to save."),
                 io.String.Input("filename_prefix", default="DimensionX/scene",
                                 tooltip="Name (and subfolder) under ComfyUI's output folder; a counter is added "
                                         "(a 4D scene's folder is numbered the same way)."),
@@ -162,7 +162,7 @@ class LoadGaussians(io.ComfyNode):
                                    tooltip="A .ply or .splat in ComfyUI/input, or one marked [output] that a "
                                            "Save Gaussians node wrote; a scene.dimx4d.json loads a whole 4D "
                                            "scene (its time_*.ply files are single moments).")],
-            outputs=[Gaussians.Output(display_name="gaussians")],
+            outputs=[GaussiansType.Output(display_name="gaussians")],
         )
 
     @classmethod
@@ -192,7 +192,7 @@ class PreviewGaussians(io.ComfyNode):
                         "fly-through). Also shows it in the DimensionX splat viewer (the files go to the temp "
                         "folder).",
             inputs=[
-                Gaussians.Input("gaussians", tooltip="The scene to render."),
+                GaussiansType.Input("gaussians", tooltip="The scene to render."),
                 io.Combo.Input("path", options=["turntable", "trajectory"], default="turntable",
                                tooltip="turntable: a full circle around the scene; trajectory: the poses of the "
                                        "trajectory input, or the scene's fitted cameras when none is connected."),
@@ -202,9 +202,9 @@ class PreviewGaussians(io.ComfyNode):
                              tooltip="Turntable frame width in pixels (a trajectory renders at its own size)."),
                 io.Int.Input("height", default=512, min=16, max=4096, step=8,
                              tooltip="Turntable frame height in pixels."),
-                Trajectory.Input("trajectory", optional=True,
-                                 tooltip="Optional poses to fly along, in the scene's frame (e.g. the trajectory "
-                                         "the scene was reconstructed from, or another one planned from it)."),
+                TrajectoryType.Input("trajectory", optional=True,
+                                     tooltip="Optional poses to fly along, in the scene's frame (e.g. the trajectory "
+                                             "the scene was reconstructed from, or another one planned from it)."),
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="One rendered frame per pose.")],
             is_output_node=True,
@@ -235,30 +235,29 @@ class PreviewGaussians(io.ComfyNode):
                              ui=_scene_ui(ply, subfolder, "temp", str(cameras)))
 
 
-NODES: list[type[io.ComfyNode]] = [GaussianReconstruct, SaveGaussians, LoadGaussians, PreviewGaussians]
+class GaussiansToSplat(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXGaussiansToSplat",
+            display_name="Gaussians to Splat (DimensionX)",
+            category=CATEGORY,
+            description="Converts a DimensionX scene into ComfyUI's core SPLAT value, so the core splat "
+                        "nodes (preview, save, render, transform, merge) can use it.",
+            inputs=[GaussiansType.Input("gaussians", tooltip="The scene to convert.")],
+            outputs=[io.Splat.Output(display_name="splat")],
+        )
 
-if hasattr(io, "Splat"):  # the core SPLAT type (newer ComfyUI); absent hosts simply lack this converter
-    from comfy_api.latest import Types
+    @classmethod
+    def execute(cls, gaussians) -> io.NodeOutput:
+        from comfy_api.latest import Types  # only where the host has the core SPLAT type
 
-    class GaussiansToSplat(io.ComfyNode):
-        @classmethod
-        def define_schema(cls):
-            return io.Schema(
-                node_id="DimensionXGaussiansToSplat",
-                display_name="Gaussians to Splat (DimensionX)",
-                category=CATEGORY,
-                description="Converts a DimensionX scene into ComfyUI's core SPLAT value, so the core splat "
-                            "nodes (preview, save, render, transform, merge) can use it.",
-                inputs=[Gaussians.Input("gaussians", tooltip="The scene to convert.")],
-                outputs=[io.Splat.Output(display_name="splat")],
-            )
+        scene = gaussians.to("cpu")
+        splat = Types.SPLAT(positions=scene.means[None], scales=scene.scales()[None],
+                            rotations=torch.nn.functional.normalize(scene.quats_wxyz, dim=-1)[None],
+                            opacities=scene.opacities()[None, :, None], sh=scene.sh[None])
+        return io.NodeOutput(splat)
 
-        @classmethod
-        def execute(cls, gaussians) -> io.NodeOutput:
-            scene = gaussians.to("cpu")
-            splat = Types.SPLAT(positions=scene.means[None], scales=scene.scales()[None],
-                                rotations=torch.nn.functional.normalize(scene.quats_wxyz, dim=-1)[None],
-                                opacities=scene.opacities()[None, :, None], sh=scene.sh[None])
-            return io.NodeOutput(splat)
 
-    NODES.append(GaussiansToSplat)
+NODES: list[type[io.ComfyNode]] = [GaussianReconstruct, SaveGaussians, LoadGaussians, PreviewGaussians,
+                                   GaussiansToSplat]

@@ -7,7 +7,7 @@ from ..dimx_core.recon.poses import POSE_MODES
 from ..dimx_core.recon.train4d import PRESETS_4D, Reconstruct4DOptions, kept_cameras, reconstruct_4d
 from . import host
 from .recon import TRAINING_MEMORY, initial_points_input
-from .types import Gaussians, Trajectory
+from .types import GaussiansType, TrajectoryType
 
 CATEGORY = "DimensionX/4D"
 
@@ -33,10 +33,10 @@ class Gaussian4DReconstruct(io.ComfyNode):
                 io.Int.Input("times", default=2, min=2, max=4096,
                              tooltip="N, the frames of each camera video: connect Multi-View Generate's 'times' "
                                      "output."),
-                Trajectory.Input("trajectory",
-                                 tooltip="The S-Director's camera path the multi-view videos were generated along "
-                                         "(one pose per generated frame, e.g. the Trajectory Planner's). The node "
-                                         "keeps the same K evenly spaced cameras that Multi-View Generate kept."),
+                TrajectoryType.Input("trajectory",
+                                     tooltip="The S-Director's camera path the multi-view videos were generated along "
+                                             "(one pose per generated frame, e.g. the Trajectory Planner's). The node "
+                                             "keeps the same K evenly spaced cameras that Multi-View Generate kept."),
                 io.Int.Input("reference_time", default=0, min=0, max=4095,
                              tooltip="Index (0 to N-1) of the reference frame's time: the warm-up fits its K views "
                                      "and the canonical scene is the scene at that time. Connect Select Reference "
@@ -57,9 +57,9 @@ class Gaussian4DReconstruct(io.ComfyNode):
                                      "The warm-up and the schedules keep their share."),
                 initial_points_input(),
             ],
-            outputs=[Gaussians.Output(display_name="gaussians",
-                                      tooltip="The canonical scene (at the reference time) carrying the deformation "
-                                              "field: Save Gaussians writes one PLY per time."),
+            outputs=[GaussiansType.Output(display_name="gaussians",
+                                          tooltip="The canonical scene (at the reference time) carrying the "
+                                                  "deformation field: Save Gaussians writes one PLY per time."),
                      io.String.Output(display_name="report",
                                       tooltip="Cameras x times, stages, pose source, final loss, Gaussian count, "
                                               "field shape and rasterizer.")],

@@ -18,6 +18,19 @@ def test_extension_lists_exactly_the_expected_nodes(node_classes):
     assert set(node_classes) == expected_nodes(core_splat=hasattr(io, "Splat"))
 
 
+def test_nodes_needing_a_host_feature_are_listed_only_where_the_host_has_it(pack):
+    nodes = pack.nodes
+    needs = nodes.NEEDS_HOST_FEATURE
+    everything = {feature: True for feature in set(needs.values())}
+    bare = {feature: False for feature in everything}
+    assert nodes.available_nodes(everything) == nodes.NODES  # every node is defined on every host
+    assert set(nodes.NODES) - set(nodes.available_nodes(bare)) == {
+        nodes.camera.TrajectoryToLoad3DCamera, nodes.camera.Load3DCamerasToViews, nodes.recon.GaussiansToSplat}
+    only_cameras = nodes.available_nodes(bare | {"load3d_camera": True})
+    assert nodes.recon.GaussiansToSplat not in only_cameras and nodes.camera.Load3DCamerasToViews in only_cameras
+    assert set(needs.values()) <= set(nodes.host.host_features())
+
+
 def test_every_node_is_named_documented_and_has_tooltips(node_classes):
     for node_id, node in node_classes.items():
         schema = node.GET_SCHEMA()
