@@ -4,11 +4,12 @@ from comfy_api.latest import io, ui
 
 from ..dimx_core.directors import schedule as schedules
 from ..dimx_core.identity.latents import build_guide, encode_video
-from ..dimx_core.identity.multiview import VideoCache, evenly_spaced_views, generate_multiview, per_camera
+from ..dimx_core.identity.multiview import (VideoCache, evenly_spaced_views, generate_multiview, per_camera,
+                                            per_frame_requests)
 from ..dimx_core.identity.reference import select_reference_frame
 from ..dimx_core.identity.refine import refine_videos
 from ..dimx_core.speed.options import SpeedOptions
-from ..dimx_core.video.sampling import SamplerSettings
+from ..dimx_core.video.request import SamplerSettings, VideoRequest
 from . import host, sampling_inputs
 from .types import DirectorsType, IdentityGuideType, VideoModelType
 
@@ -128,12 +129,13 @@ class MultiViewGenerate(io.ComfyNode):
         def announce(index, count, cached):
             host.progress_text(f"frame {index + 1} of {count}" + (" (from the cache)" if cached else ""))
 
+        shared = run.request(directors, schedules.constant(names, steps), start=guide.start if guide else None,
+                             blend=guide.blend if guide else None)
         with host.comfy_interrupts():
-            grid = generate_multiview(model.parts, temporal_frames, run.prompt, run.negative_prompt, run.settings,
-                                      list(directors), schedules.constant(names, steps), guide=guide,
-                                      place=model.place, hooks=host.hooks(total * steps),
+            grid = generate_multiview(model.parts, per_frame_requests(temporal_frames, shared),
+                                      run.runtime(total * steps),
                                       cache=VideoCache(host.cache_folder("multiview")) if resume else None,
-                                      views=kept, on_video=announce, speed=run.speed, offload=model.offload)
+                                      views=kept, on_video=announce)
         videos = per_camera(grid)
         cameras, times = videos.shape[:2]
         info = (f"{total} per-frame videos -> {cameras} cameras x {times} frames"
@@ -183,15 +185,15 @@ class AppearanceRefine(io.ComfyNode):
                 directors=None, speed=None) -> io.NodeOutput:
         if len(frames) % videos:
             raise ValueError(f"{len(frames)} frames do not split into {videos} videos of equal length")
-        chain = tuple(directors or ())
+        chain, speed = tuple(directors or ()), speed or SpeedOptions()
         settings = SamplerSettings(steps=steps, guidance=guidance, seed=seed)
+        shared = VideoRequest(None, prompt, negative_prompt, settings, sampling_inputs.attached(model, chain),
+                              schedules.constant([d.name for d in chain], steps), lossy=speed.lossy())
         batch = frames.reshape(videos, len(frames) // videos, *frames.shape[1:])
         passes = 2 if repeat else 1
         with host.comfy_interrupts():
-            refined = refine_videos(model.parts, batch, prompt, negative_prompt, settings, list(chain),
-                                    schedules.constant([d.name for d in chain], steps), strength, repeat,
-                                    place=model.place, hooks=host.hooks(videos * passes * steps),
-                                    speed=speed or SpeedOptions(), offload=model.offload)
+            refined = refine_videos(model.parts, batch, shared, strength, repeat,
+                                    sampling_inputs.runtime(model, speed, videos * passes * steps))
         return io.NodeOutput(refined.reshape(frames.shape).to(host.intermediate_device()))
 
 

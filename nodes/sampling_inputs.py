@@ -1,8 +1,9 @@
 """The sampler input fragment every DimensionX sampler node shares, and its unpacking into the library's values.
 
 A sampler node lists `inputs()` (and `speed_input()`) in its schema and takes them as `**sampling` in `execute`;
-`unpack(sampling)` turns them into one `Sampling` value. Widget names, order and defaults are part of every saved
-workflow (the example workflows, the browser tests, users' files): change them only with a migration.
+`unpack(sampling)` turns them into one `Sampling` value, which makes the run's VideoRequest (what to make) and
+Runtime (how this ComfyUI process makes it). Widget names, order and defaults are part of every saved workflow
+(the example workflows, the browser tests, users' files): change them only with a migration.
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from dataclasses import dataclass
 import torch
 from comfy_api.latest import io
 
+from ..dimx_core.directors.adapters import DirectorRef, attach
+from ..dimx_core.directors.schedule import DirectorSchedule
 from ..dimx_core.speed.options import SpeedOptions
 from ..dimx_core.video.conditioning import fit_prompt_states
-from ..dimx_core.video.sampling import SCHEDULERS, SamplerSettings
+from ..dimx_core.video.request import SCHEDULERS, SamplerSettings, VideoRequest
+from ..dimx_core.video.runtime import Runtime
 from . import host
 from .types import SpeedType, VideoModelType
 
@@ -69,6 +73,26 @@ class Sampling:
     negative_prompt: str | torch.Tensor
     settings: SamplerSettings
     speed: SpeedOptions
+
+    def request(self, directors=(), schedule: DirectorSchedule | None = None, **fields) -> VideoRequest:
+        """The run's request; the directors are attached to the model first (a run switches resident adapters)."""
+        return VideoRequest(self.image, self.prompt, self.negative_prompt, self.settings,
+                            attached(self.model, directors), schedule, lossy=self.speed.lossy(), **fields)
+
+    def runtime(self, total_steps: int) -> Runtime:
+        return runtime(self.model, self.speed, total_steps)
+
+
+def attached(model: "host.ManagedVideoModel", directors) -> tuple[DirectorRef, ...]:
+    """Make the connected directors resident in the model's transformer; their references for a request."""
+    parts = model.parts
+    return attach(parts.transformer, list(directors or ()), parts.spec.describe())
+
+
+def runtime(model: "host.ManagedVideoModel", speed: SpeedOptions, total_steps: int) -> Runtime:
+    """How this ComfyUI process runs: its memory manager places the modules, the node's progress bar counts
+    `total_steps`, Cancel stops between steps."""
+    return Runtime(place=model.place, offload=model.offload, hooks=host.hooks(total_steps), speed=speed)
 
 
 def unpack(values: dict) -> Sampling:

@@ -4,7 +4,6 @@ import torch
 from comfy_api.latest import io
 
 from ..dimx_core.directors import schedule as schedules
-from ..dimx_core.directors.adapters import DirectorControl, attach
 from ..dimx_core.video.chain import clip_plan, generate_chain
 from ..dimx_core.video.components import load_diffusers_folder
 from ..dimx_core.video.sampling import FPS, generate
@@ -76,16 +75,9 @@ _OUTPUTS = [io.Image.Output(display_name="frames", tooltip="The video as an imag
 
 
 def _run(run: sampling_inputs.Sampling, directors, plan: schedules.DirectorSchedule) -> io.NodeOutput:
-    model = run.model
-    parts = model.parts
-    control = None
-    if plan.segments:
-        attach(parts.transformer, list(directors), parts.spec.describe())
-        control = DirectorControl(parts.transformer, list(directors), plan)
+    parts = run.model.parts
     with host.comfy_interrupts():
-        result = generate(parts, run.image, run.prompt, run.negative_prompt, run.settings, directors=control,
-                          place=model.place, hooks=host.hooks(run.settings.steps), speed=run.speed,
-                          offload=model.offload)
+        result = generate(parts, run.request(directors, plan), run.runtime(run.settings.steps))
     for note in result.notes:
         log.info("DimensionX: %s", note)
     info = "\n".join([parts.spec.describe(), f"directors: {plan.describe()}", *result.notes])
@@ -200,12 +192,10 @@ class ArticulatedVideo(io.ComfyNode):
     @classmethod
     def execute(cls, path, directors, **sampling) -> io.NodeOutput:
         run = sampling_inputs.unpack(sampling)
-        model, steps = run.model, run.settings.steps
         clips, _ = clip_plan(path)
         with host.comfy_interrupts():
-            frames, notes = generate_chain(model.parts, run.image, run.prompt, run.negative_prompt, run.settings, path,
-                                           list(directors), place=model.place, hooks=host.hooks(len(clips) * steps),
-                                           speed=run.speed, offload=model.offload)
+            frames, notes = generate_chain(run.model.parts, run.request(directors), path,
+                                           run.runtime(len(clips) * run.settings.steps))
         info = "\n".join([f"{len(clips)} clips ({', '.join(clips)}), {len(frames)} frames", *notes])
         return io.NodeOutput(frames.to(host.intermediate_device()), float(FPS), path, info)
 

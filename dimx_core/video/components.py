@@ -29,6 +29,11 @@ class VideoComponents:
     spec: ModelSpec
     source: str
 
+    @property
+    def identity(self) -> str:
+        """What a content key needs of the model: where it came from and what it is."""
+        return f"{self.source} | {self.spec.describe()}"
+
 
 def read_model_index(folder: Path) -> dict:
     """Check that `folder` is a diffusers CogVideoX image-to-video folder; say precisely what is wrong if not."""
