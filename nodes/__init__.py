@@ -1,12 +1,12 @@
 """ComfyUI adapters for dimx_core: schemas, validation and conversion only."""
 from comfy_api.latest import ComfyExtension, io
 
-from . import directors, host, identity, recon, recon4d, routes, speed, video
+from . import convert, directors, host, identity, recon, recon4d, routes, speed, video
 from .camera import CAMERA_NODES
 from .info import PackInfo
 
 NODES: list[type[io.ComfyNode]] = [PackInfo, *video.NODES, *directors.NODES, *speed.NODES, *CAMERA_NODES,
-                                   *identity.NODES, *recon.NODES, *recon4d.NODES]
+                                   *identity.NODES, *recon.NODES, *recon4d.NODES, *convert.NODES]
 
 
 class DimensionXExtension(ComfyExtension):
