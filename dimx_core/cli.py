@@ -10,6 +10,7 @@ from .recon import cli as recon_cli
 from .recon import cli4d as recon4d_cli
 from .speed import cli as speed_cli
 from .video import cli as video_cli
+from .video import sat_cli
 
 
 def _tiny_model(args) -> None:
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon_cli.register(commands)
     recon4d_cli.register(commands)
     speed_cli.register(commands)
+    sat_cli.register(commands)
     return parser
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -22,3 +24,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a new hidden folder beside `path` (which must not exist); it becomes `path` only if the block finishes
+    without error, and is removed otherwise, so a failed or cancelled run leaves no half-written folder."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"'{path}' already exists; choose a new folder name (nothing was written)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        yield temporary
+        os.rename(temporary, path)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary)

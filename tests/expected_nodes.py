@@ -24,6 +24,7 @@ EXPECTED_NODES = {
     "DimensionXLoadGaussians",
     "DimensionXPreviewGaussians",
     "DimensionXGaussian4DReconstruct",
+    "DimensionXConvertSATCheckpoint",
 }
 NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat"}  # registered only on hosts with the core SPLAT type
 

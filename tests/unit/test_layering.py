@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 # tiers below it, never a sibling of its tier or anything above. A new package gets a row here.
 TIERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "optional"),            # the version; optional dependencies
-    ("files", "hooks", "weights"),       # atomic files, progress/cancel callbacks, reading weight files
+    ("files", "hooks", "weights", "sat_checkpoint"),  # atomic files, progress/cancel, reading weight files
     ("cogvideox", "camera"),             # leaf facts: CogVideoX configs and key names; camera geometry
     ("directors",),
     ("speed",),
