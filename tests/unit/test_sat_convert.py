@@ -14,6 +14,8 @@ from dimx_core import cli
 from dimx_core.hooks import Hooks, Interrupted
 from dimx_core.tiny import TINY_TRANSFORMER_145, build_tiny_model
 from dimx_core.video.components import load_diffusers_folder
+from dimx_core.video.request import VideoRequest
+from dimx_core.video.runtime import Runtime
 from dimx_core.video.sampling import SamplerSettings, generate, rotary_embeddings
 from dimx_core.video.sat_convert import (STAGES, check_architecture, convert_sat_checkpoint, merge_lora,
                                          to_diffusers_names, transformer_part)
@@ -147,8 +149,8 @@ def test_converted_145_frame_folder_loads_and_samples_a_video(tmp_path, tiny_mod
     parts = load_diffusers_folder(result.folder, torch.float32)
     assert (parts.spec.frames, parts.spec.width, parts.spec.height, parts.spec.latent_frames) == (145, 48, 32, 37)
     image = torch.rand(40, 60, 3, generator=torch.Generator().manual_seed(0))
-    video = generate(parts, image, "an orbit around a house", settings=SamplerSettings(steps=2, seed=1),
-                     place=lambda module: CPU, preview_every=0)
+    video = generate(parts, VideoRequest(image, "an orbit around a house", settings=SamplerSettings(steps=2, seed=1)),
+                     Runtime(place=lambda module: CPU, preview_every=0))
     assert video.frames.shape == (145, 32, 48, 3) and video.latents.shape == (1, 37, 16, 4, 6)
     assert torch.isfinite(video.frames).all() and video.frames.std() > 0
 
