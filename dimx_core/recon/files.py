@@ -18,7 +18,7 @@ import torch
 
 from ..camera.formats import read_transforms_json, write_transforms_json
 from ..files import atomic_path
-from .gaussians import Gaussians, rgb_to_sh_dc, sh_degree_of
+from .gaussians import Gaussians, check_renderable, rgb_to_sh_dc, sh_degree_of
 
 PLY_TYPES = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
              "float": "f4", "double": "f8", "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2",
@@ -38,9 +38,8 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def write_ply(path: str | Path, gaussians: Gaussians) -> Path:
+    check_renderable(gaussians, "the scene to save")
     n = len(gaussians)
-    if n == 0:
-        raise ValueError("cannot write a scene with no Gaussians")
     sh = _numpy(gaussians.sh)
     columns = [_numpy(gaussians.means), np.zeros((n, 3), np.float32), sh[:, 0],
                sh[:, 1:].transpose(0, 2, 1).reshape(n, -1),  # channel-major f_rest
@@ -77,6 +76,9 @@ def _parse_ply_header(data: bytes, path: Path) -> tuple[np.dtype, int, int]:
                 raise ValueError(f"'{path}' is a {words[1]} PLY; Gaussian-splat PLY files are binary")
             endian = formats[words[1]]
         elif words[0] == "element":
+            if len(words) != 3 or not words[2].isdigit():
+                raise ValueError(f"'{path}' is a damaged PLY file: its header line '{line.strip()}' does not give "
+                                 "an element name and a count of zero or more")
             elements.append((words[1], int(words[2]), []))
         elif words[0] == "property" and elements:
             if words[1] == "list":
@@ -92,6 +94,8 @@ def _parse_ply_header(data: bytes, path: Path) -> tuple[np.dtype, int, int]:
         raise ValueError(f"'{path}' has elements [{names}]; expected the vertex element first (a compressed or "
                          "non-3DGS PLY). Export a standard 3DGS PLY from your viewer/trainer.")
     _, count, properties = elements[0]
+    if count == 0:
+        raise ValueError(f"'{path}' holds no Gaussians (its header says 'element vertex 0'); there is nothing to load")
     return np.dtype(properties), count, offset
 
 
@@ -122,19 +126,12 @@ def read_ply(path: str | Path) -> Gaussians:
     gaussians = Gaussians(means=stack(["x", "y", "z"]), log_scales=stack(["scale_0", "scale_1", "scale_2"]),
                           quats_wxyz=stack(["rot_0", "rot_1", "rot_2", "rot_3"]),
                           opacity_logits=stack(["opacity"])[:, 0], sh=torch.cat([dc, rest], dim=1).contiguous())
-    _check_finite(gaussians, path)
+    check_renderable(gaussians, f"'{path}'")
     return gaussians
 
 
-def _check_finite(gaussians: Gaussians, path: Path) -> None:
-    for name in ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh"):
-        if not torch.isfinite(getattr(gaussians, name)).all():
-            raise ValueError(f"'{path}' holds NaN or infinite values in {name}; the file is damaged")
-
-
 def write_splat(path: str | Path, gaussians: Gaussians) -> Path:
-    if len(gaussians) == 0:
-        raise ValueError("cannot write a scene with no Gaussians")
+    check_renderable(gaussians, "the scene to save")
     log_scales, logits = _numpy(gaussians.log_scales), _numpy(gaussians.opacity_logits)
     opacity = 1.0 / (1.0 + np.exp(-logits))
     order = np.argsort(-(np.exp(log_scales.sum(axis=1)) * opacity), kind="stable")
@@ -170,7 +167,7 @@ def read_splat(path: str | Path) -> Gaussians:
                           quats_wxyz=torch.from_numpy(quats),
                           opacity_logits=torch.from_numpy(np.log(alpha / (1.0 - alpha))),
                           sh=rgb_to_sh_dc(torch.from_numpy(rgba[:, None, :3])))
-    _check_finite(gaussians, path)
+    check_renderable(gaussians, f"'{path}'")
     return gaussians
 
 

@@ -69,6 +69,25 @@ def save_scene_4d(folder: str | Path, gaussians: Gaussians, *, subfolder: str = 
     return path
 
 
+def _check_manifest(manifest: dict, path: Path) -> None:
+    """Every entry the reader uses is there and has the right type; a damaged manifest names what it lacks."""
+    def is_entry(value) -> bool:
+        return isinstance(value, dict) and isinstance(value.get("filename"), str) and bool(value["filename"])
+
+    problems = []
+    if not isinstance(manifest.get("times"), list) or not manifest["times"] or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) for t in manifest["times"]):
+        problems.append("'times' (a non-empty list of numbers)")
+    if not is_entry(manifest.get("canonical")):
+        problems.append("'canonical' (a {\"filename\": ...} entry for the canonical PLY)")
+    field = manifest.get("field")
+    if not isinstance(field, dict) or not is_entry(field.get("weights")) or not is_entry(field.get("config")):
+        problems.append("'field' (with 'weights' and 'config' entries)")
+    if problems:
+        raise ValueError(f"'{path}' is a damaged 4D scene manifest: it lacks or garbles {', '.join(problems)}. "
+                         "Load the scene.dimx4d.json that Save Gaussians wrote, unedited")
+
+
 def load_scene_4d(path: str | Path) -> Gaussians:
     """The deformable scene a manifest describes: canonical Gaussians (with their cameras) and the field."""
     path = Path(path)
@@ -79,6 +98,7 @@ def load_scene_4d(path: str | Path) -> Gaussians:
     if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
         raise ValueError(f"'{path}' is not a DimensionX 4D scene manifest (expected \"kind\": \"{MANIFEST_KIND}\")")
     folder = path.parent
+    _check_manifest(manifest, path)
 
     def member(entry: dict, what: str) -> Path:
         file = folder / Path(entry["filename"]).name

@@ -129,6 +129,19 @@ def as_frames(frames) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
+def content_warnings(images: np.ndarray) -> list[str]:
+    """What the user should know about frames that are valid but carry no picture: all black (a NaN or fp16
+    overflow upstream decodes to black), or one flat colour. The fit still runs; its scene is that colour."""
+    low, high = float(images.min()), float(images.max())
+    if high < 1.0 / 255.0:
+        return ["WARNING: every frame is black (all values below 1/255): the fitted scene is empty black. The video "
+                "that made these frames probably failed (NaN or fp16 overflow while sampling); check it first"]
+    if high - low < 1.0 / 255.0:
+        return [f"WARNING: every frame is one flat colour ({low:.3f}): there is no picture to reconstruct; check the "
+                "video that made these frames"]
+    return []
+
+
 def matched_trajectory(trajectory: Trajectory, count: int, width: int, height: int) -> tuple[Trajectory, list]:
     if count != len(trajectory):
         raise ValueError(f"frames: got {count} frames but the trajectory has {len(trajectory)} poses; they pair "
@@ -323,6 +336,7 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     images = as_frames(frames)
     count, height, width = images.shape[:3]
     trajectory, notices = matched_trajectory(trajectory, count, width, height)
+    notices = content_warnings(images) + notices
     masks = _as_mask(mask, count, height, width)
     preset = scaled_preset(PRESETS[options.preset], options.steps or PRESETS[options.preset].steps)
     torch.manual_seed(options.seed)  # densification splits sample from torch's global generator

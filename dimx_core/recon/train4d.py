@@ -26,7 +26,7 @@ from .deform import Deformation, DeformationField, FieldConfig, deform
 from .poses import choose_poses
 from .render import render_views
 from .train import (MAX_SH_DEGREE, RESIDUAL_WARMUP, Preset, ReconstructOptions, Reconstruction, ReconstructReport,
-                    as_frames, frame_loss, matched_trajectory, prepare_fit, psnr, scaled_preset)
+                    as_frames, content_warnings, frame_loss, matched_trajectory, prepare_fit, psnr, scaled_preset)
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,7 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
     options.check(times=times)
     height, width = images.shape[1:3]
     cameras, notices = matched_trajectory(cameras, views, width, height)
+    notices = content_warnings(images) + notices
     grid = images.reshape(views, times, height, width, 3)
     chosen = PRESETS_4D[options.preset]
     preset = scaled_preset(chosen.fit, options.steps or chosen.fit.steps)
