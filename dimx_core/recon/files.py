@@ -1,4 +1,5 @@
-"""Scene files viewers read: the standard 3DGS PLY and the antimatter15 `.splat`, written and read with numpy.
+"""Scene files viewers read, from one registry (SCENE_FORMATS): the standard 3DGS PLY, the antimatter15 `.splat`
+and Niantic's `.spz` (spz.py), each with a writer, a reader, a sniffer and whether it keeps view-dependent colour.
 
 PLY (what the INRIA 3DGS code, gsplat, SuperSplat and Spark use): binary little endian, one `vertex` element
 of float32 properties x, y, z, nx, ny, nz, f_dc_0..2, f_rest_0..(3*(K-1)-1), opacity, scale_0..2, rot_0..3.
@@ -11,6 +12,8 @@ the DC colour. Gaussians are ordered by size times opacity, largest first, as vi
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ import torch
 from ..camera.formats import read_transforms_json, write_transforms_json
 from ..files import atomic_path
 from .gaussians import Gaussians, check_renderable, rgb_to_sh_dc, sh_degree_of
+from .spz import looks_like_spz, read_spz, write_spz
 
 PLY_TYPES = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
              "float": "f4", "double": "f8", "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2",
@@ -171,18 +175,56 @@ def read_splat(path: str | Path) -> Gaussians:
     return gaussians
 
 
+@dataclass(frozen=True)
+class SceneFormat:
+    name: str
+    extension: str
+    write: Callable[[str | Path, Gaussians], Path]
+    read: Callable[[str | Path], Gaussians]
+    sniff: Callable[[bytes], bool]  # from a file's first bytes; False for a format without a signature
+    keeps_sh: bool                  # view-dependent colour (SH bands 1-3) survives the file
+    description: str
+
+
+SCENE_FORMATS = {kind.name: kind for kind in (
+    SceneFormat("ply", ".ply", write_ply, read_ply, lambda head: head.startswith(b"ply"), True,
+                "standard 3DGS PLY: exact float32, SH up to degree 3 (SuperSplat, Spark, gsplat, INRIA 3DGS)"),
+    SceneFormat("splat", ".splat", write_splat, read_splat, lambda head: False, False,
+                "antimatter15 .splat: 32 bytes per Gaussian, 8-bit colour, no view-dependent colour"),
+    SceneFormat("spz", ".spz", write_spz, read_spz, looks_like_spz, True,
+                "Niantic .spz: about 10x smaller than PLY, 8-bit quantised, SH kept (SuperSplat, Spark, ComfyUI)"),
+)}
+SCENE_EXTENSIONS = tuple(kind.extension for kind in SCENE_FORMATS.values())
+SNIFF_BYTES = 64
+
+
+def format_for(path: str | Path) -> SceneFormat:
+    """The format a file name asks for, by its extension."""
+    suffix = Path(path).suffix.lower()
+    for kind in SCENE_FORMATS.values():
+        if kind.extension == suffix:
+            return kind
+    raise ValueError(f"'{path}': a scene file must end in {', '.join(SCENE_EXTENSIONS)} (the extension picks the "
+                     f"format), got '{suffix or 'no extension'}'")
+
+
 def read_scene(path: str | Path) -> Gaussians:
-    """A .ply or .splat scene (a file that starts with 'ply' is read as PLY whatever its name)."""
+    """A scene in any registered format: detected from the content where the format has a signature (a renamed
+    file still reads), else from the extension."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scene file '{path}' does not exist")
     with open(path, "rb") as handle:
-        magic = handle.read(3)
-    if magic == b"ply" or path.suffix.lower() == ".ply":
-        return read_ply(path)
-    if path.suffix.lower() == ".splat":
-        return read_splat(path)
-    raise ValueError(f"'{path}' is neither a PLY nor a .splat scene; expected a .ply or .splat file")
+        head = handle.read(SNIFF_BYTES)
+    for kind in SCENE_FORMATS.values():
+        if kind.sniff(head):
+            return kind.read(path)
+    try:
+        kind = format_for(path)
+    except ValueError:
+        raise ValueError(f"'{path}' is none of the scene formats ({', '.join(SCENE_EXTENSIONS)}): its content has "
+                         "no PLY or spz signature and its extension names no format") from None
+    return kind.read(path)
 
 
 def cameras_path(scene_path: str | Path) -> Path:
@@ -191,13 +233,11 @@ def cameras_path(scene_path: str | Path) -> Path:
     return scene_path.with_name(scene_path.stem + ".transforms.json")
 
 
-def save_scene(path: str | Path, gaussians: Gaussians, *, splat: bool = False) -> list[Path]:
-    """The PLY at `path`, optionally a .splat beside it, and the scene's cameras as transforms.json beside it
+def save_scene(path: str | Path, gaussians: Gaussians) -> list[Path]:
+    """The scene at `path` in the format its extension names, and its cameras as transforms.json beside it
     (nerfstudio/OpenGL convention, as dimx_core.camera.formats writes). Each file appears whole or not at all."""
     path = Path(path)
-    written = [write_ply(path, gaussians)]
-    if splat:
-        written.append(write_splat(path.with_suffix(".splat"), gaussians))
+    written = [format_for(path).write(path, gaussians)]
     if gaussians.cameras is not None:
         written.append(write_transforms_json(cameras_path(path), gaussians.cameras))
     return written
