@@ -19,6 +19,7 @@ from comfy_api.latest import io
 from ..dimx_core.camera.formats import write_transforms_json
 from ..dimx_core.recon.files import SCENE_EXTENSIONS as SCENE_FILE_EXTENSIONS
 from ..dimx_core.recon.files import SCENE_FORMATS, cameras_path, load_scene, save_scene, write_ply
+from ..dimx_core.recon.loss import LPIPS_FILE
 from ..dimx_core.recon.files4d import MANIFEST_NAME, MANIFEST_SUFFIX, is_manifest, load_scene_4d, save_scene_4d
 from ..dimx_core.recon.poses import POSE_MODES
 from ..dimx_core.recon.raster import select_rasterizer
@@ -31,6 +32,7 @@ CATEGORY = "DimensionX/3D"
 SCENE_EXTENSIONS = (*SCENE_FILE_EXTENSIONS, MANIFEST_SUFFIX)
 PREVIEW_CAMERAS = "preview.transforms.json"  # the fly-through poses, beside a previewed 4D scene
 TRAINING_MEMORY = 6 << 30  # bytes asked of ComfyUI's memory manager before a GPU fit
+LPIPS_FOLDER = "lpips"     # under models/dimensionx/: where the user places torchvision's VGG16 file for LPIPS
 
 
 def _file_entry(path: str, subfolder: str, kind: str) -> dict:
@@ -64,6 +66,20 @@ def _viewer_ply(gaussians, poses) -> dict:
     write_ply(ply, gaussians)
     cameras = None if poses is None else str(write_transforms_json(cameras_path(ply), poses))
     return _scene_ui(ply, subfolder, "temp", cameras)
+
+
+def lpips_input() -> io.Float.Input:
+    return io.Float.Input("lpips_weight", default=0.0, min=0.0, max=10.0, step=0.01,
+                          tooltip=f"Weight of the LPIPS term of the paper's loss (0: off). Needs torchvision's VGG16 "
+                                  f"ImageNet weights, {LPIPS_FILE}, placed in ComfyUI/models/dimensionx/{LPIPS_FOLDER}/ "
+                                  "(never downloaded); slower per step.")
+
+
+def lpips_weights_path() -> str:
+    """Where the VGG16 file for LPIPS is: the first models/dimensionx folder that has it, else where it should be
+    (the fit's error then names that path)."""
+    candidates = [os.path.join(root, LPIPS_FOLDER, LPIPS_FILE) for root in host.model_folder_paths()]
+    return next((path for path in candidates if os.path.isfile(path)), candidates[0])
 
 
 def initial_points_input() -> io.Int.Input:
@@ -100,6 +116,7 @@ class GaussianReconstruct(io.ComfyNode):
                 io.Int.Input("steps", default=0, min=0, max=100_000,
                              tooltip="Optimisation steps; 0 uses the preset's count. Schedules scale with it."),
                 initial_points_input(),
+                lpips_input(),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Optional: white pixels are fitted, black ones ignored (one mask for all "
                                       "frames, or one per frame)."),
@@ -111,10 +128,12 @@ class GaussianReconstruct(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, frames, trajectory, preset, poses, seed, steps, initial_points=0, mask=None) -> io.NodeOutput:
+    def execute(cls, frames, trajectory, preset, poses, seed, steps, initial_points=0, lpips_weight=0.0,
+                mask=None) -> io.NodeOutput:
         device = host.compute_device()
         options = ReconstructOptions(preset=preset, poses=poses, seed=seed, steps=steps or None,
-                                     initial_points=initial_points or None, device=str(device))
+                                     initial_points=initial_points or None, device=str(device),
+                                     lpips_weight=lpips_weight, lpips_weights=lpips_weights_path())
         with host.fitting(steps or PRESETS[preset].steps, TRAINING_MEMORY) as hooks:
             result = reconstruct(frames, trajectory, options, mask=mask, hooks=hooks)
         return io.NodeOutput(result.gaussians, result.report.as_text())

@@ -66,8 +66,9 @@ def _reconstruct(args) -> None:
     trajectory, _ = read_transforms_json(args.trajectory)
     options = ReconstructOptions(preset=args.preset, steps=args.steps, seed=args.seed, poses=args.poses,
                                  confidence=args.confidence, device=_device(args.device),
-                                 holdout_every=args.holdout_every,
-                                 lpips_weight=args.lpips_weight, initial_points=args.initial_points)
+                                 holdout_every=args.holdout_every, lpips_weight=args.lpips_weight,
+                                 lpips_weights=args.lpips_vgg and str(args.lpips_vgg),
+                                 initial_points=args.initial_points)
     print(f"{len(frames)} frames ({names[0]} ... {names[-1]}) paired in order with {len(trajectory)} poses",
           file=sys.stderr)
     result = reconstruct(frames, trajectory, options, hooks=Hooks(progress=_progress_printer("reconstruct")))
@@ -114,6 +115,8 @@ def _convert(args) -> None:
 
 def add_fit_options(parser: argparse.ArgumentParser, *, holdout_help: str) -> None:
     """The optimiser's options, the same for the 3D and the 4D fit."""
+    from .loss import LPIPS_FILE
+
     parser.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
     parser.add_argument("--device", default=None,
                         help="cpu or cuda (gsplat when it can run); default: cuda when available")
@@ -123,6 +126,11 @@ def add_fit_options(parser: argparse.ArgumentParser, *, holdout_help: str) -> No
     parser.add_argument("--holdout-every", type=int, default=0, help=holdout_help)
     parser.add_argument("--initial-points", type=int, default=None,
                         help="random starting points when SfM gives none (default: the preset's)")
+    parser.add_argument("--lpips-weight", type=float, default=0.0,
+                        help="weight of the LPIPS term of the loss (default 0: off); needs --lpips-vgg")
+    parser.add_argument("--lpips-vgg", type=Path, default=None,
+                        help=f"torchvision's VGG16 ImageNet weights ({LPIPS_FILE}) that LPIPS is built on; "
+                             "never downloaded")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -147,8 +155,6 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="fast (3k steps), standard (7k, default) or high (30k)")
     add_fit_options(recon, holdout_help="keep every k-th frame out of the fit and report its PSNR (default 0: "
                                         "use all)")
-    recon.add_argument("--lpips-weight", type=float, default=0.0,
-                       help="weight of an LPIPS term; used only if torchvision's VGG16 weights are local")
     recon.set_defaults(run=_reconstruct)
 
     render = commands.add_parser(

@@ -20,6 +20,7 @@ def _reconstruct_4d(args) -> None:
     options = Reconstruct4DOptions(preset=args.preset, steps=args.steps, reference_time=args.reference_time,
                                    seed=args.seed, poses=args.poses, confidence=args.confidence,
                                    initial_points=args.initial_points, holdout_every=args.holdout_every,
+                                   lpips_weight=args.lpips_weight, lpips_weights=args.lpips_vgg and str(args.lpips_vgg),
                                    device=_device(args.device))
     print(f"{len(frames)} frames ({names[0]} ... {names[-1]}) as {args.views} cameras x {args.times} times, camera "
           f"after camera; cameras: {len(cameras)} of the {len(path)} poses in {args.trajectory.name}", file=sys.stderr)

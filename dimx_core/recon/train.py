@@ -20,7 +20,7 @@ from . import confidence as conf
 from .fit import (MAX_SH_DEGREE, STRATEGIES, EpochOrder, Heldout, LossOf, Preset, Reconstruction,
                   ReconstructReport, Sample, SceneOptimizer, conclude, psnr, run_fit, scaled_preset)
 from .init import initial_gaussians
-from .loss import load_lpips, lpips_map, photometric_map, weighted_mean
+from .loss import LPIPS_FILE, check_lpips_weights, load_lpips, lpips_map, photometric_map, weighted_mean
 from .poses import POSE_MODES, PoseChoice, choose_poses
 from .raster import Rasterizer, select_rasterizer
 
@@ -44,7 +44,8 @@ class ReconstructOptions:
     seed: int = 0
     poses: str = "auto"                  # auto | trajectory | sfm (see poses.choose_poses)
     confidence: str = "flow"             # flow | residual | none
-    lpips_weight: float = 0.0            # lambda of the optional LPIPS term (only with local VGG16 weights)
+    lpips_weight: float = 0.0            # lambda of the optional LPIPS term (needs lpips_weights)
+    lpips_weights: str | None = None     # torchvision's VGG16 file (loss.LPIPS_FILE) the LPIPS network is built on
     initial_points: int | None = None    # overrides the preset's random-initialisation count
     holdout_every: int = 0               # > 0: every k-th frame is kept out of the fit and scored (PSNR)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -65,6 +66,13 @@ class ReconstructOptions:
             raise ValueError(f"confidence must be one of {', '.join(conf.CONFIDENCE_MODES)}, got {self.confidence!r}")
         if self.strategy is not None and self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if not 0.0 <= self.lpips_weight <= 10.0:
+            raise ValueError(f"lpips_weight must be from 0 to 10, got {self.lpips_weight}")
+        if self.lpips_weight > 0 and not self.lpips_weights:
+            raise ValueError(f"lpips_weight {self.lpips_weight} needs the VGG16 weights file {LPIPS_FILE}: give "
+                             "lpips_weights (the CLI's --lpips-vgg; the nodes find it in models/dimensionx/lpips/)")
+        if self.lpips_weight > 0:
+            check_lpips_weights(self.lpips_weights)
         if self.holdout_every == 1:
             raise ValueError("holdout_every=1 would hold out every frame; use 0 (none) or 2 and more")
 
@@ -153,8 +161,8 @@ def prepare_fit(choice: PoseChoice, frames: np.ndarray, preset: Preset, options:
     notices += [rasterizer.notice] if rasterizer.notice else []
     lpips_network = None
     if options.lpips_weight > 0:
-        lpips_network, lpips_note = load_lpips(device)
-        notices.append(lpips_note)
+        lpips_network = load_lpips(options.lpips_weights, device)
+        notices.append(f"LPIPS on: weight {options.lpips_weight:g}, VGG16 from {options.lpips_weights}")
     fit = SceneOptimizer(scene, choice.cameras, preset, device=device, refine_poses=choice.source == "trajectory")
     return fit, rasterizer, lpips_network
 
