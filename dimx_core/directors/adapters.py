@@ -5,16 +5,20 @@ scale, so it costs no reload from disk and no copy of weights.
 """
 from __future__ import annotations
 
+import logging
+import math
 import warnings
 from dataclasses import dataclass
 
 import torch
 
 from ..optional import require
+from .compatibility import compatibility
 from .formats import LoraFile
 from .schedule import DirectorSchedule
 
 ROLES = ("S", "T")
+log = logging.getLogger("dimensionx")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,10 @@ class Director:
     lora: LoraFile
 
     def __post_init__(self) -> None:
+        if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) \
+                or not math.isfinite(self.strength):
+            raise ValueError(f"director '{self.name}': strength must be a finite number (1.0 = as trained), got "
+                             f"{self.strength!r}")
         if self.role not in ROLES:
             raise ValueError(f"director role must be 'S' (camera) or 'T' (motion), got {self.role!r}")
         if not self.name or not all(c.isalnum() or c in "_-." for c in self.name):
@@ -55,6 +63,12 @@ def check_fits(lora: LoraFile, transformer: torch.nn.Module, model_label: str) -
                          "model (DimensionX directors are made for CogVideoX-5b-I2V).")
     if len(lora.ranks) != 1:
         raise ValueError(f"LoRA '{lora.path}' mixes ranks {lora.ranks} across layers; one rank per file is supported")
+    refusals, warnings = compatibility(lora, transformer)
+    if refusals:
+        raise ValueError(f"LoRA '{lora.path}' fits {model_label} by shape, but {'; and '.join(refusals)}. "
+                         "DimensionX directors are made for CogVideoX-5b-I2V (1.0).")
+    for warning in warnings:
+        log.warning("DimensionX: LoRA '%s': %s", lora.path, warning)
 
 
 def attach(transformer: torch.nn.Module, directors: list[Director], model_label: str) -> None:
