@@ -139,8 +139,8 @@ def test_default_magnitudes_depend_on_the_kind_of_motion():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(pattern="orbit_sideways"), "unknown pattern 'orbit_sideways'; choose one of: truck_left"),
-    (dict(frames=0), "frames must be a whole number >= 2, got 0"),
-    (dict(frames=1), "frames must be a whole number >= 2, got 1"),
+    (dict(frames=0), "frames must be a whole number from 2 to 1024, got 0"),
+    (dict(frames=1), "frames must be a whole number from 2 to 1024, got 1"),
     (dict(frames=2.5), "frames must be a whole number"),
     (dict(magnitude=float("nan")), "magnitude must be a finite number"),
     (dict(magnitude=-5.0), "magnitude must be > 0 (degrees for orbit_left), got -5"),
