@@ -72,7 +72,7 @@ def resolve_inside(root: str | Path, relative: str, what: str) -> Path:
     base = Path(root).resolve()
     path = (base / relative).resolve()
     if not path.is_relative_to(base):
-        raise ValueError(f"{what} {relative!r} leads outside {base} (to {path}); only files inside it are read")
+        raise ValueError(f"{what} {relative!r} leads outside {base} (to {path}); only what lies inside it is used")
     return path
 
 

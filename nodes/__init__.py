@@ -3,10 +3,12 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import directors, host, identity, recon, recon4d, routes, speed, video
 from .camera import CAMERA_NODES
+from .checks import with_value_checks
 from .info import PackInfo
 
-NODES: list[type[io.ComfyNode]] = [PackInfo, *video.NODES, *directors.NODES, *speed.NODES, *CAMERA_NODES,
-                                   *identity.NODES, *recon.NODES, *recon4d.NODES]
+NODES: list[type[io.ComfyNode]] = [with_value_checks(node) for node in (
+    PackInfo, *video.NODES, *directors.NODES, *speed.NODES, *CAMERA_NODES, *identity.NODES, *recon.NODES,
+    *recon4d.NODES)]
 
 
 class DimensionXExtension(ComfyExtension):

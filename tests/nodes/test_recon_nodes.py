@@ -93,7 +93,7 @@ def test_load_lists_input_and_output_scenes_and_reads_cameras_back(node_classes,
     loaded = load.execute(scene="DimensionX/s_00001_.ply [output]").result[0]
     assert torch.equal(loaded.means, scene.means) and len(loaded.cameras) == 3
     assert load.execute(scene="mine.splat").result[0].sh_degree == 0
-    with pytest.raises(ValueError, match="not a .ply, .splat or .dimx4d.json file in ComfyUI's input or output folder"):
+    with pytest.raises(ValueError, match="scene: '../secret.ply' is not one of the 2 files this node offers"):
         load.execute(scene="../secret.ply")
 
 
