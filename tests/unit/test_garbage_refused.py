@@ -146,3 +146,21 @@ def test_a_lora_covering_fewer_blocks_than_the_model_warns(tiny_model_dir, lora_
     with caplog.at_level(logging.WARNING, logger="dimensionx"):
         attach(parts.transformer, [Director("one", "S", 1.0, lora)], "the tiny model")
     assert "covers blocks 0-0 only, of this model's 2" in caplog.text
+
+
+def test_a_truncated_transformer_file_in_a_model_folder_is_named_with_its_cause(tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with pytest.raises(ValueError, match=r"diffusion_pytorch_model.safetensors' cannot be loaded: truncated: it holds "
+                                         r"\d+ bytes of the \d+ its header promises"):
+        load_diffusers_folder(folder, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".safetensors"])
+def test_a_pickle_is_read_by_its_content_whatever_its_name(lora_path, tmp_path, suffix):
+    path = tmp_path / f"director{suffix}"
+    torch.save(load_file(lora_path), path)
+    assert len(read_lora(path).targets) == 8
