@@ -133,8 +133,9 @@ class DirectorChooser(io.ComfyNode):
                 io.Float.Input("fov_deg", default=planner.DEFAULT_FOV_DEG, min=1.0, max=179.0, step=1.0,
                                tooltip="Horizontal field of view of the two images in degrees."),
                 io.String.Input("candidates", default="all",
-                                tooltip="Directors to choose from: 'all', 'released' (orbit_left and orbit_up, the "
-                                        "published LoRAs) or a comma list such as 'orbit_left, orbit_up, pan_left'."),
+                                tooltip="Directors to choose from: 'all' or 'released' (the same since 2025-08: the "
+                                        "12 basic moves and 4 orbits are all published) or a comma list of the "
+                                        "ones you have, such as 'orbit_left, orbit_up, pan_left'."),
             ],
             outputs=[io.String.Output(display_name="director"),
                      io.String.Output(display_name="scores", tooltip="Every candidate's score and errors, best first."),

@@ -153,7 +153,8 @@ def register(commands) -> None:
     director.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                           help=f"horizontal field of view of the photos in degrees (default {DEFAULT_FOV_DEG:g})")
     director.add_argument("--candidates", default="all",
-                          help="'all', 'released' (the published LoRAs) or a comma list of directors (default all)")
+                          help="'all', 'released' (every basic move and orbit: all are published) or a comma list "
+                               "of directors (default all)")
     director.set_defaults(run=_director)
 
     bounds = commands.add_parser(
