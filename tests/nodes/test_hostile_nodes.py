@@ -14,24 +14,6 @@ PLANNER = dict(pattern="orbit_left", frames=9, magnitude=30.0, radius=2.0, eleva
                height=480, easing="linear")
 
 
-@pytest.fixture
-def folders(pack, tmp_path):
-    """ComfyUI's input, output and temp folders pointed at a fresh temporary tree."""
-    import folder_paths
-
-    saved = (folder_paths.get_input_directory(), folder_paths.get_output_directory(),
-             folder_paths.get_temp_directory())
-    for name in ("input", "output", "temp"):
-        (tmp_path / name).mkdir()
-    folder_paths.set_input_directory(str(tmp_path / "input"))
-    folder_paths.set_output_directory(str(tmp_path / "output"))
-    folder_paths.set_temp_directory(str(tmp_path / "temp"))
-    yield tmp_path
-    folder_paths.set_input_directory(saved[0])
-    folder_paths.set_output_directory(saved[1])
-    folder_paths.set_temp_directory(saved[2])
-
-
 def test_every_node_checks_its_widget_values_itself(node_classes):
     from comfy_api.internal import first_real_override
 
@@ -59,13 +41,13 @@ def test_values_inside_the_schema_pass(node_classes):
     assert node_classes["DimensionXLoadVideoModel"].validate_inputs(precision="fp32") is True
 
 
-def test_file_links_leading_outside_the_input_folder_are_not_offered_or_read(node_classes, folders, pack):
-    secret = folders / "secret"
+def test_file_links_leading_outside_the_input_folder_are_not_offered_or_read(node_classes, comfy_folders, pack):
+    secret = comfy_folders / "secret"
     secret.mkdir()
     write_transforms_json(secret / "transforms.json", plan("pan_left", 3, 20.0))
     (secret / "scene.ply").write_bytes(b"ply\n")
-    (folders / "input" / "link_transforms.json").symlink_to(secret / "transforms.json")
-    (folders / "input" / "scene.ply").symlink_to(secret / "scene.ply")
+    (comfy_folders / "input" / "link_transforms.json").symlink_to(secret / "transforms.json")
+    (comfy_folders / "input" / "scene.ply").symlink_to(secret / "scene.ply")
     load = node_classes["DimensionXTrajectoryLoad"]
     assert next(i for i in load.GET_SCHEMA().inputs if i.id == "file").options == []
     with pytest.raises(ValueError, match="file: 'link_transforms.json' is not one of the 0 files this node offers"):
@@ -102,7 +84,7 @@ def test_a_model_folder_linked_into_the_model_folder_is_listed_and_loads(node_cl
         folder_paths.folder_names_and_paths["dimensionx"][0][:] = saved
 
 
-def test_export_folders_get_the_users_folder_mode(node_classes, folders):
+def test_export_folders_get_the_users_folder_mode(node_classes, comfy_folders):
     previous = os.umask(0o022)
     try:
         folder = node_classes["DimensionXTrajectoryExport"].execute(
@@ -119,16 +101,16 @@ def test_export_folders_get_the_users_folder_mode(node_classes, folders):
     ("x" * 240, "Shorten it by"),
     ("../outside", "leads outside"),
 ], ids=["empty", "hidden", "nul", "too-long", "outside"])
-def test_result_prefixes_that_no_loader_would_list_are_refused(node_classes, folders, prefix, message):
+def test_result_prefixes_that_no_loader_would_list_are_refused(node_classes, comfy_folders, prefix, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         node_classes["DimensionXTrajectoryExport"].execute(trajectory=plan("pan_left", 3, 20.0),
                                                            format="transforms.json", filename_prefix=prefix)
-    assert not list((folders / "output").rglob("*"))
+    assert not list((comfy_folders / "output").rglob("*"))
 
 
 @pytest.mark.parametrize("prefix, folder", [("y" * 200, "y" * 200 + "_00001_"), ("shots/", "shots_00001_")])
-def test_a_long_prefix_that_fits_with_its_temporary_name_and_a_folder_name_are_written(node_classes, folders, prefix,
-                                                                                       folder):
+def test_a_long_prefix_that_fits_with_its_temporary_name_and_a_folder_name_are_written(node_classes, comfy_folders,
+                                                                                       prefix, folder):
     node_classes["DimensionXTrajectoryExport"].execute(trajectory=plan("pan_left", 3, 20.0), format="transforms.json",
                                                        filename_prefix=prefix)
-    assert (folders / "output" / folder / "transforms.json").is_file()
+    assert (comfy_folders / "output" / folder / "transforms.json").is_file()

@@ -15,22 +15,6 @@ def pack_module(name):
     return importlib.import_module(f"{PACK_NAME}.dimx_core.{name}")
 
 
-@pytest.fixture
-def comfy_folders(tmp_path, pack):
-    import folder_paths
-
-    saved = (folder_paths.get_output_directory(), folder_paths.get_temp_directory(), folder_paths.get_input_directory())
-    for name in ("output", "temp", "input"):
-        (tmp_path / name).mkdir()
-    folder_paths.set_output_directory(str(tmp_path / "output"))
-    folder_paths.set_temp_directory(str(tmp_path / "temp"))
-    folder_paths.set_input_directory(str(tmp_path / "input"))
-    yield tmp_path
-    folder_paths.set_output_directory(saved[0])
-    folder_paths.set_temp_directory(saved[1])
-    folder_paths.set_input_directory(saved[2])
-
-
 @pytest.fixture(scope="module")
 def orbit(pack):
     synthetic, render = pack_module("recon.synthetic"), pack_module("recon.render")
