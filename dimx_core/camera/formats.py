@@ -213,7 +213,8 @@ def _colmap_images(path: Path, cameras: dict) -> list[tuple[str, np.ndarray, tup
             rotation = quaternion_wxyz_to_rotation(np.array([qw, qx, qy, qz], dtype=np.float64))
             translation = np.array([tx, ty, tz], dtype=np.float64)
         except ValueError as err:
-            raise ValueError(f"{path.name} line {number}: the pose of image {image_id} is not numbers ({err})") from None
+            raise ValueError(f"{path.name} line {number}: the pose of image {image_id} is not numbers "
+                             f"({err})") from None
         if image_id in seen:
             raise ValueError(f"{path.name} line {number}: image id {image_id} appears twice")
         if cid not in cameras:

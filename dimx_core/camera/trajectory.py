@@ -41,8 +41,8 @@ class Trajectory:
         bottom = np.abs(self.c2w_opencv[:, 3] - [0.0, 0.0, 0.0, 1.0]).max(axis=1)
         if (bottom > 1e-9).any():
             index = int(np.argmax(bottom > 1e-9))
-            raise ValueError(f"pose {index} has the bottom row {self.c2w_opencv[index, 3].tolist()}, not 0 0 0 1: it is "
-                             "not a rigid camera-to-world matrix (a projection or a scaled matrix?)")
+            raise ValueError(f"pose {index} has the bottom row {self.c2w_opencv[index, 3].tolist()}, not 0 0 0 1: it "
+                             "is not a rigid camera-to-world matrix (a projection or a scaled matrix?)")
         rotations = self.c2w_opencv[:, :3, :3]
         error = np.abs(rotations @ rotations.transpose(0, 2, 1) - np.eye(3)).max()
         if error > 1e-4 or (np.linalg.det(rotations) < 0).any():

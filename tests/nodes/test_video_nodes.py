@@ -71,7 +71,7 @@ def test_director_chain_names_and_defaults(node_classes):
 
 def test_loader_names_a_broken_file_and_a_file_outside_the_folders(node_classes):
     load = node_classes["DimensionXLoadDirectorLoRA"].execute
-    with pytest.raises(ValueError, match="broken.safetensors' cannot be loaded: its header is not a .safetensors header"):
+    with pytest.raises(ValueError, match="broken.safetensors' cannot be loaded: its header is not a .safetensors"):
         load("broken.safetensors", "S", "", 1.0)
     with pytest.raises(ValueError, match="is not in ComfyUI's 'loras' folder"):
         load("../../etc/passwd", "S", "", 1.0)

@@ -116,8 +116,8 @@ def parts_10(tiny_model_dir):
 
 
 @pytest.mark.parametrize("metadata, change, reason", [
-    ({"base_model": "THUDM/CogVideoX1.5-5B-I2V"}, None, "it was made for CogVideoX 1.5 (its metadata 'base_model' names "
-                                                         "CogVideoX1.5"),
+    ({"base_model": "THUDM/CogVideoX1.5-5B-I2V"}, None,
+     "it was made for CogVideoX 1.5 (its metadata 'base_model' names CogVideoX1.5"),
     (None, lambda t: t.update({"transformer.ofs_embedding.linear_1.weight": torch.zeros(32, 32)}),
      "it was made for CogVideoX 1.5 (it carries ofs_embedding tensors"),
     (None, lambda t: t.update({"transformer.patch_embed.pos_embedding": torch.zeros(1, 64, 32)}),
