@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:  # user errors: no traceback
+    except (ValueError, OSError, ImportError) as err:  # bad input or a full disk: the reason, no traceback
         print(f"dimx {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

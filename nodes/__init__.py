@@ -2,6 +2,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from . import camera, convert, directors, host, identity, recon, recon4d, routes, speed, video
+from .checks import with_value_checks
 from .info import PackInfo
 
 NODES: list[type[io.ComfyNode]] = [PackInfo, *video.NODES, *directors.NODES, *speed.NODES, *camera.NODES,
@@ -28,4 +29,5 @@ class DimensionXExtension(ComfyExtension):
         routes.register()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return available_nodes(host.host_features())
+        # each listed with its prompt values checked against its own schema (nodes/checks.py)
+        return [with_value_checks(node) for node in available_nodes(host.host_features())]

@@ -57,7 +57,7 @@ def _generate(args) -> None:
     from ..directors.adapters import Director, attach
     from ..directors.formats import read_lora
     from ..hooks import Hooks
-    from ..optional import require
+    from ..images import read_rgb
     from ..speed.cli import options_from
     from .request import SamplerSettings, VideoRequest
     from .runtime import Runtime
@@ -66,8 +66,7 @@ def _generate(args) -> None:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = PRECISIONS[args.precision or ("bf16" if device.type == "cuda" else "fp32")]
     parts = _load_model(args, dtype)
-    imageio = require("imageio.v3", "reading images")
-    image = torch.from_numpy(imageio.imread(args.image)[..., :3].copy()).float() / 255
+    image = torch.from_numpy(read_rgb(args.image, "--image")).float() / 255
     directors = [Director(f"director{i}", "S", strength, read_lora(path))
                  for i, (path, strength) in enumerate(args.director)]
     plan = schedule.constant([d.name for d in directors], args.steps)
