@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.recon_bench import Report, peak_memory_gib, peak_memory_reset, synchronize  # noqa: E402
 from dimx_core.hooks import Hooks  # noqa: E402
+from dimx_core.identity.refine import pass_steps, refinement_passes  # noqa: E402
 from dimx_core.optional import version_of  # noqa: E402
 from dimx_core.recon.raster import gsplat_status, select_rasterizer  # noqa: E402
 from dimx_core.recon.render import render_views  # noqa: E402
 from dimx_core.recon.synthetic import dynamic_frames, orbit_rig  # noqa: E402
 from dimx_core.recon.train import psnr  # noqa: E402
 from dimx_core.recon.train4d import PRESETS_4D, Reconstruct4DOptions, fitted_times, reconstruct_4d  # noqa: E402
-from dimx_core.video.guides import skipped_steps  # noqa: E402
 
 
 def graph_cost(step_seconds: float, fixed_seconds: float, fit_seconds: float, *, times: int, views: int,
@@ -47,11 +47,11 @@ def graph_cost(step_seconds: float, fixed_seconds: float, fit_seconds: float, *,
     costs its denoising steps x `step_seconds` plus `fixed_seconds` (text encoding, VAE encode and decode); the
     per-frame videos start from the identity guide at `start_strength`, each refinement pass at its strength."""
     def runs(count: int, strengths: list[float]) -> tuple[int, int, float]:
-        run_steps = sum(steps - skipped_steps(s, steps) for s in strengths)
+        run_steps = sum(pass_steps(strengths, steps))
         return count * len(strengths), count * run_steps, count * (run_steps * step_seconds
                                                                    + len(strengths) * fixed_seconds)
 
-    passes = [refine_strength, refine_strength / 2] if refine_repeat else [refine_strength]
+    passes = refinement_passes(refine_strength, refine_repeat)
     rows = [("T-Director video (N frames)", *runs(1, [1.0])),
             ("reference spatial video v_ref", *runs(1, [1.0])),
             (f"multi-view: {times} per-frame videos", *runs(times, [start_strength])),

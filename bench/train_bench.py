@@ -37,7 +37,7 @@ from dimx_core.training.lora import add_training_adapter, remove_training_adapte
 from dimx_core.training.options import OPTIMIZERS, TrainOptions  # noqa: E402
 from dimx_core.training.trainer import director_loss, optimizer_step  # noqa: E402
 from dimx_core.video.sampling import make_scheduler  # noqa: E402
-from dimx_core.video.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
+from dimx_core.cogvideox.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
                                   COGVIDEOX_5B_I2V_VAE, spec_from_configs)
 
 GIB = 1 << 30
@@ -166,8 +166,8 @@ class TrainBench:
             run = RUN_STEPS * seconds + RUN_STEPS // EVAL_EVERY * options.eval_samples * (self.forward_seconds or 0)
             memory = f"{peak:.2f} GiB ({peak * GIB / 1e9:.2f} GB)" if peak is not None else "- (CPU)"
             fits = ""
-            if variant.cap_bytes:
-                fits = " - fits the 22 GB cap" if peak is None or peak * GIB <= variant.cap_bytes else " - OVER 22 GB"
+            if variant.cap_bytes and peak is not None:
+                fits = " - fits the 22 GB cap" if peak * GIB <= variant.cap_bytes else " - OVER 22 GB"
             return (f"| {variant.name} | {seconds:.3f} | {ratio:.2f}x | {memory}{fits} | {run / 3600:.2f} h |")
         except torch.cuda.OutOfMemoryError as err:
             return f"| {variant.name} | out of memory | - | {str(err).splitlines()[0][:90]} | - |"

@@ -38,7 +38,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dimx_core.directors import schedule  # noqa: E402  (the repository root goes on the path first)
+# noqa: E402 below: the repository root goes on the path first
+from dimx_core.cogvideox.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
+                                      COGVIDEOX_5B_I2V_VAE, T5_XXL_ENCODER, spec_from_configs)
+from dimx_core.directors import schedule  # noqa: E402
 from dimx_core.directors.adapters import Director, DirectorControl, attach, lora_layers  # noqa: E402
 from dimx_core.directors.formats import read_lora  # noqa: E402
 from dimx_core.directors.merged import MergedDirectors  # noqa: E402
@@ -50,9 +53,9 @@ from dimx_core.speed.options import SpeedOptions  # noqa: E402
 from dimx_core.speed.session import attention_shape, speed_applied  # noqa: E402
 from dimx_core.tiny import TINY_T5, TINY_TRANSFORMER, TINY_VAE, director_lora_tensors  # noqa: E402
 from dimx_core.video.components import VideoComponents  # noqa: E402
-from dimx_core.video.sampling import SamplerSettings, denoise, generate, make_scheduler, rotary_embeddings  # noqa: E402
-from dimx_core.video.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
-                                  COGVIDEOX_5B_I2V_VAE, T5_XXL_ENCODER, spec_from_configs)
+from dimx_core.video.request import SamplerSettings, VideoRequest  # noqa: E402
+from dimx_core.video.runtime import Runtime  # noqa: E402
+from dimx_core.video.sampling import denoise, generate, make_scheduler, rotary_embeddings  # noqa: E402
 
 GB = 1e9
 BUDGET_24GB = 22 * GB
@@ -542,22 +545,15 @@ class Bench:
                 peaks.append(self._peak())
                 self._peak_start()
 
-        def place(module):
-            module.to(self.device)
-            return self.device
-
-        def offload(module):
-            module.to("cpu")
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-
         steps = 3
         self._peak_start()
         synchronize(self.device)
         started = time.perf_counter()
         clock.mark()
-        result = generate(parts, image, "a cat walks on the moon", settings=SamplerSettings(steps=steps),
-                          place=place, hooks=Hooks(progress=progress), preview_every=0, speed=speed, offload=offload)
+        request = VideoRequest(image, "a cat walks on the moon", settings=SamplerSettings(steps=steps),
+                               lossy=speed.lossy())
+        result = generate(parts, request, Runtime.on_device(self.device, hooks=Hooks(progress=progress), speed=speed,
+                                                            preview_every=0))
         clock.mark()
         total = time.perf_counter() - started
         intervals = clock.intervals()

@@ -12,6 +12,7 @@ from .recon import cli4d as recon4d_cli
 from .speed import cli as speed_cli
 from .training import cli as training_cli
 from .video import cli as video_cli
+from .video import sat_cli
 
 
 def _tiny_model(args) -> None:
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon_cli.register(commands)
     recon4d_cli.register(commands)
     speed_cli.register(commands)
+    sat_cli.register(commands)
     datasets_cli.register(commands)
     training_cli.register(commands)
     return parser
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:  # user errors: no traceback
+    except (ValueError, OSError, ImportError) as err:  # bad input or a full disk: the reason, no traceback
         print(f"dimx {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

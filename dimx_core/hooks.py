@@ -36,5 +36,10 @@ class Hooks:
         self.progress(step, total, preview)
         self.check()
 
+    def offset(self, done: int, total: int) -> "Hooks":
+        """Hooks for one part of a longer run: its step s is reported as step done + s of `total`."""
+        return Hooks(progress=lambda step, steps, preview: self.progress(done + step, total, preview),
+                     should_stop=self.should_stop)
+
 
 NO_HOOKS = Hooks()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .optional import require
-from .video.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER
+from .cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER, T5_XXL_ENCODER
 
 TINY_TEXT_DIM = 32
 TINY_TRANSFORMER = dict(COGVIDEOX_5B_I2V_TRANSFORMER, num_attention_heads=2, attention_head_dim=16, num_layers=2,
@@ -24,6 +24,11 @@ TINY_TRANSFORMER = dict(COGVIDEOX_5B_I2V_TRANSFORMER, num_attention_heads=2, att
 # CogVideoX 1.5 differences: temporal patches, `ofs` embedding, no learned positions, inverted latent scale.
 TINY_TRANSFORMER_15 = dict(TINY_TRANSFORMER, patch_size_t=2, ofs_embed_dim=32, patch_bias=False,
                            use_learned_positional_embeddings=False)
+# DimensionX's 360-degree orbit model: 145 frames (37 latent frames); 48x32 instead of 480x320 keeps it fast
+TINY_TRANSFORMER_145 = dict(TINY_TRANSFORMER, sample_frames=145, sample_height=4, sample_width=6)
+# version -> (transformer config, whether the VAE inverts its latent scale)
+TINY_VERSIONS = {"1.0": (TINY_TRANSFORMER, False), "1.5": (TINY_TRANSFORMER_15, True),
+                 "1.0-145": (TINY_TRANSFORMER_145, False)}
 TINY_VAE = dict(in_channels=3, out_channels=3, down_block_types=["CogVideoXDownBlock3D"] * 4,
                 up_block_types=["CogVideoXUpBlock3D"] * 4, block_out_channels=[8, 8, 16, 16], latent_channels=16,
                 layers_per_block=1, act_fn="silu", norm_eps=1e-6, norm_num_groups=8, temporal_compression_ratio=4,
@@ -83,10 +88,12 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
     """Write a tiny CogVideoX image-to-video diffusers folder to `out` (created; must be empty or absent).
 
     version "1.0" mirrors CogVideoX-5b-I2V (what DimensionX directors are made for); "1.5" mirrors
-    CogVideoX1.5-5B-I2V, so the 1.5 conditioning paths can be tested too.
+    CogVideoX1.5-5B-I2V, so the 1.5 conditioning paths can be tested too; "1.0-145" is 1.0 in the 145-frame layout
+    of DimensionX's 360-degree orbit model.
     """
-    if version not in ("1.0", "1.5"):
-        raise ValueError(f"version must be '1.0' or '1.5', got {version!r}")
+    if version not in TINY_VERSIONS:
+        raise ValueError(f"version must be one of {', '.join(map(repr, TINY_VERSIONS))}, got {version!r}")
+    transformer_config, inverts_scale = TINY_VERSIONS[version]
     diffusers = require("diffusers")
     transformers = require("transformers")
     out = Path(out)
@@ -96,9 +103,8 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
     vocab = _write_tokenizer(out / "tokenizer", TINY_TRANSFORMER["max_text_seq_length"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        transformer = diffusers.CogVideoXTransformer3DModel(
-            **(TINY_TRANSFORMER if version == "1.0" else TINY_TRANSFORMER_15))
-        vae = diffusers.AutoencoderKLCogVideoX(**dict(TINY_VAE, invert_scale_latents=version == "1.5"))
+        transformer = diffusers.CogVideoXTransformer3DModel(**transformer_config)
+        vae = diffusers.AutoencoderKLCogVideoX(**dict(TINY_VAE, invert_scale_latents=inverts_scale))
         text_encoder = transformers.T5EncoderModel(transformers.T5Config(vocab_size=vocab, **TINY_T5))
     transformer.save_pretrained(out / "transformer", safe_serialization=True)
     vae.save_pretrained(out / "vae", safe_serialization=True)
@@ -109,6 +115,21 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
     (out / "README.md").write_text(
         f"Tiny CogVideoX {version} image-to-video model with random weights, built by `dimx tiny-model` for "
         f"tests and demos (seed {seed}). Same layout and architecture as the 5B model; outputs are noise.\n")
+    return out
+
+
+def build_tiny_t5_file(out: str | Path, seed: int = 0, vocab_size: int = T5_XXL_ENCODER["vocab_size"]) -> Path:
+    """Write a tiny T5 encoder as one .safetensors file (ComfyUI's models/text_encoders layout) with T5-XXL's
+    vocabulary size, so that it pairs with the T5 tokenizer ComfyUI ships, as a real T5-XXL file does."""
+    transformers, safetensors_torch = require("transformers"), require("safetensors.torch", "writing weights")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = transformers.T5EncoderModel(transformers.T5Config(vocab_size=vocab_size, **TINY_T5))
+    tensors = {key: value.contiguous() for key, value in encoder.state_dict().items()
+               if key != "encoder.embed_tokens.weight"}  # tied to shared.weight, as published files store it
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    safetensors_torch.save_file(tensors, str(out), metadata={"format": "pt"})
     return out
 
 

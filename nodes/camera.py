@@ -4,11 +4,12 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..dimx_core.camera import Trajectory, director_choice, patterns, planner, split_motion
+from ..dimx_core.camera.articulated import MAX_CLIPS
 from ..dimx_core.camera.conventions import to_load3d_camera, two_views_from_load3d
 from ..dimx_core.camera.estimate import estimate_relative_motion
 from ..dimx_core.camera.formats import read_camera_file, write_colmap_text, write_transforms_json
 from . import host
-from .types import Trajectory as TrajectorySocket
+from .types import TrajectoryType
 
 CATEGORY = "DimensionX/camera"
 EXPORT_FORMATS = ("transforms.json", "colmap")
@@ -45,9 +46,10 @@ class TrajectoryPlanner(io.ComfyNode):
                         "director LoRA that produces the motion.",
             inputs=[
                 io.Combo.Input("pattern", options=list(patterns.PATTERNS), default="orbit_left", tooltip=PATTERN_HELP),
-                io.Int.Input("frames", default=planner.DEFAULT_FRAMES, min=2, max=1024,
+                io.Int.Input("frames", default=planner.DEFAULT_FRAMES, min=2, max=planner.MAX_FRAMES,
                              tooltip="Frames of the video (49 for CogVideoX; 145 for DimensionX's 360-degree model)."),
-                io.Float.Input("magnitude", default=planner.DEFAULT_ANGLE_DEG, min=0.001, max=3600.0, step=0.5,
+                io.Float.Input("magnitude", default=planner.DEFAULT_ANGLE_DEG, min=0.001, max=planner.MAX_MAGNITUDE,
+                               step=0.5,
                                tooltip="Total motion: degrees for rotations and orbits (typical 20-45), scene units "
                                        "for truck/pedestal/dolly (typical 0.2-1 with radius 2). orbit_360 always "
                                        "turns a full circle and does not use it."),
@@ -55,7 +57,7 @@ class TrajectoryPlanner(io.ComfyNode):
                 io.Combo.Input("easing", options=list(planner.EASINGS), default="linear",
                                tooltip="linear: constant speed. ease: starts and stops gently (same end pose)."),
             ],
-            outputs=[TrajectorySocket.Output(display_name="trajectory"),
+            outputs=[TrajectoryType.Output(display_name="trajectory"),
                      io.String.Output(display_name="director",
                                       tooltip="Name of the S-Director LoRA that produces this motion.")])
 
@@ -78,28 +80,30 @@ class ArticulatedPathPlanner(io.ComfyNode):
             inputs=[
                 io.Combo.Input("pattern", options=list(patterns.PATTERNS), default="orbit_left", tooltip=PATTERN_HELP
                                + ". orbit_360 is split as a full orbit_left loop."),
-                io.Float.Input("total", default=120.0, min=0.001, max=3600.0, step=1.0,
+                io.Float.Input("total", default=120.0, min=0.001, max=planner.MAX_MAGNITUDE, step=1.0,
                                tooltip="Whole motion: degrees for rotations and orbits, scene units for translations "
                                        "(not used by orbit_360)."),
-                io.Float.Input("max_clip", default=30.0, min=0.001, max=3600.0, step=1.0,
+                io.Float.Input("max_clip", default=30.0, min=0.001, max=planner.MAX_MAGNITUDE, step=1.0,
                                tooltip="Largest motion one clip may cover; the path is cut into the fewest equal "
-                                       "clips below it (20-45 degrees keeps a director in its comfort zone)."),
-                io.Int.Input("frames_per_clip", default=planner.DEFAULT_FRAMES, min=2, max=1024,
+                                       "clips below it (20-45 degrees keeps a director in its comfort zone; at "
+                                       f"most {MAX_CLIPS} clips)."),
+                io.Int.Input("frames_per_clip", default=planner.DEFAULT_FRAMES, min=2, max=planner.MAX_FRAMES,
                              tooltip="Frames of each clip, its shared first frame included (49 for CogVideoX)."),
                 *_camera_inputs(),
             ],
-            outputs=[TrajectorySocket.Output(display_name="path", tooltip="The whole path, joints counted once."),
-                     TrajectorySocket.Output(display_name="clips", is_output_list=True,
-                                             tooltip="One trajectory per clip, first pose identity; its start pose in "
-                                                     "the path is in meta['start_c2w_opencv']."),
+            outputs=[TrajectoryType.Output(display_name="path", tooltip="The whole path, joints counted once."),
+                     TrajectoryType.Output(display_name="clips", is_output_list=True,
+                                           tooltip="One trajectory per clip, first pose identity; its start pose in "
+                                                   "the path is in meta['start_c2w_opencv']."),
                      io.String.Output(display_name="director"),
                      io.String.Output(display_name="summary")])
 
     @classmethod
     def execute(cls, pattern, total, max_clip, frames_per_clip, radius, elevation, fov_deg, width,
                 height) -> io.NodeOutput:
-        path = split_motion(pattern, total, max_clip, frames_per_clip, radius=radius, elevation=elevation,
-                            fov_deg=fov_deg, width=width, height=height)
+        with host.comfy_interrupts():
+            path = split_motion(pattern, total, max_clip, frames_per_clip, hooks=host.hooks(1), radius=radius,
+                                elevation=elevation, fov_deg=fov_deg, width=width, height=height)
         first, whole = path.clips[0], path.combined()
         summary = (f"{len(path.clips)} clips of {first.meta['magnitude']:g} {first.meta['unit']} ({first.pattern}, "
                    f"{len(first)} frames each, {len(whole)} distinct frames in all)")
@@ -120,22 +124,23 @@ class DirectorChooser(io.ComfyNode):
                                tooltip="First view, where the generation starts (the first image of a batch)."),
                 io.Image.Input("image_b", optional=True,
                                tooltip="Second view, where the camera should arrive (the first image of a batch)."),
-                TrajectorySocket.Input("views", optional=True,
-                                       tooltip="Instead of images: a trajectory whose first and last cameras are the "
-                                               "two views."),
+                TrajectoryType.Input("views", optional=True,
+                                     tooltip="Instead of images: a trajectory whose first and last cameras are the "
+                                             "two views."),
                 io.String.Input("relative_pose", default="", multiline=True,
                                 tooltip="Instead of images: view B's camera-to-world pose in view A's camera frame "
                                         "(OpenCV axes: x right, y down, z forward), 16 or 12 numbers."),
                 io.Float.Input("fov_deg", default=planner.DEFAULT_FOV_DEG, min=1.0, max=179.0, step=1.0,
                                tooltip="Horizontal field of view of the two images in degrees."),
                 io.String.Input("candidates", default="all",
-                                tooltip="Directors to choose from: 'all', 'released' (orbit_left and orbit_up, the "
-                                        "published LoRAs) or a comma list such as 'orbit_left, orbit_up, pan_left'."),
+                                tooltip="Directors to choose from: 'all' or 'released' (the same since 2025-08: the "
+                                        "12 basic moves and 4 orbits are all published) or a comma list of the "
+                                        "ones you have, such as 'orbit_left, orbit_up, pan_left'."),
             ],
             outputs=[io.String.Output(display_name="director"),
                      io.String.Output(display_name="scores", tooltip="Every candidate's score and errors, best first."),
-                     TrajectorySocket.Output(display_name="views",
-                                             tooltip="The two views as a trajectory (translation of unit length).")],
+                     TrajectoryType.Output(display_name="views",
+                                           tooltip="The two views as a trajectory (translation of unit length).")],
             is_output_node=True)
 
     @classmethod
@@ -176,7 +181,7 @@ class TrajectoryExport(io.ComfyNode):
             description="Writes a camera path for other tools into a new folder under ComfyUI's output directory: "
                         "nerfstudio transforms.json (gsplat, nerfstudio, Postshot) or COLMAP text (sparse/0/"
                         "cameras.txt, images.txt, empty points3D.txt). Frames go to images/frame_00000.png...",
-            inputs=[TrajectorySocket.Input("trajectory", tooltip="The camera path to write."),
+            inputs=[TrajectoryType.Input("trajectory", tooltip="The camera path to write."),
                     io.Combo.Input("format", options=list(EXPORT_FORMATS), default="transforms.json",
                                    tooltip="transforms.json: nerfstudio/gsplat/Postshot. colmap: COLMAP text model "
                                            "in sparse/0/."),
@@ -214,60 +219,59 @@ class TrajectoryLoad(io.ComfyNode):
             inputs=[io.Combo.Input("file", options=host.input_camera_files(),
                                    tooltip="A *transforms*.json file or a folder with COLMAP cameras.txt and "
                                            "images.txt, inside ComfyUI's input folder (refresh after adding one).")],
-            outputs=[TrajectorySocket.Output(display_name="trajectory"),
+            outputs=[TrajectoryType.Output(display_name="trajectory"),
                      io.String.Output(display_name="info")])
 
     @classmethod
     def execute(cls, file) -> io.NodeOutput:
-        trajectory, names = read_camera_file(host.input_path(file))
+        trajectory, names = read_camera_file(host.listed_file(file, host.input_camera_files(), "file"))
         info = (f"{len(trajectory)} cameras, {trajectory.width}x{trajectory.height}, pattern {trajectory.pattern}, "
                 f"first image {names[0]}")
         return io.NodeOutput(trajectory, info, ui=ui.PreviewText(info))
 
 
-CAMERA_NODES: list[type[io.ComfyNode]] = [TrajectoryPlanner, ArticulatedPathPlanner, DirectorChooser, TrajectoryExport,
-                                          TrajectoryLoad]
+class TrajectoryToLoad3DCamera(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXTrajectoryToLoad3DCamera", display_name="Trajectory to Load3D Camera (DimensionX)",
+            category=CATEGORY,
+            description="One frame of a camera path as ComfyUI's LOAD3D_CAMERA, so the core Preview 3D node "
+                        "can show a model or scene from that camera (three.js axes: y up, looking down -z).",
+            inputs=[TrajectoryType.Input("trajectory", tooltip="The camera path."),
+                    io.Int.Input("frame", default=0, min=0, max=100000,
+                                 tooltip="Which frame's camera (0 = the input image's camera).")],
+            outputs=[io.Load3DCamera.Output(display_name="camera_info")])
 
-if host.host_features()["load3d_camera"]:
-    class TrajectoryToLoad3DCamera(io.ComfyNode):
-        @classmethod
-        def define_schema(cls):
-            return io.Schema(
-                node_id="DimensionXTrajectoryToLoad3DCamera", display_name="Trajectory to Load3D Camera (DimensionX)",
-                category=CATEGORY,
-                description="One frame of a camera path as ComfyUI's LOAD3D_CAMERA, so the core Preview 3D node "
-                            "can show a model or scene from that camera (three.js axes: y up, looking down -z).",
-                inputs=[TrajectorySocket.Input("trajectory", tooltip="The camera path."),
-                        io.Int.Input("frame", default=0, min=0, max=100000,
-                                     tooltip="Which frame's camera (0 = the input image's camera).")],
-                outputs=[io.Load3DCamera.Output(display_name="camera_info")])
+    @classmethod
+    def execute(cls, trajectory: Trajectory, frame) -> io.NodeOutput:
+        return io.NodeOutput(to_load3d_camera(trajectory, frame))
 
-        @classmethod
-        def execute(cls, trajectory: Trajectory, frame) -> io.NodeOutput:
-            return io.NodeOutput(to_load3d_camera(trajectory, frame))
 
-    class Load3DCamerasToViews(io.ComfyNode):
-        @classmethod
-        def define_schema(cls):
-            return io.Schema(
-                node_id="DimensionXLoad3DCamerasToViews", display_name="Load3D Cameras to Views (DimensionX)",
-                category=CATEGORY,
-                description="Two cameras framed in ComfyUI's Load 3D viewer as a two-view trajectory (B relative to "
-                            "A, A at the origin), e.g. to ask the Director Chooser which S-Director moves from "
-                            "one framing to the other.",
-                inputs=[io.Load3DCamera.Input("camera_a", tooltip="The starting view (a Load 3D camera_info)."),
-                        io.Load3DCamera.Input("camera_b", tooltip="The view to reach."),
-                        io.Int.Input("width", default=planner.DEFAULT_SIZE[0], min=16, max=8192, step=8,
-                                     tooltip="Image width the cameras are made for."),
-                        io.Int.Input("height", default=planner.DEFAULT_SIZE[1], min=16, max=8192, step=8,
-                                     tooltip="Image height the cameras are made for."),
-                        io.Float.Input("fallback_fov_deg", default=50.0, min=1.0, max=179.0,
-                                       tooltip="Vertical field of view used when the camera does not carry one "
-                                               "(older ComfyUI); three.js's default is 50.")],
-                outputs=[TrajectorySocket.Output(display_name="views")])
+class Load3DCamerasToViews(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXLoad3DCamerasToViews", display_name="Load3D Cameras to Views (DimensionX)",
+            category=CATEGORY,
+            description="Two cameras framed in ComfyUI's Load 3D viewer as a two-view trajectory (B relative to "
+                        "A, A at the origin), e.g. to ask the Director Chooser which S-Director moves from "
+                        "one framing to the other.",
+            inputs=[io.Load3DCamera.Input("camera_a", tooltip="The starting view (a Load 3D camera_info)."),
+                    io.Load3DCamera.Input("camera_b", tooltip="The view to reach."),
+                    io.Int.Input("width", default=planner.DEFAULT_SIZE[0], min=16, max=8192, step=8,
+                                 tooltip="Image width the cameras are made for."),
+                    io.Int.Input("height", default=planner.DEFAULT_SIZE[1], min=16, max=8192, step=8,
+                                 tooltip="Image height the cameras are made for."),
+                    io.Float.Input("fallback_fov_deg", default=50.0, min=1.0, max=179.0,
+                                   tooltip="Vertical field of view used when the camera does not carry one "
+                                           "(older ComfyUI); three.js's default is 50.")],
+            outputs=[TrajectoryType.Output(display_name="views")])
 
-        @classmethod
-        def execute(cls, camera_a, camera_b, width, height, fallback_fov_deg) -> io.NodeOutput:
-            return io.NodeOutput(two_views_from_load3d(camera_a, camera_b, width, height, fallback_fov_deg))
+    @classmethod
+    def execute(cls, camera_a, camera_b, width, height, fallback_fov_deg) -> io.NodeOutput:
+        return io.NodeOutput(two_views_from_load3d(camera_a, camera_b, width, height, fallback_fov_deg))
 
-    CAMERA_NODES += [TrajectoryToLoad3DCamera, Load3DCamerasToViews]
+
+NODES: list[type[io.ComfyNode]] = [TrajectoryPlanner, ArticulatedPathPlanner, DirectorChooser, TrajectoryExport,
+                                   TrajectoryLoad, TrajectoryToLoad3DCamera, Load3DCamerasToViews]

@@ -1,8 +1,6 @@
 """Dimension-variant dataset nodes: spatial clips rendered from Gaussian scenes, temporal clips curated from videos."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from comfy_api.latest import io
 
 from ..dimx_core.camera import patterns
@@ -13,22 +11,22 @@ from ..dimx_core.datasets.settings import (SPATIAL_TEMPLATE, OccupancySettings, 
                                            TemporalSettings)
 from ..dimx_core.datasets.spatial import Scene, build_spatial_dataset
 from ..dimx_core.datasets.temporal import curate_temporal_dataset, find_videos
-from ..dimx_core.recon.files import load_scene
+from ..dimx_core.recon.files import SCENE_EXTENSIONS, load_scene
 from ..dimx_core.recon.raster import select_rasterizer
 from ..dimx_core.training.conditions import geometry_of
 from . import host
-from .types import Dataset, Gaussians, VideoModel
+from .types import DatasetType, GaussiansType, VideoModelType
 
 CATEGORY = "DimensionX/training"
 SPATIAL, OCCUPANCY = SpatialSettings(patterns=("orbit_left",)), OccupancySettings()
 TEMPORAL, STILL = TemporalSettings(), StillCameraTest()
-_OUTPUTS = [Dataset.Output(display_name="dataset", tooltip="The dataset folder, for Train Director LoRA."),
+_OUTPUTS = [DatasetType.Output(display_name="dataset", tooltip="The dataset folder, for Train Director LoRA."),
             io.Image.Output(display_name="preview", tooltip="First, middle and last frame of each clip (up to 16)."),
             io.String.Output(display_name="report", tooltip="Every candidate clip, accepted or rejected, and why.")]
 
 
 def _model_input():
-    return VideoModel.Input("model", tooltip="The model the dataset is for (Load Video Model): clips get its size "
+    return VideoModelType.Input("model", tooltip="The model the dataset is for (Load Video Model): clips get its size "
                                              "and frame count (720x480, 49 frames for CogVideoX-5b-I2V).")
 
 
@@ -60,8 +58,9 @@ class BuildSpatialDataset(io.ComfyNode):
                         "videos.txt, as CogVideoX fine-tuning scripts read) with each clip's poses and the report.",
             inputs=[
                 _model_input(),
-                Gaussians.Input("gaussians", tooltip="A scene with the cameras it was fitted from (Load Gaussians of "
-                                                     "a PLY with its <name>.transforms.json, or Gaussian Reconstruct)."),
+                GaussiansType.Input("gaussians",
+                                    tooltip="A scene with the cameras it was fitted from (Load Gaussians of a PLY "
+                                            "with its <name>.transforms.json, or Gaussian Reconstruct)."),
                 io.String.Input("patterns", default="orbit_left",
                                 tooltip="Camera motions, comma-separated (one director usually learns one): "
                                         + ", ".join(patterns.PATTERNS)),
@@ -93,8 +92,8 @@ class BuildSpatialDataset(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the start poses."),
                 _prefix_input("DimensionX/datasets/spatial"),
                 io.String.Input("extra_scenes", multiline=True, default="", optional=True,
-                                tooltip="More scenes, one file per line as Load Gaussians lists them (.ply/.splat "
-                                        "with cameras beside them, from input/ or '[output]')."),
+                                tooltip="More scenes, one file per line as Load Gaussians lists them (.ply, .spz or "
+                                        ".splat with cameras beside them, from input/ or '[output]')."),
             ],
             outputs=_OUTPUTS,
             is_output_node=True,
@@ -110,12 +109,10 @@ class BuildSpatialDataset(io.ComfyNode):
                                    distance_fraction=distance_fraction, easing=easing, attempts=attempts, seed=seed,
                                    templates=captions, occupancy=occupancy)
         scenes = [Scene(scene_name.strip() or "scene", gaussians)]
-        known = host.input_or_output_files((".ply", ".splat"))
+        known = host.input_or_output_files(SCENE_EXTENSIONS)
         for line in filter(None, (line.strip() for line in (extra_scenes or "").splitlines())):
-            if line not in known:
-                raise ValueError(f"extra_scenes: '{line}' is not a .ply or .splat in ComfyUI's input or output folder")
-            path = host.annotated_path(line)
-            scenes.append(Scene(Path(path).stem, load_scene(path)))
+            path = host.listed_file(line, known, "extra_scenes")
+            scenes.append(Scene(path.stem, load_scene(path)))
         rasterizer = select_rasterizer(host.compute_device())
         geometry = geometry_of(model.parts)
         total = len(settings.patterns) * clips_per_pattern
@@ -165,14 +162,12 @@ class CurateTemporalDataset(io.ComfyNode):
     @classmethod
     def execute(cls, model, videos, still_px, min_static_share, max_background_flow, min_texture_share,
                 frame_stride, max_clips_per_video, caption, filename_prefix) -> io.NodeOutput:
-        if videos not in host.input_folders_with(VIDEO_SUFFIXES):
-            raise ValueError(f"videos: '{videos}' is not a folder of videos in ComfyUI's input folder; put the videos "
-                             "into a folder under ComfyUI/input and refresh the page")
+        folder = host.listed_folder(videos, host.input_folders_with(VIDEO_SUFFIXES), "videos")
         test = StillCameraTest(still_px=still_px, min_static_share=min_static_share,
                                max_background_flow=max_background_flow, min_texture_share=min_texture_share)
         settings = TemporalSettings(test=test, frame_stride=frame_stride, max_clips_per_video=max_clips_per_video,
                                     template=caption)
-        files = find_videos(host.input_path(videos))
+        files = find_videos(folder)
         geometry = geometry_of(model.parts)
         return _build(filename_prefix, len(files), lambda folder, hooks: curate_temporal_dataset(
             folder, files, geometry, settings, hooks=hooks))

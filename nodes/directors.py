@@ -5,7 +5,7 @@ from comfy_api.latest import io
 from ..dimx_core.directors.adapters import ROLES, Director
 from ..dimx_core.directors.formats import read_lora
 from . import host
-from .types import Directors
+from .types import DirectorsType
 
 
 def _default_name(filename: str) -> str:
@@ -26,8 +26,8 @@ class LoadDirectorLoRA(io.ComfyNode):
                         "(diffusers/PEFT, kohya, ComfyUI native, SAT); strength 1.0 means 'as trained'.",
             inputs=[
                 io.Combo.Input("lora_name", options=host.list_files("loras"),
-                               tooltip="A director LoRA for CogVideoX-5b-I2V, e.g. the released orbit_left / "
-                                       "orbit_right / orbit_up / orbit_down S-Director files."),
+                               tooltip="A director LoRA for CogVideoX-5b-I2V from models/loras, e.g. one of the "
+                                       "released 12 basic camera S-Directors, 4 orbits or the T-Director."),
                 io.Combo.Input("role", options=list(ROLES), default="S",
                                tooltip="S: spatial director (moves the camera through a frozen scene). "
                                        "T: temporal director (animates the scene under a still camera)."),
@@ -37,11 +37,11 @@ class LoadDirectorLoRA(io.ComfyNode):
                 io.Float.Input("strength", default=1.0, min=-4.0, max=4.0, step=0.05,
                                tooltip="1.0 applies the LoRA as it was trained (W + B·A/rank for DimensionX "
                                        "files, which carry no alpha). Lower it if the motion is too strong."),
-                Directors.Input("directors", optional=True,
-                                tooltip="Directors loaded before this one; the output holds all of them."),
+                DirectorsType.Input("directors", optional=True,
+                                    tooltip="Directors loaded before this one; the output holds all of them."),
             ],
-            outputs=[Directors.Output(display_name="directors",
-                                      tooltip="Every director of the chain, resident together.")],
+            outputs=[DirectorsType.Output(display_name="directors",
+                                          tooltip="Every director of the chain, resident together.")],
         )
 
     @classmethod

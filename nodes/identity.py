@@ -4,14 +4,14 @@ from comfy_api.latest import io, ui
 
 from ..dimx_core.directors import schedule as schedules
 from ..dimx_core.identity.latents import build_guide, encode_video
-from ..dimx_core.identity.multiview import VideoCache, evenly_spaced_views, generate_multiview, per_camera
+from ..dimx_core.identity.multiview import (VideoCache, evenly_spaced_views, generate_multiview, per_camera,
+                                            per_frame_requests)
 from ..dimx_core.identity.reference import select_reference_frame
 from ..dimx_core.identity.refine import refine_videos
 from ..dimx_core.speed.options import SpeedOptions
-from ..dimx_core.video.sampling import SamplerSettings
-from . import host
-from .types import Directors, IdentityGuide, VideoModel
-from .video import _prompts, _sampling_inputs, _speed_input
+from ..dimx_core.video.request import SamplerSettings, VideoRequest
+from . import host, sampling_inputs
+from .types import DirectorsType, IdentityGuideType, VideoModelType
 
 CATEGORY = "DimensionX/4D"
 
@@ -42,7 +42,8 @@ class SelectReferenceFrame(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, flow_threshold, mask=None) -> io.NodeOutput:
-        choice = select_reference_frame(frames, mask, flow_threshold)
+        with host.comfy_interrupts():
+            choice = select_reference_frame(frames, mask, flow_threshold, hooks=host.hooks(len(frames) - 1))
         chosen_mask = torch.from_numpy(choice.masks[choice.index].astype("float32"))[None]
         text = choice.describe()
         return io.NodeOutput(choice.index, frames[choice.index:choice.index + 1], chosen_mask, text,
@@ -60,7 +61,7 @@ class ReferenceLatentShare(io.ComfyNode):
                         "during its first steps, is blended toward z_ref,t (z_t <- lambda z_t + (1-lambda) z_ref,t). "
                         "The noise comes from the scheduler itself, exact for CogVideoX's v-prediction.",
             inputs=[
-                VideoModel.Input("model", tooltip="The video model (its VAE encodes v_ref)."),
+                VideoModelType.Input("model", tooltip="The video model (its VAE encodes v_ref)."),
                 io.Image.Input("reference_video", tooltip="v_ref: the S-Director video of the reference frame, at "
                                                           "the model's size and frame count."),
                 io.Float.Input("start_strength", default=0.9, min=0.0, max=1.0, step=0.01,
@@ -78,7 +79,7 @@ class ReferenceLatentShare(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=2**63 - 1,
                              tooltip="Seed of the shared noise eps (the same for every per-frame video)."),
             ],
-            outputs=[IdentityGuide.Output(display_name="guide", tooltip="For Multi-View Generate.")],
+            outputs=[IdentityGuideType.Output(display_name="guide", tooltip="For Multi-View Generate.")],
         )
 
     @classmethod
@@ -99,17 +100,17 @@ class MultiViewGenerate(io.ComfyNode):
                         "(same camera path, same seed, same identity guide), then regroups the N x K frames into "
                         "K per-camera videos of N frames. Finished videos are kept on disk: a cancelled or failed "
                         "run resumes where it stopped.",
-            inputs=_sampling_inputs(first_frame=False) + [
+            inputs=sampling_inputs.inputs(first_frame=False) + [
                 io.Image.Input("temporal_frames", tooltip="The T-Director video (N frames); each starts one video. "
                                                           "Pick a subset with core batch nodes for a quicker run."),
-                Directors.Input("directors", tooltip="The S-Director (camera path) chain."),
-                IdentityGuide.Input("guide", optional=True,
-                                    tooltip="From Reference Latent Share; without it the videos drift apart."),
+                DirectorsType.Input("directors", tooltip="The S-Director (camera path) chain."),
+                IdentityGuideType.Input("guide", optional=True,
+                                        tooltip="From Reference Latent Share; without it the videos drift apart."),
                 io.Int.Input("views", default=0, min=0, max=1024,
                              tooltip="Cameras kept from each video, evenly spaced (0: every frame, K = 49)."),
                 io.Boolean.Input("resume", default=True,
                                  tooltip="Reuse videos already generated for exactly these inputs."),
-                _speed_input(),
+                sampling_inputs.speed_input(),
             ],
             outputs=[io.Image.Output(display_name="multiview", tooltip="K per-camera videos of N frames, camera "
                                                                        "after camera."),
@@ -119,27 +120,23 @@ class MultiViewGenerate(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                temporal_frames, directors, views, resume, positive=None, negative=None, guide=None,
-                speed=None) -> io.NodeOutput:
-        parts = model.parts
-        prompt_in, negative_in = _prompts(parts, prompt, negative_prompt, positive, negative)
-        settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
-                                   seed=seed)
+    def execute(cls, temporal_frames, directors, views, resume, guide=None, **sampling) -> io.NodeOutput:
+        run = sampling_inputs.unpack(sampling)
+        model, steps = run.model, run.settings.steps
         names = [d.name for d in directors]
-        kept = evenly_spaced_views(views, parts.spec.frames)
+        kept = evenly_spaced_views(views, model.parts.spec.frames)
         total = len(temporal_frames)
 
         def announce(index, count, cached):
             host.progress_text(f"frame {index + 1} of {count}" + (" (from the cache)" if cached else ""))
 
+        shared = run.request(directors, schedules.constant(names, steps), start=guide.start if guide else None,
+                             blend=guide.blend if guide else None)
         with host.comfy_interrupts():
-            grid = generate_multiview(parts, temporal_frames, prompt_in, negative_in, settings, list(directors),
-                                      schedules.constant(names, steps), guide=guide, place=model.place,
-                                      hooks=host.hooks(total * steps),
+            grid = generate_multiview(model.parts, per_frame_requests(temporal_frames, shared),
+                                      run.runtime(total * steps),
                                       cache=VideoCache(host.cache_folder("multiview")) if resume else None,
-                                      views=kept, on_video=announce, speed=speed or SpeedOptions(),
-                                      offload=model.offload)
+                                      views=kept, on_video=announce)
         videos = per_camera(grid)
         cameras, times = videos.shape[:2]
         info = (f"{total} per-frame videos -> {cameras} cameras x {times} frames"
@@ -159,7 +156,7 @@ class AppearanceRefine(io.ComfyNode):
                         "middle timestep). Smooths the jitter and misalignment between per-frame videos; also "
                         "useful alone to steady a flickering video.",
             inputs=[
-                VideoModel.Input("model", tooltip="The video model."),
+                VideoModelType.Input("model", tooltip="The video model."),
                 io.Image.Input("frames", tooltip="One or more videos, one after another (e.g. Multi-View "
                                                  "Generate's output), at the model's size."),
                 io.Int.Input("videos", default=1, min=1, max=4096,
@@ -177,9 +174,9 @@ class AppearanceRefine(io.ComfyNode):
                 io.Float.Input("guidance", default=6.0, min=0.0, max=30.0, step=0.1, tooltip="Guidance scale."),
                 io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
                              tooltip="Seed of the added noise."),
-                Directors.Input("directors", optional=True,
-                                tooltip="The T-Director (all connected directors are active)."),
-                _speed_input(),
+                DirectorsType.Input("directors", optional=True,
+                                    tooltip="The T-Director (all connected directors are active)."),
+                sampling_inputs.speed_input(),
             ],
             outputs=[io.Image.Output(display_name="frames", tooltip="The refined videos, in the same order.")],
         )
@@ -189,15 +186,15 @@ class AppearanceRefine(io.ComfyNode):
                 directors=None, speed=None) -> io.NodeOutput:
         if len(frames) % videos:
             raise ValueError(f"{len(frames)} frames do not split into {videos} videos of equal length")
-        chain = tuple(directors or ())
+        chain, speed = tuple(directors or ()), speed or SpeedOptions()
         settings = SamplerSettings(steps=steps, guidance=guidance, seed=seed)
+        shared = VideoRequest(None, prompt, negative_prompt, settings, sampling_inputs.attached(model, chain),
+                              schedules.constant([d.name for d in chain], steps), lossy=speed.lossy())
         batch = frames.reshape(videos, len(frames) // videos, *frames.shape[1:])
         passes = 2 if repeat else 1
         with host.comfy_interrupts():
-            refined = refine_videos(model.parts, batch, prompt, negative_prompt, settings, list(chain),
-                                    schedules.constant([d.name for d in chain], steps), strength, repeat,
-                                    place=model.place, hooks=host.hooks(videos * passes * steps),
-                                    speed=speed or SpeedOptions(), offload=model.offload)
+            refined = refine_videos(model.parts, batch, shared, strength, repeat,
+                                    sampling_inputs.runtime(model, speed, videos * passes * steps))
         return io.NodeOutput(refined.reshape(frames.shape).to(host.intermediate_device()))
 
 

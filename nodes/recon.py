@@ -17,19 +17,22 @@ import torch
 from comfy_api.latest import io
 
 from ..dimx_core.camera.formats import write_transforms_json
-from ..dimx_core.recon.files import cameras_path, load_scene, save_scene, write_ply
+from ..dimx_core.recon.files import SCENE_EXTENSIONS as SCENE_FILE_EXTENSIONS
+from ..dimx_core.recon.files import SCENE_FORMATS, cameras_path, load_scene, save_scene, write_ply
+from ..dimx_core.recon.loss import LPIPS_FILE
 from ..dimx_core.recon.files4d import MANIFEST_NAME, MANIFEST_SUFFIX, is_manifest, load_scene_4d, save_scene_4d
 from ..dimx_core.recon.poses import POSE_MODES
 from ..dimx_core.recon.raster import select_rasterizer
 from ..dimx_core.recon.render import render_views, turntable
 from ..dimx_core.recon.train import PRESETS, ReconstructOptions, reconstruct
 from . import host
-from .types import Gaussians, Trajectory
+from .types import GaussiansType, TrajectoryType
 
 CATEGORY = "DimensionX/3D"
-SCENE_EXTENSIONS = (".ply", ".splat", MANIFEST_SUFFIX)
+SCENE_EXTENSIONS = (*SCENE_FILE_EXTENSIONS, MANIFEST_SUFFIX)
 PREVIEW_CAMERAS = "preview.transforms.json"  # the fly-through poses, beside a previewed 4D scene
 TRAINING_MEMORY = 6 << 30  # bytes asked of ComfyUI's memory manager before a GPU fit
+LPIPS_FOLDER = "lpips"     # under models/dimensionx/: where the user places torchvision's VGG16 file for LPIPS
 
 
 def _file_entry(path: str, subfolder: str, kind: str) -> dict:
@@ -42,17 +45,41 @@ def _scene_ui(scene_file: str, subfolder: str, kind: str, cameras_file: str | No
                             "kind": dimensions}]}
 
 
-def _save_4d(gaussians, filename_prefix: str, *, temp: bool, splat: bool = False, poses=None) -> tuple[str, dict]:
+def _save_4d(gaussians, filename_prefix: str, *, temp: bool, scene_format: str = "ply",
+             poses=None) -> tuple[str, dict]:
     """A 4D scene folder under output/ (or temp/) and the viewer's ui entry; `poses` (a fly-through) become the
     shown cameras instead of the fitted ones."""
     kind = "temp" if temp else "output"
     times = len(gaussians.deformation.times)
     with host.comfy_interrupts(), host.result_folder(filename_prefix, temp=temp) as (partial, final, subfolder):
-        manifest = save_scene_4d(partial, gaussians, subfolder=subfolder, kind=kind, splat=splat,
+        manifest = save_scene_4d(partial, gaussians, subfolder=subfolder, kind=kind, scene_format=scene_format,
                                  hooks=host.hooks(times))
         cameras = (write_transforms_json(partial / PREVIEW_CAMERAS, poses).name if poses is not None
                    else (json.loads(manifest.read_text())["cameras"] or {}).get("filename"))
     return str(final / MANIFEST_NAME), _scene_ui(MANIFEST_NAME, subfolder, kind, cameras, "4d")
+
+
+def _viewer_ply(gaussians, poses) -> dict:
+    """The viewer's ui entry from a PLY of the scene in the temp folder (the viewer reads PLY), with `poses` as
+    its cameras."""
+    ply, subfolder, _ = host.result_path("DimensionX/preview", "ply", temp=True)
+    write_ply(ply, gaussians)
+    cameras = None if poses is None else str(write_transforms_json(cameras_path(ply), poses))
+    return _scene_ui(ply, subfolder, "temp", cameras)
+
+
+def lpips_input() -> io.Float.Input:
+    return io.Float.Input("lpips_weight", default=0.0, min=0.0, max=10.0, step=0.01,
+                          tooltip=f"Weight of the LPIPS term of the paper's loss (0: off). Needs torchvision's VGG16 "
+                                  f"ImageNet weights, {LPIPS_FILE}, placed in ComfyUI/models/dimensionx/{LPIPS_FOLDER}/ "
+                                  "(never downloaded); slower per step.")
+
+
+def lpips_weights_path() -> str:
+    """Where the VGG16 file for LPIPS is: the first models/dimensionx folder that has it, else where it should be
+    (the fit's error then names that path)."""
+    candidates = [os.path.join(root, LPIPS_FOLDER, LPIPS_FILE) for root in host.model_folder_paths()]
+    return next((path for path in candidates if os.path.isfile(path)), candidates[0])
 
 
 def initial_points_input() -> io.Int.Input:
@@ -75,8 +102,8 @@ class GaussianReconstruct(io.ComfyNode):
                         "on CUDA, an exact PyTorch rasterizer elsewhere.",
             inputs=[
                 io.Image.Input("frames", tooltip="The generated video frames, in order (one per trajectory pose)."),
-                Trajectory.Input("trajectory", tooltip="The camera trajectory the video was generated along "
-                                                      "(same number of poses as frames)."),
+                TrajectoryType.Input("trajectory", tooltip="The camera trajectory the video was generated along "
+                                                           "(same number of poses as frames)."),
                 io.Combo.Input("preset", options=list(PRESETS), default="standard",
                                tooltip="fast: 3k steps; standard: 7k steps; high: 30k steps with longer "
                                        "densification. On a GPU with gsplat, standard takes well under a minute."),
@@ -89,21 +116,24 @@ class GaussianReconstruct(io.ComfyNode):
                 io.Int.Input("steps", default=0, min=0, max=100_000,
                              tooltip="Optimisation steps; 0 uses the preset's count. Schedules scale with it."),
                 initial_points_input(),
+                lpips_input(),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Optional: white pixels are fitted, black ones ignored (one mask for all "
                                       "frames, or one per frame)."),
             ],
-            outputs=[Gaussians.Output(display_name="gaussians"),
+            outputs=[GaussiansType.Output(display_name="gaussians"),
                      io.String.Output(display_name="report",
                                       tooltip="Pose source, measured disagreement with the trajectory, steps, "
                                               "final loss, Gaussian count and rasterizer.")],
         )
 
     @classmethod
-    def execute(cls, frames, trajectory, preset, poses, seed, steps, initial_points=0, mask=None) -> io.NodeOutput:
+    def execute(cls, frames, trajectory, preset, poses, seed, steps, initial_points=0, lpips_weight=0.0,
+                mask=None) -> io.NodeOutput:
         device = host.compute_device()
         options = ReconstructOptions(preset=preset, poses=poses, seed=seed, steps=steps or None,
-                                     initial_points=initial_points or None, device=str(device))
+                                     initial_points=initial_points or None, device=str(device),
+                                     lpips_weight=lpips_weight, lpips_weights=lpips_weights_path())
         with host.fitting(steps or PRESETS[preset].steps, TRAINING_MEMORY) as hooks:
             result = reconstruct(frames, trajectory, options, mask=mask, hooks=hooks)
         return io.NodeOutput(result.gaussians, result.report.as_text())
@@ -116,33 +146,39 @@ class SaveGaussians(io.ComfyNode):
             node_id="DimensionXSaveGaussians",
             display_name="Save Gaussians (DimensionX)",
             category=CATEGORY,
-            description="Writes the scene as a standard 3DGS PLY (SuperSplat, Spark and gsplat read it), "
-                        "optionally a .splat, and the fitted cameras as transforms.json beside it, under "
-                        "ComfyUI's output folder. A 4D scene becomes a folder: one PLY per fitted time, the "
-                        "canonical PLY, the deformation field (safetensors + JSON) and a manifest that Load "
-                        "Gaussians reads back. Shows the scene in the DimensionX splat viewer.",
+            description="Writes the scene as a standard 3DGS PLY, a compact Niantic .spz or a .splat (SuperSplat, "
+                        "Spark and ComfyUI's own splat nodes read them), with the fitted cameras as transforms.json "
+                        "beside it, under ComfyUI's output folder. A 4D scene becomes a folder: one scene file per "
+                        "fitted time, the canonical scene, the deformation field (safetensors + JSON) and a manifest "
+                        "that Load Gaussians reads back. Shows the scene in the DimensionX splat viewer.",
             inputs=[
-                Gaussians.Input("gaussians", tooltip="The scene to save."),
+                GaussiansType.Input("gaussians", tooltip="The scene to save."),
                 io.String.Input("filename_prefix", default="DimensionX/scene",
                                 tooltip="Name (and subfolder) under ComfyUI's output folder; a counter is added "
                                         "(a 4D scene's folder is numbered the same way)."),
-                io.Boolean.Input("splat", default=False,
-                                 tooltip="Also write a .splat (no view-dependent colour, 32 bytes per Gaussian; for "
-                                         "a 4D scene, of the canonical scene)."),
+                io.Combo.Input("format", options=list(SCENE_FORMATS), default="ply",
+                               tooltip="; ".join(f"{kind.name}: {kind.description}" for kind in SCENE_FORMATS.values())
+                               + ". A 4D scene writes every time and the canonical scene in this format."),
             ],
             outputs=[io.String.Output(display_name="ply_path",
-                                      tooltip="Full path of the written PLY (of a 4D scene: its manifest, "
+                                      tooltip="Full path of the written scene file (of a 4D scene: its manifest, "
                                               "scene.dimx4d.json).")],
             is_output_node=True,
         )
 
     @classmethod
-    def execute(cls, gaussians, filename_prefix, splat) -> io.NodeOutput:
+    def execute(cls, gaussians, filename_prefix, format="ply") -> io.NodeOutput:  # noqa: A002 - the input's name
+        if format not in SCENE_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(SCENE_FORMATS)}, got {format!r}")
         if gaussians.deformation is not None:
-            manifest, ui = _save_4d(gaussians, filename_prefix, temp=False, splat=splat)
+            manifest, ui = _save_4d(gaussians, filename_prefix, temp=False, scene_format=format)
+            if format != "ply":  # the viewer plays PLY frames: it gets a copy in the temp folder
+                _, ui = _save_4d(gaussians, "DimensionX/preview4d", temp=True)
             return io.NodeOutput(manifest, ui=ui)
-        path, subfolder, _ = host.result_path(filename_prefix, "ply")
-        save_scene(path, gaussians, splat=splat)
+        path, subfolder, _ = host.result_path(filename_prefix, SCENE_FORMATS[format].extension.lstrip("."))
+        save_scene(path, gaussians)
+        if format != "ply":
+            return io.NodeOutput(path, ui=_viewer_ply(gaussians, gaussians.cameras))
         cameras = str(cameras_path(path)) if gaussians.cameras is not None else None
         return io.NodeOutput(path, ui=_scene_ui(path, subfolder, "output", cameras))
 
@@ -154,23 +190,20 @@ class LoadGaussians(io.ComfyNode):
             node_id="DimensionXLoadGaussians",
             display_name="Load Gaussians (DimensionX)",
             category=CATEGORY,
-            description="Reads a Gaussian-splat scene (.ply in the 3DGS layout, or .splat) from ComfyUI's input "
+            description="Reads a Gaussian-splat scene (.ply in the 3DGS layout, .spz or .splat) from ComfyUI's input "
                         "folder or from earlier results in the output folder, with its cameras when a "
                         "<name>.transforms.json lies beside it; or a 4D scene (deformable Gaussians) from the "
                         "scene.dimx4d.json manifest Save Gaussians wrote into its folder.",
             inputs=[io.Combo.Input("scene", options=host.input_or_output_files(SCENE_EXTENSIONS),
-                                   tooltip="A .ply or .splat in ComfyUI/input, or one marked [output] that a "
+                                   tooltip="A .ply, .spz or .splat in ComfyUI/input, or one marked [output] that a "
                                            "Save Gaussians node wrote; a scene.dimx4d.json loads a whole 4D "
                                            "scene (its time_*.ply files are single moments).")],
-            outputs=[Gaussians.Output(display_name="gaussians")],
+            outputs=[GaussiansType.Output(display_name="gaussians")],
         )
 
     @classmethod
     def execute(cls, scene) -> io.NodeOutput:
-        if scene not in host.input_or_output_files(SCENE_EXTENSIONS):
-            raise ValueError(f"scene: '{scene}' is not a .ply, .splat or {MANIFEST_SUFFIX} file in ComfyUI's input or "
-                             "output folder; put the file into ComfyUI/input and refresh the page")
-        path = host.annotated_path(scene)
+        path = str(host.listed_file(scene, host.input_or_output_files(SCENE_EXTENSIONS), "scene"))
         return io.NodeOutput(load_scene_4d(path) if is_manifest(path) else load_scene(path))
 
     @classmethod
@@ -192,7 +225,7 @@ class PreviewGaussians(io.ComfyNode):
                         "fly-through). Also shows it in the DimensionX splat viewer (the files go to the temp "
                         "folder).",
             inputs=[
-                Gaussians.Input("gaussians", tooltip="The scene to render."),
+                GaussiansType.Input("gaussians", tooltip="The scene to render."),
                 io.Combo.Input("path", options=["turntable", "trajectory"], default="turntable",
                                tooltip="turntable: a full circle around the scene; trajectory: the poses of the "
                                        "trajectory input, or the scene's fitted cameras when none is connected."),
@@ -202,9 +235,9 @@ class PreviewGaussians(io.ComfyNode):
                              tooltip="Turntable frame width in pixels (a trajectory renders at its own size)."),
                 io.Int.Input("height", default=512, min=16, max=4096, step=8,
                              tooltip="Turntable frame height in pixels."),
-                Trajectory.Input("trajectory", optional=True,
-                                 tooltip="Optional poses to fly along, in the scene's frame (e.g. the trajectory "
-                                         "the scene was reconstructed from, or another one planned from it)."),
+                TrajectoryType.Input("trajectory", optional=True,
+                                     tooltip="Optional poses to fly along, in the scene's frame (e.g. the trajectory "
+                                             "the scene was reconstructed from, or another one planned from it)."),
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="One rendered frame per pose.")],
             is_output_node=True,
@@ -228,37 +261,32 @@ class PreviewGaussians(io.ComfyNode):
         if times is not None:
             _, ui = _save_4d(gaussians, "DimensionX/preview4d", temp=True, poses=poses)
             return io.NodeOutput(images.to(host.intermediate_device()), ui=ui)
-        ply, subfolder, _ = host.result_path("DimensionX/preview", "ply", temp=True)
-        write_ply(ply, gaussians)
-        cameras = write_transforms_json(cameras_path(ply), poses)
-        return io.NodeOutput(images.to(host.intermediate_device()),
-                             ui=_scene_ui(ply, subfolder, "temp", str(cameras)))
+        return io.NodeOutput(images.to(host.intermediate_device()), ui=_viewer_ply(gaussians, poses))
 
 
-NODES: list[type[io.ComfyNode]] = [GaussianReconstruct, SaveGaussians, LoadGaussians, PreviewGaussians]
+class GaussiansToSplat(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXGaussiansToSplat",
+            display_name="Gaussians to Splat (DimensionX)",
+            category=CATEGORY,
+            description="Converts a DimensionX scene into ComfyUI's core SPLAT value, so the core splat "
+                        "nodes (preview, save, render, transform, merge) can use it.",
+            inputs=[GaussiansType.Input("gaussians", tooltip="The scene to convert.")],
+            outputs=[io.Splat.Output(display_name="splat")],
+        )
 
-if hasattr(io, "Splat"):  # the core SPLAT type (newer ComfyUI); absent hosts simply lack this converter
-    from comfy_api.latest import Types
+    @classmethod
+    def execute(cls, gaussians) -> io.NodeOutput:
+        from comfy_api.latest import Types  # only where the host has the core SPLAT type
 
-    class GaussiansToSplat(io.ComfyNode):
-        @classmethod
-        def define_schema(cls):
-            return io.Schema(
-                node_id="DimensionXGaussiansToSplat",
-                display_name="Gaussians to Splat (DimensionX)",
-                category=CATEGORY,
-                description="Converts a DimensionX scene into ComfyUI's core SPLAT value, so the core splat "
-                            "nodes (preview, save, render, transform, merge) can use it.",
-                inputs=[Gaussians.Input("gaussians", tooltip="The scene to convert.")],
-                outputs=[io.Splat.Output(display_name="splat")],
-            )
+        scene = gaussians.to("cpu")
+        splat = Types.SPLAT(positions=scene.means[None], scales=scene.scales()[None],
+                            rotations=torch.nn.functional.normalize(scene.quats_wxyz, dim=-1)[None],
+                            opacities=scene.opacities()[None, :, None], sh=scene.sh[None])
+        return io.NodeOutput(splat)
 
-        @classmethod
-        def execute(cls, gaussians) -> io.NodeOutput:
-            scene = gaussians.to("cpu")
-            splat = Types.SPLAT(positions=scene.means[None], scales=scene.scales()[None],
-                                rotations=torch.nn.functional.normalize(scene.quats_wxyz, dim=-1)[None],
-                                opacities=scene.opacities()[None, :, None], sh=scene.sh[None])
-            return io.NodeOutput(splat)
 
-    NODES.append(GaussiansToSplat)
+NODES: list[type[io.ComfyNode]] = [GaussianReconstruct, SaveGaussians, LoadGaussians, PreviewGaussians,
+                                   GaussiansToSplat]

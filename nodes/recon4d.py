@@ -6,8 +6,8 @@ from comfy_api.latest import io
 from ..dimx_core.recon.poses import POSE_MODES
 from ..dimx_core.recon.train4d import PRESETS_4D, Reconstruct4DOptions, kept_cameras, reconstruct_4d
 from . import host
-from .recon import TRAINING_MEMORY, initial_points_input
-from .types import Gaussians, Trajectory
+from .recon import TRAINING_MEMORY, initial_points_input, lpips_input, lpips_weights_path
+from .types import GaussiansType, TrajectoryType
 
 CATEGORY = "DimensionX/4D"
 
@@ -33,10 +33,10 @@ class Gaussian4DReconstruct(io.ComfyNode):
                 io.Int.Input("times", default=2, min=2, max=4096,
                              tooltip="N, the frames of each camera video: connect Multi-View Generate's 'times' "
                                      "output."),
-                Trajectory.Input("trajectory",
-                                 tooltip="The S-Director's camera path the multi-view videos were generated along "
-                                         "(one pose per generated frame, e.g. the Trajectory Planner's). The node "
-                                         "keeps the same K evenly spaced cameras that Multi-View Generate kept."),
+                TrajectoryType.Input("trajectory",
+                                     tooltip="The S-Director's camera path the multi-view videos were generated along "
+                                             "(one pose per generated frame, e.g. the Trajectory Planner's). The node "
+                                             "keeps the same K evenly spaced cameras that Multi-View Generate kept."),
                 io.Int.Input("reference_time", default=0, min=0, max=4095,
                              tooltip="Index (0 to N-1) of the reference frame's time: the warm-up fits its K views "
                                      "and the canonical scene is the scene at that time. Connect Select Reference "
@@ -56,10 +56,11 @@ class Gaussian4DReconstruct(io.ComfyNode):
                              tooltip="Optimisation steps in all (warm-up included); 0 uses the preset's count. "
                                      "The warm-up and the schedules keep their share."),
                 initial_points_input(),
+                lpips_input(),
             ],
-            outputs=[Gaussians.Output(display_name="gaussians",
-                                      tooltip="The canonical scene (at the reference time) carrying the deformation "
-                                              "field: Save Gaussians writes one PLY per time."),
+            outputs=[GaussiansType.Output(display_name="gaussians",
+                                          tooltip="The canonical scene (at the reference time) carrying the "
+                                                  "deformation field: Save Gaussians writes one PLY per time."),
                      io.String.Output(display_name="report",
                                       tooltip="Cameras x times, stages, pose source, final loss, Gaussian count, "
                                               "field shape and rasterizer.")],
@@ -67,11 +68,12 @@ class Gaussian4DReconstruct(io.ComfyNode):
 
     @classmethod
     def execute(cls, multiview, views, times, trajectory, reference_time, preset, poses, seed, steps,
-                initial_points=0) -> io.NodeOutput:
+                initial_points=0, lpips_weight=0.0) -> io.NodeOutput:
         cameras = kept_cameras(trajectory, views)
         options = Reconstruct4DOptions(preset=preset, steps=steps or None, reference_time=reference_time, seed=seed,
                                        poses=poses, initial_points=initial_points or None,
-                                       device=str(host.compute_device()))
+                                       device=str(host.compute_device()), lpips_weight=lpips_weight,
+                                       lpips_weights=lpips_weights_path())
         with host.fitting(steps or PRESETS_4D[preset].fit.steps, TRAINING_MEMORY) as hooks:
             result = reconstruct_4d(multiview, views, times, cameras, options, hooks=hooks)
         return io.NodeOutput(result.gaussians, result.report.as_text())

@@ -1,4 +1,4 @@
-"""HTTP routes the pack's frontend uses, registered on ComfyUI's PromptServer.
+"""HTTP routes the pack's frontend uses, served by ComfyUI's PromptServer through nodes/host.py.
 
 GET /dimensionx/trajectory (also under /api/...): the path the Trajectory Planner would plan, for drawing it in
 the node before anything runs. Contract (the JS relies on it):
@@ -11,17 +11,15 @@ the node before anything runs. Contract (the JS relies on it):
 """
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Mapping
 
 from comfy_api.latest import io
 
 from ..dimx_core.camera.preview import preview_document
+from . import host
 from .camera import TrajectoryPlanner
 
 TRAJECTORY_ROUTE = "/dimensionx/trajectory"
-_registered = False
 
 
 def _parse(item, text: str):
@@ -56,22 +54,5 @@ def trajectory_preview(query: Mapping[str, str]) -> tuple[int, dict]:
 
 
 def register() -> bool:
-    """Add the routes to the running PromptServer; False (and nothing done) where there is none, as in tests that
-    import the pack without a server."""
-    global _registered
-    if _registered:
-        return True
-    server = sys.modules.get("server")  # ComfyUI's main.py has imported it before loading any pack
-    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
-    if instance is None:
-        return False
-    from aiohttp import web
-
-    @instance.routes.get(TRAJECTORY_ROUTE)
-    async def trajectory(request):
-        status, body = trajectory_preview(request.rel_url.query)
-        return web.json_response(body, status=status)
-
-    _registered = True
-    logging.debug("DimensionX: registered GET %s", TRAJECTORY_ROUTE)
-    return True
+    """Add the routes to the running server; False where there is none (see host.add_get_route)."""
+    return host.add_get_route(TRAJECTORY_ROUTE, trajectory_preview)

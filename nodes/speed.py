@@ -2,7 +2,7 @@ from comfy_api.latest import io
 
 from ..dimx_core.speed.options import ATTENTION_CHOICES, SpeedOptions
 from . import host
-from .types import Speed
+from .types import SpeedType
 
 
 class SpeedOptionsNode(io.ComfyNode):
@@ -44,7 +44,7 @@ class SpeedOptionsNode(io.ComfyNode):
                                        "this (relative) reuse the previous step's result. 0 = off. 0.05-0.1 saves "
                                        "steps with little change; higher is faster and less faithful."),
             ],
-            outputs=[Speed.Output(display_name="speed", tooltip="Connect to a DimensionX sampler's speed input.")],
+            outputs=[SpeedType.Output(display_name="speed", tooltip="Connect to a DimensionX sampler's speed input.")],
         )
 
     @classmethod

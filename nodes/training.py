@@ -10,9 +10,10 @@ from ..dimx_core.datasets.layout import open_dataset
 from ..dimx_core.training.curve import loss_curve
 from ..dimx_core.training.options import OPTIMIZERS, ROLES, TrainOptions, parse_steps
 from ..dimx_core.training.trainer import train_director, training_run_id
+from ..dimx_core.video.runtime import Runtime
 from ..dimx_core.video.sampling import FPS
 from . import host
-from .types import Dataset, VideoModel
+from .types import DatasetType, VideoModelType
 
 DEFAULTS = TrainOptions()
 KINDS = {role: kind for kind, role in ROLES.items()}  # "S" -> "s"
@@ -34,7 +35,7 @@ class TrainDirectorLoRA(io.ComfyNode):
                         "Director LoRA finds it (strength 1.0 = as trained); shows the loss curve and a validation "
                         "video.",
             inputs=[
-                VideoModel.Input("model", tooltip="From Load Video Model (bf16 on a GPU; fp32 for CPU tests)."),
+                VideoModelType.Input("model", tooltip="From Load Video Model (bf16 on a GPU; fp32 for CPU tests)."),
                 io.String.Input("lora_name", default="dimensionx/my_director",
                                 tooltip="File to write in models/loras (.safetensors is added)."),
                 io.Combo.Input("kind", options=list(KINDS), default="S",
@@ -47,7 +48,8 @@ class TrainDirectorLoRA(io.ComfyNode):
                 io.Float.Input("learning_rate", default=DEFAULTS.learning_rate, min=1e-7, max=1.0, step=1e-5,
                                round=False, tooltip="AdamW learning rate, constant; 1e-3 as in the paper."),
                 io.Int.Input("steps", default=DEFAULTS.steps, min=1, max=1_000_000,
-                             tooltip="Training steps; 3000 as in the paper (its sparse-view S-Directors stop at 1000)."),
+                             tooltip="Training steps; 3000 as in the paper (its sparse-view S-Directors stop at "
+                                     "1000)."),
                 io.Int.Input("batch_size", default=DEFAULTS.batch_size, min=1, max=64, tooltip="Clips per step."),
                 io.Combo.Input("optimizer", options=list(OPTIMIZERS), default=DEFAULTS.optimizer,
                                tooltip="; ".join(f"{name}: {text}" for name, (text, _) in OPTIMIZERS.items())),
@@ -75,7 +77,7 @@ class TrainDirectorLoRA(io.ComfyNode):
                                          "last checkpoint (kept in ComfyUI's user folder)."),
                 io.Boolean.Input("overwrite", default=False,
                                  tooltip="Replace an existing file of the same name in models/loras."),
-                Dataset.Input("dataset", optional=True,
+                DatasetType.Input("dataset", optional=True,
                               tooltip="From Build Spatial Dataset or Curate Temporal Dataset."),
                 io.String.Input("dataset_folder", default="", optional=True,
                                 tooltip="Or a dataset folder (prompts.txt + videos.txt) inside ComfyUI's input or "
@@ -103,7 +105,7 @@ class TrainDirectorLoRA(io.ComfyNode):
             if not (dataset_folder or "").strip():
                 raise ValueError("connect a dataset (Build Spatial Dataset / Curate Temporal Dataset) or give "
                                  "dataset_folder")
-            dataset = open_dataset(host.input_or_output_folder(dataset_folder.strip()))
+            dataset = open_dataset(host.input_or_output_folder(dataset_folder.strip(), "dataset_folder"))
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
         options = TrainOptions(kind=KINDS[kind], rank=rank, alpha=alpha, learning_rate=learning_rate, steps=steps,
@@ -113,14 +115,15 @@ class TrainDirectorLoRA(io.ComfyNode):
                                early_stop_patience=early_stop_patience,
                                validation_steps=parse_steps(validation_steps),
                                validation_inference_steps=validation_inference_steps)
-        path, listed = host.new_model_file("loras", lora_name, ".safetensors", overwrite=overwrite)
+        path, listed = host.new_model_file("loras", lora_name, ".safetensors", "lora_name", overwrite=overwrite)
         checkpoints = host.cache_folder("training") / training_run_id(model.parts, dataset, options)
         image = None if validation_image is None else validation_image[0].clone()
         with host.fitting(steps, TRAINING_MEMORY) as hooks:
-            result = train_director(model.parts, dataset, options, path, place=model.place, offload=model.offload,
+            result = train_director(model.parts, dataset, options, path,
+                                    Runtime(place=model.place, offload=model.offload, hooks=hooks),
                                     checkpoints=checkpoints, resume=resume,
                                     validation_prompt=(validation_prompt or "").strip() or None,
-                                    validation_image=image, hooks=hooks, say=host.progress_text)
+                                    validation_image=image, say=host.progress_text)
         stem = Path(listed).stem
         for step, frames in result.validations:
             video, _, _ = host.result_path(f"DimensionX/training/{stem}_step{step:05d}", "mp4")

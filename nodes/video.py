@@ -4,15 +4,12 @@ import torch
 from comfy_api.latest import io
 
 from ..dimx_core.directors import schedule as schedules
-from ..dimx_core.directors.adapters import DirectorControl, attach
-from ..dimx_core.speed.options import SpeedOptions
 from ..dimx_core.video.chain import clip_plan, generate_chain
 from ..dimx_core.video.components import load_diffusers_folder
-from ..dimx_core.video.conditioning import fit_prompt_states
-from ..dimx_core.video.sampling import FPS, SCHEDULERS, SamplerSettings, generate
+from ..dimx_core.video.sampling import FPS, generate
 from ..dimx_core.video.single_file import load_single_files
-from . import host
-from .types import Directors, Speed, Trajectory, VideoModel
+from . import host, sampling_inputs
+from .types import DirectorsType, TrajectoryType, VideoModelType
 
 log = logging.getLogger("dimensionx")
 SINGLE_FILES = "(single files below)"
@@ -48,7 +45,7 @@ class LoadVideoModel(io.ComfyNode):
                                optional=True,
                                tooltip="Single-file mode: the T5-XXL encoder (fp16/bf16) from models/text_encoders."),
             ],
-            outputs=[VideoModel.Output(display_name="model"),
+            outputs=[VideoModelType.Output(display_name="model"),
                      io.String.Output(display_name="info", tooltip="What was loaded: version, size, frames.")],
         )
 
@@ -71,69 +68,16 @@ class LoadVideoModel(io.ComfyNode):
         return io.NodeOutput(host.ManagedVideoModel.wrap(parts), info)
 
 
-def _sampling_inputs(first_frame: bool = True) -> list:
-    """Inputs every DimensionX sampler shares, in the order the node shows them."""
-    image = [io.Image.Input("image", tooltip="The first frame. Another size is center-cropped to the model's aspect "
-                                             "ratio and resized (never stretched); a batch uses its first image.")]
-    return [
-        VideoModel.Input("model", tooltip="From Load Video Model (DimensionX)."),
-        *(image if first_frame else []),
-        io.String.Input("prompt", multiline=True, default="",
-                        tooltip="What the video shows. Describe the scene in detail (a captioning model helps); "
-                                "longer than 226 tokens is cut with a warning."),
-        io.String.Input("negative_prompt", multiline=True, default="",
-                        tooltip="What to steer away from; empty is what DimensionX used."),
-        io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Denoising steps; 50 as released."),
-        io.Float.Input("guidance", default=6.0, min=0.0, max=30.0, step=0.1,
-                       tooltip="Classifier-free guidance; 6 as released. 1 or less turns guidance off (2x faster)."),
-        io.Boolean.Input("use_dynamic_cfg", default=True,
-                         tooltip="Vary guidance over the run as DimensionX did (diffusers' dynamic CFG)."),
-        io.Combo.Input("scheduler", options=list(SCHEDULERS), default="ddim",
-                       tooltip="ddim: CogVideoX DDIM (the model's default). dpm: CogVideoX DPM, sharper, stochastic."),
-        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
-                     tooltip="Seed of the starting noise; the same seed gives the same video."),
-        io.Conditioning.Input("positive", optional=True,
-                              tooltip="T5-XXL conditioning from a CLIP loader; replaces the prompt text if given."),
-        io.Conditioning.Input("negative", optional=True,
-                              tooltip="T5-XXL conditioning; replaces the negative prompt text if given."),
-    ]
-
-
-def _speed_input():
-    return Speed.Input("speed", optional=True,
-                       tooltip="From Speed Options (DimensionX): attention kernel, compile, fp8, 24 GB mode, step "
-                               "caching. Without it every lossless speed-up is on and nothing lossy.")
-
-
 _OUTPUTS = [io.Image.Output(display_name="frames", tooltip="The video as an image batch."),
             io.Latent.Output(display_name="latent", tooltip="The final video latents (B, C, T, H, W)."),
             io.Float.Output(display_name="fps", tooltip="Frame rate for Create Video / Save Video (8 for CogVideoX)."),
             io.String.Output(display_name="info", tooltip="What the run did: model, directors per step, notes.")]
 
 
-def _prompts(parts, prompt: str, negative_prompt: str, positive, negative) -> tuple:
-    """Text, or T5 states from a ComfyUI CLIP loader fitted to the model, for each side of guidance."""
-    width, tokens = parts.transformer.config.text_embed_dim, parts.spec.text_tokens
-    return (fit_prompt_states(positive[0][0], tokens, width, "positive") if positive else prompt,
-            fit_prompt_states(negative[0][0], tokens, width, "negative") if negative else negative_prompt)
-
-
-def _run(model: "host.ManagedVideoModel", image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg,
-         scheduler, seed, positive, negative, directors, plan: schedules.DirectorSchedule,
-         speed: SpeedOptions | None) -> io.NodeOutput:
-    parts = model.parts
-    if image.shape[0] > 1:
-        log.warning("DimensionX: %d images given; the video starts from the first", image.shape[0])
-    prompt_in, negative_in = _prompts(parts, prompt, negative_prompt, positive, negative)
-    settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
-                               seed=seed)
-    control = None
-    if plan.segments:
-        attach(parts.transformer, list(directors), parts.spec.describe())
-        control = DirectorControl(parts.transformer, list(directors), plan)
+def _run(run: sampling_inputs.Sampling, directors, plan: schedules.DirectorSchedule) -> io.NodeOutput:
+    parts = run.model.parts
     with host.comfy_interrupts():
-        result = generate(parts, image[0], prompt_in, negative_in, settings, directors=control, place=model.place,
-                          hooks=host.hooks(steps), speed=speed or SpeedOptions(), offload=model.offload)
+        result = generate(parts, run.request(directors, plan), run.runtime(run.settings.steps))
     for note in result.notes:
         log.info("DimensionX: %s", note)
     info = "\n".join([parts.spec.describe(), f"directors: {plan.describe()}", *result.notes])
@@ -151,11 +95,11 @@ class DirectorSampler(io.ComfyNode):
             description="One image to a video with CogVideoX image-to-video, steered by director LoRAs: none (plain "
                         "image-to-video), all connected directors for the whole run, or a per-step schedule "
                         "(e.g. an S-Director for the layout steps, then a T-Director).",
-            inputs=_sampling_inputs() + [
-                _speed_input(),
-                Directors.Input("directors", optional=True,
-                                tooltip="Director LoRAs from Load Director LoRA. Without a schedule all of them "
-                                        "are active for every step."),
+            inputs=sampling_inputs.inputs() + [
+                sampling_inputs.speed_input(),
+                DirectorsType.Input("directors", optional=True,
+                                    tooltip="Director LoRAs from Load Director LoRA. Without a schedule all of them "
+                                            "are active for every step."),
                 io.String.Input("schedule", multiline=True, default="", optional=True,
                                 tooltip="Optional per-step schedule, one range per line, end exclusive, in steps "
                                         "or percent: '0-3: orbit_left' then '3-50: motion@0.8'. Steps no line "
@@ -165,14 +109,13 @@ class DirectorSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                positive=None, negative=None, speed=None, directors=None, schedule="") -> io.NodeOutput:
-        directors = tuple(directors or ())
+    def execute(cls, directors=None, schedule="", **sampling) -> io.NodeOutput:
+        run = sampling_inputs.unpack(sampling)
+        directors, steps = tuple(directors or ()), run.settings.steps
         names = [d.name for d in directors]
         plan = (schedules.parse(schedule, steps, set(names)) if schedule and schedule.strip()
                 else schedules.constant(names, steps))
-        return _run(model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                    positive, negative, directors, plan, speed)
+        return _run(run, directors, plan)
 
 
 def _pick(directors, role: str, name: str, what: str):
@@ -199,9 +142,9 @@ class SwitchOnceSampler(io.ComfyNode):
                         "scene's layout and camera path form, then the T-Director the rest, where motion forms — "
                         "one denoising run, solver history kept, no reload. Camera motion and object motion from "
                         "two separately trained LoRAs.",
-            inputs=_sampling_inputs() + [
-                _speed_input(),
-                Directors.Input("directors", tooltip="A chain holding the S-Director and the T-Director."),
+            inputs=sampling_inputs.inputs() + [
+                sampling_inputs.speed_input(),
+                DirectorsType.Input("directors", tooltip="A chain holding the S-Director and the T-Director."),
                 io.Int.Input("switch_step", default=3, min=0, max=1000,
                              tooltip="Steps steered by the S-Director before switching; the paper uses 3 of 50. "
                                      "More keeps the camera motion stronger, fewer gives motion more room."),
@@ -214,14 +157,12 @@ class SwitchOnceSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                directors, switch_step, positive=None, negative=None, speed=None, spatial_director="",
-                temporal_director="") -> io.NodeOutput:
+    def execute(cls, directors, switch_step, spatial_director="", temporal_director="", **sampling) -> io.NodeOutput:
+        run = sampling_inputs.unpack(sampling)
         spatial = _pick(directors, "S", spatial_director.strip(), "spatial_director")
         temporal = _pick(directors, "T", temporal_director.strip(), "temporal_director")
-        plan = schedules.switch_once(spatial.name, temporal.name, switch_step, steps)
-        return _run(model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed,
-                    positive, negative, directors, plan, speed)
+        plan = schedules.switch_once(spatial.name, temporal.name, switch_step, run.settings.steps)
+        return _run(run, directors, plan)
 
 
 class ArticulatedVideo(io.ComfyNode):
@@ -235,31 +176,26 @@ class ArticulatedVideo(io.ComfyNode):
                         "the first clip starts from the image, each next clip from the previous clip's last frame, "
                         "each steered by the S-Director of its motion (LiftImage3D's articulated trajectories). The "
                         "frames match the path's poses one to one, ready for reconstruction.",
-            inputs=_sampling_inputs() + [
-                Trajectory.Input("path", tooltip="The 'path' output of the Articulated Path Planner; its clip count "
-                                                 "and clip length (= the model's frames, 49) come from it."),
-                Directors.Input("directors", tooltip="S-Directors named after the motions the path uses (e.g. a "
-                                                     "Load Director LoRA named 'orbit_left')."),
-                _speed_input(),
+            inputs=sampling_inputs.inputs() + [
+                TrajectoryType.Input("path", tooltip="The 'path' output of the Articulated Path Planner; its clip "
+                                                     "count and clip length (= the model's frames, 49) come from it."),
+                DirectorsType.Input("directors", tooltip="S-Directors named after the motions the path uses (e.g. a "
+                                                         "Load Director LoRA named 'orbit_left')."),
+                sampling_inputs.speed_input(),
             ],
             outputs=[io.Image.Output(display_name="frames", tooltip="All clips, one frame per pose of the path."),
                      io.Float.Output(display_name="fps", tooltip="Frame rate for Create Video (8)."),
-                     Trajectory.Output(display_name="path", tooltip="The same path, to pair with the frames."),
+                     TrajectoryType.Output(display_name="path", tooltip="The same path, to pair with the frames."),
                      io.String.Output(display_name="info", tooltip="Clips, directors and notes.")],
         )
 
     @classmethod
-    def execute(cls, model, image, prompt, negative_prompt, steps, guidance, use_dynamic_cfg, scheduler, seed, path,
-                directors, positive=None, negative=None, speed=None) -> io.NodeOutput:
-        parts = model.parts
-        prompt_in, negative_in = _prompts(parts, prompt, negative_prompt, positive, negative)
-        settings = SamplerSettings(steps=steps, guidance=guidance, dynamic_cfg=use_dynamic_cfg, scheduler=scheduler,
-                                   seed=seed)
+    def execute(cls, path, directors, **sampling) -> io.NodeOutput:
+        run = sampling_inputs.unpack(sampling)
         clips, _ = clip_plan(path)
         with host.comfy_interrupts():
-            frames, notes = generate_chain(parts, image[0], prompt_in, negative_in, settings, path, list(directors),
-                                           place=model.place, hooks=host.hooks(len(clips) * steps),
-                                           speed=speed or SpeedOptions(), offload=model.offload)
+            frames, notes = generate_chain(run.model.parts, run.request(directors), path,
+                                           run.runtime(len(clips) * run.settings.steps))
         info = "\n".join([f"{len(clips)} clips ({', '.join(clips)}), {len(frames)} frames", *notes])
         return io.NodeOutput(frames.to(host.intermediate_device()), float(FPS), path, info)
 

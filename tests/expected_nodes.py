@@ -24,6 +24,7 @@ EXPECTED_NODES = {
     "DimensionXLoadGaussians",
     "DimensionXPreviewGaussians",
     "DimensionXGaussian4DReconstruct",
+    "DimensionXConvertSATCheckpoint",
     "DimensionXBuildSpatialDataset",
     "DimensionXCurateTemporalDataset",
     "DimensionXTrainDirectorLoRA",

@@ -5,36 +5,68 @@ scale, so it costs no reload from disk and no copy of weights.
 """
 from __future__ import annotations
 
+import logging
+import math
 import warnings
 from dataclasses import dataclass
 
 import torch
 
 from ..optional import require
+from .compatibility import compatibility
 from .formats import LoraFile
 from .schedule import DirectorSchedule
 
 ROLES = ("S", "T")
+log = logging.getLogger("dimensionx")
+
+
+def _check_director(name: str, role: str, strength: float) -> None:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise ValueError(f"director '{name}': strength must be a finite number (1.0 = as trained), got {strength!r}")
+    if role not in ROLES:
+        raise ValueError(f"director role must be 'S' (camera) or 'T' (motion), got {role!r}")
+    if not name or not all(c.isalnum() or c in "_-." for c in name):
+        raise ValueError(f"director name {name!r} must be letters, digits, '_', '-' or '.'")
+
+
+@dataclass(frozen=True)
+class DirectorRef:
+    """A director as a run's request names it: plain data that travels (to a worker, into a content key). The
+    LoRA itself stays in its file; `fingerprint` (LoraFile's) says which version of the file was meant."""
+    name: str
+    role: str
+    strength: float
+    path: str
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        _check_director(self.name, self.role, self.strength)
+
+    @property
+    def adapter_name(self) -> str:
+        """One per file version, so the same file is attached once however often the graph runs."""
+        return f"dimx_{self.fingerprint}"
 
 
 @dataclass(frozen=True)
 class Director:
-    """A director LoRA as the graph names it. strength 1.0 = as trained."""
+    """A director LoRA as the graph names it, read into memory. strength 1.0 = as trained."""
     name: str
     role: str
     strength: float
     lora: LoraFile
 
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"director role must be 'S' (camera) or 'T' (motion), got {self.role!r}")
-        if not self.name or not all(c.isalnum() or c in "_-." for c in self.name):
-            raise ValueError(f"director name {self.name!r} must be letters, digits, '_', '-' or '.'")
+        _check_director(self.name, self.role, self.strength)
+
+    @property
+    def ref(self) -> DirectorRef:
+        return DirectorRef(self.name, self.role, self.strength, self.lora.path, self.lora.fingerprint)
 
     @property
     def adapter_name(self) -> str:
-        """One per file version, so the same file is attached once however often the graph runs."""
-        return f"dimx_{self.lora.fingerprint}"
+        return self.ref.adapter_name
 
 
 def check_fits(lora: LoraFile, transformer: torch.nn.Module, model_label: str) -> None:
@@ -55,10 +87,17 @@ def check_fits(lora: LoraFile, transformer: torch.nn.Module, model_label: str) -
                          "model (DimensionX directors are made for CogVideoX-5b-I2V).")
     if len(lora.ranks) != 1:
         raise ValueError(f"LoRA '{lora.path}' mixes ranks {lora.ranks} across layers; one rank per file is supported")
+    refusals, warnings = compatibility(lora, transformer)
+    if refusals:
+        raise ValueError(f"LoRA '{lora.path}' fits {model_label} by shape, but {'; and '.join(refusals)}. "
+                         "DimensionX directors are made for CogVideoX-5b-I2V (1.0).")
+    for warning in warnings:
+        log.warning("DimensionX: LoRA '%s': %s", lora.path, warning)
 
 
-def attach(transformer: torch.nn.Module, directors: list[Director], model_label: str) -> None:
-    """Inject each director's adapter unless the transformer already carries it."""
+def attach(transformer: torch.nn.Module, directors: list[Director], model_label: str) -> tuple[DirectorRef, ...]:
+    """Inject each director's adapter unless the transformer already carries it. Returns the directors as a
+    request names them (resident now, so a run's DirectorControl can switch them)."""
     peft = require("peft")
     present = {name for module in transformer.modules() for name in getattr(module, "lora_A", {})}
     for director in directors:
@@ -81,6 +120,7 @@ def attach(transformer: torch.nn.Module, directors: list[Director], model_label:
                 layer.lora_alpha[adapter] = lora.effective_alpha(target)
         present.add(adapter)
     activate(transformer, {})
+    return tuple(director.ref for director in directors)
 
 
 def lora_layers(transformer: torch.nn.Module) -> list:
@@ -98,14 +138,22 @@ def activate(transformer: torch.nn.Module, strengths: dict[str, float]) -> None:
 
 
 class DirectorControl:
-    """Applies a schedule step by step; switching only when the active set changes."""
+    """Applies a schedule step by step (a step guide of the denoising loop, see video/guides.StepGuide); switching
+    only when the active set changes. The directors' adapters must be attached already (`attach`)."""
 
-    def __init__(self, transformer: torch.nn.Module, directors: list[Director], schedule: DirectorSchedule):
+    def __init__(self, transformer: torch.nn.Module, directors, schedule: DirectorSchedule):
+        """directors: DirectorRef or Director values."""
         by_name = {d.name: d for d in directors}
         missing = schedule.names() - set(by_name)
         if missing:
             raise ValueError(f"the schedule names {sorted(missing)}, but the connected directors are "
                              f"{sorted(by_name) or 'none'}")
+        present = {name for module in transformer.modules() for name in getattr(module, "lora_A", {})}
+        detached = [d for name, d in sorted(by_name.items()) if name in schedule.names()
+                    and d.adapter_name not in present]
+        if detached:  # switching to an adapter the model does not carry would silently run the base model
+            raise ValueError(f"directors {[d.name for d in detached]} are not attached to this transformer; "
+                             "attach() them before the run")
         self.transformer, self.by_name, self.schedule = transformer, by_name, schedule
         self._current: dict[str, float] | None = None
 
@@ -124,6 +172,10 @@ class DirectorControl:
         if wanted != self._current:
             activate(self.transformer, wanted)
             self._current = wanted
+
+    def before_step(self, step: int, latents: torch.Tensor, timestep: torch.Tensor, scheduler) -> torch.Tensor:
+        self.apply(step)
+        return latents
 
     def release(self) -> None:
         """Leave the shared transformer as the base model for whoever uses it next."""

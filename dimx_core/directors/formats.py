@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..video import native_keys
+from ..cogvideox import native_keys
 from ..weights import load_state_dict
 
 SAT_QKV = ("attn1.to_q", "attn1.to_k", "attn1.to_v")
@@ -43,6 +44,7 @@ class LoraFile:
     targets: dict[str, LoraTarget] = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     fingerprint: str = ""  # changes when the file changes; names its adapter inside the transformer
+    other_tensors: dict[str, tuple[int, ...]] = field(default_factory=dict)  # shapes of tensors besides LoRA pairs
 
     @property
     def ranks(self) -> list[int]:
@@ -183,7 +185,18 @@ def _target(module: str, pair: dict[str, torch.Tensor], alpha: float | None) -> 
     down, up = pair["down"], pair["up"]
     if down.ndim != 2 or up.ndim != 2 or up.shape[1] != down.shape[0]:
         raise ValueError(f"layer '{module}': down {tuple(down.shape)} and up {tuple(up.shape)} are not a LoRA pair")
+    for role, tensor in (("down (lora_A)", down), ("up (lora_B)", up)):
+        if not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"layer '{module}': its {role} matrix holds {bad} NaN or infinite values of "
+                             f"{tensor.numel()}; the file is damaged (or was saved after training diverged), and "
+                             "would turn every video black")
+    if alpha is not None and not math.isfinite(alpha):
+        raise ValueError(f"layer '{module}': alpha is {alpha}, not a finite number")
     return LoraTarget(down=down, up=up, alpha=alpha)
+
+
+_LORA_KEY = re.compile(r"\.(lora_[AB]|lora_up|lora_down|matrix_[AB])\b|\.alpha$")  # parts of LoRA pairs
 
 
 def read_lora(path: str | Path) -> LoraFile:
@@ -200,8 +213,9 @@ def read_lora(path: str | Path) -> LoraFile:
             fmt, targets = found
             stat = Path(path).stat()
             fingerprint = hashlib.sha1(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+            others = {key: tuple(value.shape) for key, value in state.items() if not _LORA_KEY.search(key)}
             return LoraFile(path=str(path), format=fmt, targets=targets, metadata=metadata,
-                            fingerprint=fingerprint.hexdigest()[:12])
+                            fingerprint=fingerprint.hexdigest()[:12], other_tensors=others)
     sample = ", ".join(list(state)[:3])
     raise ValueError(f"'{name}' holds no LoRA tensors (its keys look like: {sample} ...). Is it a full model "
                      "checkpoint? Director LoRAs go in models/loras; the base model goes in models/dimensionx.")

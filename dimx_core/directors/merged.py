@@ -21,7 +21,8 @@ from .adapters import DirectorControl, activate, lora_layers
 
 
 class MergedDirectors:
-    """The same schedule as `control`, applied by merging instead of switching adapters. Use as a context:
+    """The same schedule as `control`, applied by merging instead of switching adapters (a step guide of the
+    denoising loop, as DirectorControl is). Use as a context:
     entering keeps the host copy of the targeted weights and turns every adapter off; leaving restores them."""
 
     def __init__(self, control: DirectorControl):
@@ -63,6 +64,10 @@ class MergedDirectors:
         self._merged = wanted
         for refresh in self.after_switch:
             refresh()
+
+    def before_step(self, step: int, latents: torch.Tensor, timestep: torch.Tensor, scheduler) -> torch.Tensor:
+        self.apply(step)
+        return latents
 
     def release(self) -> None:
         """Leave the shared transformer bit-exactly as the base model."""

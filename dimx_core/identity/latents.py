@@ -7,7 +7,7 @@ import torch
 
 from ..video.components import VideoComponents
 from ..video.guides import LatentBlend, LatentStart
-from ..video.sampling import Place
+from ..video.runtime import Place
 
 
 @torch.no_grad()

@@ -7,20 +7,15 @@ what camera j sees at time i; regrouping by j gives K per-camera videos of N fra
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
 import torch
 
-from ..directors.adapters import Director, DirectorControl, attach
-from ..directors.schedule import DirectorSchedule
 from ..files import atomic_path
-from ..hooks import NO_HOOKS, Hooks
-from ..speed.options import SpeedOptions
 from ..video.components import VideoComponents
-from ..video.sampling import Offload, Place, SamplerSettings, generate
-from .latents import IdentityGuide
+from ..video.request import VideoRequest
+from ..video.runtime import Runtime
+from ..video.sampling import generate
 
 
 def evenly_spaced_views(count: int, total: int) -> list[int] | None:
@@ -39,18 +34,9 @@ def per_camera(grid: torch.Tensor) -> torch.Tensor:
     return grid.transpose(0, 1).contiguous()
 
 
-def _key(*parts) -> str:
-    digest = hashlib.sha1()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            digest.update(part.detach().cpu().contiguous().float().numpy().tobytes())
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:20]
-
-
 class VideoCache:
-    """Finished per-frame videos on disk, so a cancelled or failed run resumes where it stopped."""
+    """Finished per-frame videos on disk under their requests' content keys (VideoRequest.key), so a cancelled or
+    failed run resumes where it stopped."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -67,38 +53,29 @@ class VideoCache:
             torch.save((frames.clamp(0, 1) * 255).round().to(torch.uint8), part)
 
 
-def generate_multiview(parts: VideoComponents, frames: torch.Tensor, prompt, negative_prompt,
-                       settings: SamplerSettings, directors: list[Director], plan: DirectorSchedule, *,
-                       guide: IdentityGuide | None = None, place: Place, hooks: Hooks = NO_HOOKS,
+def per_frame_requests(frames: torch.Tensor, shared: VideoRequest) -> list[VideoRequest]:
+    """The request of every per-frame video: `shared` (prompts, settings, S-Director schedule, identity guide)
+    starting from each frame in turn."""
+    return [dataclasses.replace(shared, image=frame) for frame in frames]
+
+
+def generate_multiview(parts: VideoComponents, requests: list[VideoRequest], runtime: Runtime, *,
                        cache: VideoCache | None = None, views: list[int] | None = None,
-                       on_video=lambda index, total, cached: None, speed: SpeedOptions = SpeedOptions(),
-                       offload: Offload | None = None) -> torch.Tensor:
-    """(N, K, H, W, 3): for each of the N input frames, the video that starts from it; `views` keeps only
-    those frame indices of every video (K = len(views))."""
-    attach(parts.transformer, directors, parts.spec.describe())
-    identity = _key(parts.source, parts.spec.describe(), prompt,
-                    negative_prompt, dataclasses.asdict(settings),
-                    [(d.name, d.role, d.strength, d.lora.fingerprint) for d in directors], plan.describe(),
-                    guide.describe() if guide else None, guide.start.clean if guide else None,
-                    guide.start.noise if guide else None, speed.fp8, speed.step_cache)  # the lossy options
-    total = len(frames) * settings.steps
-    videos = []
-    for index, frame in enumerate(frames):
-        key = _key(identity, frame)
+                       on_video=lambda index, total, cached: None) -> torch.Tensor:
+    """(N, K, H, W, 3): the video of each of the N requests (per_frame_requests); `views` keeps only those frame
+    indices of every video (K = len(views)). Videos already in `cache` are not made again."""
+    steps = [request.settings.steps for request in requests]
+    total, videos = sum(steps), []
+    for index, request in enumerate(requests):
+        key = request.key(parts.identity)
         cached = cache.load(key) if cache else None
-        on_video(index, len(frames), cached is not None)
+        on_video(index, len(requests), cached is not None)
+        done = sum(steps[:index])
         if cached is None:
-            offset = index * settings.steps
-            step_hooks = Hooks(progress=lambda s, n, p, offset=offset: hooks.progress(offset + s, total, p),
-                               should_stop=hooks.should_stop)
-            result = generate(parts, frame, prompt, negative_prompt, settings,
-                              directors=DirectorControl(parts.transformer, directors, plan),
-                              start=guide.start if guide else None, blend=guide.blend if guide else None,
-                              place=place, hooks=step_hooks, speed=speed, offload=offload)
-            cached = result.frames
+            cached = generate(parts, request, runtime.with_hooks(runtime.hooks.offset(done, total))).frames
             if cache:
                 cache.save(key, cached)
         else:
-            hooks.step((index + 1) * settings.steps, total)
+            runtime.hooks.step(done + steps[index], total)
         videos.append(cached if views is None else cached[views])
     return torch.stack(videos)

@@ -5,15 +5,15 @@ of that range: this smooths the temporal jitter and view misalignment left betwe
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from ..directors.adapters import Director, DirectorControl, attach
-from ..directors.schedule import DirectorSchedule
-from ..hooks import NO_HOOKS, Hooks
-from ..speed.options import SpeedOptions
 from ..video.components import VideoComponents
 from ..video.guides import LatentStart, check_strength, skipped_steps
-from ..video.sampling import Offload, Place, SamplerSettings, generate
+from ..video.request import VideoRequest
+from ..video.runtime import Runtime
+from ..video.sampling import generate
 from .latents import encode_video
 
 
@@ -24,29 +24,41 @@ def fit_length(video: torch.Tensor, frames: int) -> tuple[torch.Tensor, int]:
     return torch.cat([video, video[-1:].expand(frames - len(video), *video.shape[1:])]), len(video)
 
 
-def refine_videos(parts: VideoComponents, videos: torch.Tensor, prompt, negative_prompt, settings: SamplerSettings,
-                  directors: list[Director], plan: DirectorSchedule, strength: float, repeat: bool, *,
-                  place: Place, hooks: Hooks = NO_HOOKS, speed: SpeedOptions = SpeedOptions(),
-                  offload: Offload | None = None) -> torch.Tensor:
-    """videos: (V, F, H, W, 3) at the model's size. strength (t0) 0 returns them unchanged; 1 ignores them.
-    `repeat` refines once more from half the strength (the paper's second pass at a middle timestep)."""
+def refinement_passes(strength: float, repeat: bool) -> list[float]:
+    """The start strength of every pass: t0, and with `repeat` once more from half of it (the paper's second pass
+    at a middle timestep)."""
     check_strength(strength, "refine strength (t0)")
+    return [strength, strength / 2] if repeat else [strength]
+
+
+def pass_steps(passes: list[float], steps: int) -> list[int]:
+    """Steps each pass runs (the rest of the schedule from its start)."""
+    return [steps - skipped_steps(strength, steps) for strength in passes]
+
+
+def refine_video(parts: VideoComponents, video: torch.Tensor, shared: VideoRequest, passes: list[float],
+                 runtime: Runtime) -> torch.Tensor:
+    """One video (F, H, W, 3) at the model's size, SDEdited once per pass strength; each pass starts from the
+    previous pass's frames (whose first frame conditions it), with `shared`'s prompts, settings and directors."""
+    current, length = fit_length(video, parts.spec.frames)
+    runs = pass_steps(passes, shared.settings.steps)
+    for index, strength in enumerate(passes):
+        request = dataclasses.replace(shared, image=current[0],
+                                      start=LatentStart(encode_video(parts, current, runtime.place), strength))
+        hooks = runtime.hooks.offset(sum(runs[:index]), sum(runs))
+        current = generate(parts, request, runtime.with_hooks(hooks)).frames
+    return current[:length]
+
+
+def refine_videos(parts: VideoComponents, videos: torch.Tensor, shared: VideoRequest, strength: float, repeat: bool,
+                  runtime: Runtime) -> torch.Tensor:
+    """videos: (V, F, H, W, 3) at the model's size. strength (t0) 0 returns them unchanged; 1 ignores them.
+    `shared`: what every pass of every video uses (each pass has its own first frame and start)."""
+    passes = refinement_passes(strength, repeat)
     if strength == 0:
         return videos
-    attach(parts.transformer, directors, parts.spec.describe())
-    passes = [strength, strength / 2] if repeat else [strength]
-    runs = [settings.steps - skipped_steps(s, settings.steps) for s in passes]
-    total, done, refined = len(videos) * sum(runs), 0, []
-    for video in videos:
-        current, length = fit_length(video, parts.spec.frames)
-        for pass_strength, run in zip(passes, runs):
-            offset = done
-            pass_hooks = Hooks(progress=lambda s, n, p, offset=offset: hooks.progress(offset + s, total, p),
-                               should_stop=hooks.should_stop)
-            start = LatentStart(encode_video(parts, current, place), pass_strength)
-            current = generate(parts, current[0], prompt, negative_prompt, settings,
-                               directors=DirectorControl(parts.transformer, directors, plan), start=start,
-                               place=place, hooks=pass_hooks, speed=speed, offload=offload).frames
-            done += run
-        refined.append(current[:length])
-    return torch.stack(refined)
+    per_video = sum(pass_steps(passes, shared.settings.steps))
+    total = len(videos) * per_video
+    return torch.stack([refine_video(parts, video, shared, passes,
+                                     runtime.with_hooks(runtime.hooks.offset(index * per_video, total)))
+                        for index, video in enumerate(videos)])

@@ -1,4 +1,4 @@
-"""`dimx reconstruct` and `dimx render`: the reconstruction stage without ComfyUI."""
+"""`dimx reconstruct`, `dimx render` and `dimx convert-scene`: the reconstruction stage without ComfyUI."""
 from __future__ import annotations
 
 import argparse
@@ -58,19 +58,21 @@ def _device(choice: str | None) -> str:
 def _reconstruct(args) -> None:
     from ..camera.formats import read_transforms_json
     from ..hooks import Hooks
-    from .files import save_scene
+    from .files import format_for, save_scene
     from .train import ReconstructOptions, reconstruct
 
+    format_for(args.out)  # refuse an --out the writers cannot write before fitting
     frames, names = read_frames(args.frames)
     trajectory, _ = read_transforms_json(args.trajectory)
     options = ReconstructOptions(preset=args.preset, steps=args.steps, seed=args.seed, poses=args.poses,
                                  confidence=args.confidence, device=_device(args.device),
-                                 holdout_every=args.holdout_every,
-                                 lpips_weight=args.lpips_weight, initial_points=args.initial_points)
+                                 holdout_every=args.holdout_every, lpips_weight=args.lpips_weight,
+                                 lpips_weights=args.lpips_vgg and str(args.lpips_vgg),
+                                 initial_points=args.initial_points)
     print(f"{len(frames)} frames ({names[0]} ... {names[-1]}) paired in order with {len(trajectory)} poses",
           file=sys.stderr)
     result = reconstruct(frames, trajectory, options, hooks=Hooks(progress=_progress_printer("reconstruct")))
-    for path in save_scene(args.out, result.gaussians, splat=args.splat):
+    for path in save_scene(args.out, result.gaussians):
         print(path)
     print(result.report.as_text(), file=sys.stderr)
 
@@ -98,8 +100,23 @@ def _render(args) -> None:
     print(f"{len(images)} frames in {args.out}")
 
 
+def _convert(args) -> None:
+    from .files import format_for, load_scene, save_scene
+
+    target = format_for(args.out)
+    scene = load_scene(args.scene)
+    if scene.sh_degree > 0 and not target.keeps_sh:
+        print(f"note: {target.extension} keeps no view-dependent colour; SH degree {scene.sh_degree} is reduced to "
+              "its base colour", file=sys.stderr)
+    for path in save_scene(args.out, scene):
+        print(path)
+    print(f"{len(scene)} Gaussians, {target.description}", file=sys.stderr)
+
+
 def add_fit_options(parser: argparse.ArgumentParser, *, holdout_help: str) -> None:
     """The optimiser's options, the same for the 3D and the 4D fit."""
+    from .loss import LPIPS_FILE
+
     parser.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
     parser.add_argument("--device", default=None,
                         help="cpu or cuda (gsplat when it can run); default: cuda when available")
@@ -109,20 +126,28 @@ def add_fit_options(parser: argparse.ArgumentParser, *, holdout_help: str) -> No
     parser.add_argument("--holdout-every", type=int, default=0, help=holdout_help)
     parser.add_argument("--initial-points", type=int, default=None,
                         help="random starting points when SfM gives none (default: the preset's)")
+    parser.add_argument("--lpips-weight", type=float, default=0.0,
+                        help="weight of the LPIPS term of the loss (default 0: off); needs --lpips-vgg")
+    parser.add_argument("--lpips-vgg", type=Path, default=None,
+                        help=f"torchvision's VGG16 ImageNet weights ({LPIPS_FILE}) that LPIPS is built on; "
+                             "never downloaded")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from .files import SCENE_EXTENSIONS, SCENE_FORMATS
     from .poses import POSE_MODES
     from .train import PRESETS
 
     recon = commands.add_parser(
         "reconstruct", help="fit 3D Gaussian splats to generated frames and the trajectory they followed",
         description="Fit a 3D Gaussian-splat scene to video frames and the camera trajectory they were generated "
-                    "along (frames sorted by name pair with the trajectory's frames in order). Writes the PLY, "
-                    "optionally a .splat, and the fitted cameras as <name>.transforms.json beside it.")
+                    "along (frames sorted by name pair with the trajectory's frames in order). Writes the scene "
+                    "(.ply, .spz or .splat, by --out's extension) and the fitted cameras as <name>.transforms.json "
+                    "beside it.")
     recon.add_argument("--frames", type=Path, required=True, help="folder of images or a video file")
     recon.add_argument("--trajectory", type=Path, required=True, help="transforms.json of the requested path")
-    recon.add_argument("--out", type=Path, required=True, help="scene .ply to write")
+    recon.add_argument("--out", type=Path, required=True,
+                       help=f"scene file to write; its extension picks the format ({', '.join(SCENE_EXTENSIONS)})")
     recon.add_argument("--poses", choices=POSE_MODES, default="auto",
                        help="camera poses: SfM checked against the trajectory (auto, default), the trajectory "
                             "refined with the scene, or SfM only")
@@ -130,18 +155,24 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="fast (3k steps), standard (7k, default) or high (30k)")
     add_fit_options(recon, holdout_help="keep every k-th frame out of the fit and report its PSNR (default 0: "
                                         "use all)")
-    recon.add_argument("--lpips-weight", type=float, default=0.0,
-                       help="weight of an LPIPS term; used only if torchvision's VGG16 weights are local")
-    recon.add_argument("--splat", action="store_true", help="also write a .splat beside the PLY")
     recon.set_defaults(run=_reconstruct)
 
     render = commands.add_parser(
         "render", help="render a scene along a trajectory, one PNG per pose",
-        description="Render a Gaussian-splat scene (.ply or .splat) at every pose of a transforms.json.")
-    render.add_argument("--scene", type=Path, required=True, help=".ply or .splat scene")
+        description="Render a Gaussian-splat scene (.ply, .spz or .splat) at every pose of a transforms.json.")
+    render.add_argument("--scene", type=Path, required=True, help=".ply, .spz or .splat scene")
     render.add_argument("--trajectory", type=Path, required=True, help="transforms.json with the poses")
     render.add_argument("--out", type=Path, required=True, help="folder for frame_00000.png ...")
     render.add_argument("--device", default=None, help="cpu or cuda; default: cuda when available")
     render.add_argument("--background", type=float, nargs=3, default=(0.0, 0.0, 0.0), metavar=("R", "G", "B"),
                         help="background colour in 0..1 (default black)")
     render.set_defaults(run=_render)
+
+    convert = commands.add_parser(
+        "convert-scene", help="convert a scene between .ply, .spz and .splat",
+        description="Read a Gaussian-splat scene in any supported format (detected from its content) and write it "
+                    "in the format OUT's extension names; its cameras (<name>.transforms.json) travel along. "
+                    + " ".join(f"{kind.extension}: {kind.description}." for kind in SCENE_FORMATS.values()))
+    convert.add_argument("scene", type=Path, help="the scene to read")
+    convert.add_argument("out", type=Path, help="the scene to write (.ply, .spz or .splat)")
+    convert.set_defaults(run=_convert)

@@ -20,16 +20,18 @@ def _reconstruct_4d(args) -> None:
     options = Reconstruct4DOptions(preset=args.preset, steps=args.steps, reference_time=args.reference_time,
                                    seed=args.seed, poses=args.poses, confidence=args.confidence,
                                    initial_points=args.initial_points, holdout_every=args.holdout_every,
+                                   lpips_weight=args.lpips_weight, lpips_weights=args.lpips_vgg and str(args.lpips_vgg),
                                    device=_device(args.device))
     print(f"{len(frames)} frames ({names[0]} ... {names[-1]}) as {args.views} cameras x {args.times} times, camera "
           f"after camera; cameras: {len(cameras)} of the {len(path)} poses in {args.trajectory.name}", file=sys.stderr)
     result = reconstruct_4d(frames, args.views, args.times, cameras, options,
                             hooks=Hooks(progress=_progress_printer("reconstruct-4d")))
-    print(save_scene_4d(args.out, result.gaussians, splat=args.splat))
+    print(save_scene_4d(args.out, result.gaussians, scene_format=args.format))
     print(result.report.as_text(), file=sys.stderr)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from .files import SCENE_FORMATS
     from .poses import POSE_MODES
     from .train4d import PRESETS_4D
 
@@ -38,8 +40,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Fit canonical Gaussians and a deformation field to K per-camera videos of N frames (frames "
                     "sorted by name, camera after camera: frame j*N+i is camera j at time i), seen from the cameras "
                     "kept from the S-Director path in --trajectory (the same evenly spaced poses Multi-View Generate "
-                    "keeps). Writes a 4D scene folder: one PLY per time, the canonical PLY, the field and a "
-                    "scene.dimx4d.json manifest (printed).")
+                    "keeps). Writes a 4D scene folder: one scene file per time, the canonical scene, the field and "
+                    "a scene.dimx4d.json manifest (printed).")
     recon.add_argument("--frames", type=Path, required=True, help="folder of images or a video file")
     recon.add_argument("--views", type=int, required=True, help="K, the number of cameras")
     recon.add_argument("--times", type=int, required=True, help="N, the frames of each camera video")
@@ -55,5 +57,6 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="fast (6k steps, default), standard (14k) or high (30k)")
     add_fit_options(recon, holdout_help="score frames on every k-th diagonal of the camera x time grid, kept out "
                                         "of the fit (default 0: use all)")
-    recon.add_argument("--splat", action="store_true", help="also write canonical.splat")
+    recon.add_argument("--format", choices=tuple(SCENE_FORMATS), default="ply",
+                       help="format of the canonical and per-time scene files (default ply)")
     recon.set_defaults(run=_reconstruct_4d)

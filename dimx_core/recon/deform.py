@@ -232,20 +232,57 @@ def save_field(weights_path: str | Path, config_path: str | Path, deformation: D
         part.write_text(json.dumps(config, indent=1))
 
 
-def load_field(weights_path: str | Path, config_path: str | Path) -> Deformation:
-    from safetensors.torch import load_file
+def parameter_shapes(config: FieldConfig) -> dict[str, tuple[int, ...]]:
+    """The shapes of a field's state_dict for `config`, computed without allocating it (a config can claim
+    planes far larger than memory; its weights file is checked against these shapes first)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for index, (resolution, (first, second)) in enumerate(
+            (resolution, axes) for resolution in config.resolutions for axes in PLANE_AXES):
+        width = resolution if first < 3 else config.time_resolution
+        height = resolution if second < 3 else config.time_resolution
+        shapes[f"planes.{index}"] = (1, config.features, height, width)
+    sizes = [config.features * len(config.resolutions)] + [config.hidden] * config.layers + [OFFSET_CHANNELS]
+    for layer, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:])):
+        name = f"decoder.{2 * layer}"  # Linear, ReLU, Linear, ...
+        shapes[f"{name}.weight"] = (outputs, inputs)
+        if layer < len(sizes) - 2:
+            shapes[f"{name}.bias"] = (outputs,)
+    shapes["low"] = shapes["high"] = (3,)
+    return shapes
 
-    data = json.loads(Path(config_path).read_text())
-    times = data.pop("times", None)
-    if not times:
-        raise ValueError(f"'{config_path}' lists no fitted times; it is not a DimensionX deformation config")
-    field = DeformationField(FieldConfig.from_json(data))
-    tensors = load_file(str(weights_path))
-    expected = {name: tuple(value.shape) for name, value in field.state_dict().items()}
-    found = {name: tuple(value.shape) for name, value in tensors.items()}
-    if found != expected:
-        raise ValueError(f"'{weights_path}' does not match its config '{config_path}': tensors "
-                         f"{sorted(set(found) ^ set(expected)) or 'of other shapes'} differ")
+
+def load_field(weights_path: str | Path, config_path: str | Path) -> Deformation:
+    """A saved field: its config is read and its claimed tensor shapes checked against the weights file's own
+    header before anything is allocated, so a damaged or hostile config cannot ask for gigabytes."""
+    from safetensors import SafetensorError, safe_open
+
+    weights_path, config_path = Path(weights_path), Path(config_path)
+    try:
+        data = json.loads(config_path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("it is not a JSON object")
+        times = data.pop("times", None)
+        if not times or not isinstance(times, list):
+            raise ValueError("it lists no fitted times")
+        config = FieldConfig.from_json(data)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        reason = f"missing key {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise ValueError(f"'{config_path}' is not a readable DimensionX deformation config ({reason})") from err
+    expected = parameter_shapes(config)
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            found = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+            if found != expected:
+                differ = sorted(name for name in set(found) | set(expected) if found.get(name) != expected.get(name))
+                raise ValueError(f"'{weights_path}' does not match its config '{config_path}': tensors "
+                                 f"{differ[:6]}{' ...' if len(differ) > 6 else ''} differ in name or shape (the "
+                                 "config claims " + ", ".join(f"{name} {expected.get(name)}" for name in differ[:2])
+                                 + "); the folder mixes files of different scenes or one is damaged")
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (OSError, SafetensorError) as err:
+        raise ValueError(f"'{weights_path}' is not a readable safetensors file ({type(err).__name__}: {err}); "
+                         "the deformation field is truncated or damaged") from err
+    field = DeformationField(config)
     field.load_state_dict(tensors)
     field.requires_grad_(False)
     return Deformation(field.eval(), tuple(times))

@@ -1,4 +1,5 @@
-"""Scene files viewers read: the standard 3DGS PLY and the antimatter15 `.splat`, written and read with numpy.
+"""Scene files viewers read, from one registry (SCENE_FORMATS): the standard 3DGS PLY, the antimatter15 `.splat`
+and Niantic's `.spz` (spz.py), each with a writer, a reader, a sniffer and whether it keeps view-dependent colour.
 
 PLY (what the INRIA 3DGS code, gsplat, SuperSplat and Spark use): binary little endian, one `vertex` element
 of float32 properties x, y, z, nx, ny, nz, f_dc_0..2, f_rest_0..(3*(K-1)-1), opacity, scale_0..2, rot_0..3.
@@ -11,6 +12,8 @@ the DC colour. Gaussians are ordered by size times opacity, largest first, as vi
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,8 @@ import torch
 
 from ..camera.formats import read_transforms_json, write_transforms_json
 from ..files import atomic_path
-from .gaussians import Gaussians, rgb_to_sh_dc, sh_degree_of
+from .gaussians import Gaussians, check_renderable, rgb_to_sh_dc, sh_degree_of
+from .spz import looks_like_spz, read_spz, write_spz
 
 PLY_TYPES = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
              "float": "f4", "double": "f8", "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2",
@@ -38,9 +42,8 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def write_ply(path: str | Path, gaussians: Gaussians) -> Path:
+    check_renderable(gaussians, "the scene to save")
     n = len(gaussians)
-    if n == 0:
-        raise ValueError("cannot write a scene with no Gaussians")
     sh = _numpy(gaussians.sh)
     columns = [_numpy(gaussians.means), np.zeros((n, 3), np.float32), sh[:, 0],
                sh[:, 1:].transpose(0, 2, 1).reshape(n, -1),  # channel-major f_rest
@@ -77,6 +80,9 @@ def _parse_ply_header(data: bytes, path: Path) -> tuple[np.dtype, int, int]:
                 raise ValueError(f"'{path}' is a {words[1]} PLY; Gaussian-splat PLY files are binary")
             endian = formats[words[1]]
         elif words[0] == "element":
+            if len(words) != 3 or not words[2].isdigit():
+                raise ValueError(f"'{path}' is a damaged PLY file: its header line '{line.strip()}' does not give "
+                                 "an element name and a count of zero or more")
             elements.append((words[1], int(words[2]), []))
         elif words[0] == "property" and elements:
             if words[1] == "list":
@@ -92,6 +98,8 @@ def _parse_ply_header(data: bytes, path: Path) -> tuple[np.dtype, int, int]:
         raise ValueError(f"'{path}' has elements [{names}]; expected the vertex element first (a compressed or "
                          "non-3DGS PLY). Export a standard 3DGS PLY from your viewer/trainer.")
     _, count, properties = elements[0]
+    if count == 0:
+        raise ValueError(f"'{path}' holds no Gaussians (its header says 'element vertex 0'); there is nothing to load")
     return np.dtype(properties), count, offset
 
 
@@ -122,19 +130,12 @@ def read_ply(path: str | Path) -> Gaussians:
     gaussians = Gaussians(means=stack(["x", "y", "z"]), log_scales=stack(["scale_0", "scale_1", "scale_2"]),
                           quats_wxyz=stack(["rot_0", "rot_1", "rot_2", "rot_3"]),
                           opacity_logits=stack(["opacity"])[:, 0], sh=torch.cat([dc, rest], dim=1).contiguous())
-    _check_finite(gaussians, path)
+    check_renderable(gaussians, f"'{path}'")
     return gaussians
 
 
-def _check_finite(gaussians: Gaussians, path: Path) -> None:
-    for name in ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh"):
-        if not torch.isfinite(getattr(gaussians, name)).all():
-            raise ValueError(f"'{path}' holds NaN or infinite values in {name}; the file is damaged")
-
-
 def write_splat(path: str | Path, gaussians: Gaussians) -> Path:
-    if len(gaussians) == 0:
-        raise ValueError("cannot write a scene with no Gaussians")
+    check_renderable(gaussians, "the scene to save")
     log_scales, logits = _numpy(gaussians.log_scales), _numpy(gaussians.opacity_logits)
     opacity = 1.0 / (1.0 + np.exp(-logits))
     order = np.argsort(-(np.exp(log_scales.sum(axis=1)) * opacity), kind="stable")
@@ -170,22 +171,60 @@ def read_splat(path: str | Path) -> Gaussians:
                           quats_wxyz=torch.from_numpy(quats),
                           opacity_logits=torch.from_numpy(np.log(alpha / (1.0 - alpha))),
                           sh=rgb_to_sh_dc(torch.from_numpy(rgba[:, None, :3])))
-    _check_finite(gaussians, path)
+    check_renderable(gaussians, f"'{path}'")
     return gaussians
 
 
+@dataclass(frozen=True)
+class SceneFormat:
+    name: str
+    extension: str
+    write: Callable[[str | Path, Gaussians], Path]
+    read: Callable[[str | Path], Gaussians]
+    sniff: Callable[[bytes], bool]  # from a file's first bytes; False for a format without a signature
+    keeps_sh: bool                  # view-dependent colour (SH bands 1-3) survives the file
+    description: str
+
+
+SCENE_FORMATS = {kind.name: kind for kind in (
+    SceneFormat("ply", ".ply", write_ply, read_ply, lambda head: head.startswith(b"ply"), True,
+                "standard 3DGS PLY: exact float32, SH up to degree 3 (SuperSplat, Spark, gsplat, INRIA 3DGS)"),
+    SceneFormat("splat", ".splat", write_splat, read_splat, lambda head: False, False,
+                "antimatter15 .splat: 32 bytes per Gaussian, 8-bit colour, no view-dependent colour"),
+    SceneFormat("spz", ".spz", write_spz, read_spz, looks_like_spz, True,
+                "Niantic .spz: about 10x smaller than PLY, 8-bit quantised, SH kept (SuperSplat, Spark, ComfyUI)"),
+)}
+SCENE_EXTENSIONS = tuple(kind.extension for kind in SCENE_FORMATS.values())
+SNIFF_BYTES = 64
+
+
+def format_for(path: str | Path) -> SceneFormat:
+    """The format a file name asks for, by its extension."""
+    suffix = Path(path).suffix.lower()
+    for kind in SCENE_FORMATS.values():
+        if kind.extension == suffix:
+            return kind
+    raise ValueError(f"'{path}': a scene file must end in {', '.join(SCENE_EXTENSIONS)} (the extension picks the "
+                     f"format), got '{suffix or 'no extension'}'")
+
+
 def read_scene(path: str | Path) -> Gaussians:
-    """A .ply or .splat scene (a file that starts with 'ply' is read as PLY whatever its name)."""
+    """A scene in any registered format: detected from the content where the format has a signature (a renamed
+    file still reads), else from the extension."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scene file '{path}' does not exist")
     with open(path, "rb") as handle:
-        magic = handle.read(3)
-    if magic == b"ply" or path.suffix.lower() == ".ply":
-        return read_ply(path)
-    if path.suffix.lower() == ".splat":
-        return read_splat(path)
-    raise ValueError(f"'{path}' is neither a PLY nor a .splat scene; expected a .ply or .splat file")
+        head = handle.read(SNIFF_BYTES)
+    for kind in SCENE_FORMATS.values():
+        if kind.sniff(head):
+            return kind.read(path)
+    try:
+        kind = format_for(path)
+    except ValueError:
+        raise ValueError(f"'{path}' is none of the scene formats ({', '.join(SCENE_EXTENSIONS)}): its content has "
+                         "no PLY or spz signature and its extension names no format") from None
+    return kind.read(path)
 
 
 def cameras_path(scene_path: str | Path) -> Path:
@@ -194,13 +233,11 @@ def cameras_path(scene_path: str | Path) -> Path:
     return scene_path.with_name(scene_path.stem + ".transforms.json")
 
 
-def save_scene(path: str | Path, gaussians: Gaussians, *, splat: bool = False) -> list[Path]:
-    """The PLY at `path`, optionally a .splat beside it, and the scene's cameras as transforms.json beside it
+def save_scene(path: str | Path, gaussians: Gaussians) -> list[Path]:
+    """The scene at `path` in the format its extension names, and its cameras as transforms.json beside it
     (nerfstudio/OpenGL convention, as dimx_core.camera.formats writes). Each file appears whole or not at all."""
     path = Path(path)
-    written = [write_ply(path, gaussians)]
-    if splat:
-        written.append(write_splat(path.with_suffix(".splat"), gaussians))
+    written = [format_for(path).write(path, gaussians)]
     if gaussians.cameras is not None:
         written.append(write_transforms_json(cameras_path(path), gaussians.cameras))
     return written

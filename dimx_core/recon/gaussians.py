@@ -15,6 +15,8 @@ import torch
 from ..camera import Trajectory
 
 SH_C0 = 0.28209479177387814  # band-0 constant: colour = 0.5 + SH_C0 * dc
+# exp(log scale) must stay finite in float32 and its square (the covariance) too: e^44 squared is ~1.6e38
+MAX_LOG_SCALE = 44.0
 
 
 def sh_bases(degree: int) -> int:
@@ -70,6 +72,29 @@ class Gaussians:
         """The same scene (cameras and deformation included) with its tensors on `device`."""
         names = ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh")
         return replace(self, **{name: getattr(self, name).to(device=device, dtype=dtype) for name in names})
+
+
+def check_renderable(gaussians: Gaussians, source: str) -> None:
+    """Refuse scenes every rasterizer would draw black or garbage without a word: no Gaussians, NaN or infinite
+    values, rotations that are not rotations (a zero quaternion), scales whose covariance overflows float32.
+    `source` names where the scene came from (a file, "the scene") in the error."""
+    if len(gaussians) == 0:
+        raise ValueError(f"{source} holds no Gaussians: there is nothing to render or save (an empty file, or a "
+                         "fit that pruned every Gaussian)")
+    for name in ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh"):
+        bad = int((~torch.isfinite(getattr(gaussians, name).reshape(len(gaussians), -1))).any(dim=1).sum())
+        if bad:
+            raise ValueError(f"{source} holds NaN or infinite values in {name} ({bad} of {len(gaussians)} "
+                             "Gaussians); the scene is damaged")
+    zero_rotations = int((gaussians.quats_wxyz.norm(dim=-1) < 1e-12).sum())
+    if zero_rotations:
+        raise ValueError(f"{source} has {zero_rotations} of {len(gaussians)} Gaussians with a zero quaternion "
+                         "(rot_0..rot_3 all 0), which is no rotation; the scene is damaged")
+    overflowing = int((gaussians.log_scales > MAX_LOG_SCALE).any(dim=-1).sum())
+    if overflowing:
+        raise ValueError(f"{source} has {overflowing} of {len(gaussians)} Gaussians whose log scale exceeds "
+                         f"{MAX_LOG_SCALE:g} (a scale of e^{MAX_LOG_SCALE:g} overflows float32 once squared); "
+                         "scales must be stored as logarithms, as in the standard 3DGS PLY")
 
 
 def rgb_to_sh_dc(rgb: torch.Tensor) -> torch.Tensor:

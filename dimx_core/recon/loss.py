@@ -1,14 +1,18 @@
 """The confidence-weighted 3DGS loss: C (0.8 L1 + 0.2 (1 - SSIM)) + lambda LPIPS, per pixel, masked.
 
-LPIPS needs torchvision's VGG16 ImageNet weights, which the `lpips` package does not ship and DimensionX
-never downloads: it is used only when the weights file is already in torch's hub cache.
+LPIPS (VGG) is the `lpips` package's network: its calibrated linear layers ship with the package, but the VGG16
+backbone under them is torchvision's ImageNet file, which the package downloads and DimensionX never does. The
+user places that file (LPIPS_FILE) where the caller says (the nodes: models/dimensionx/lpips/); it is read with
+torch.load(weights_only=True), so no code in it runs.
 """
 from __future__ import annotations
 
-import importlib.util
+import warnings
 from pathlib import Path
 
 import torch
+
+from ..optional import require
 
 L1_WEIGHT, SSIM_WEIGHT = 0.8, 0.2
 
@@ -29,30 +33,46 @@ def weighted_mean(per_pixel: torch.Tensor, confidence: torch.Tensor, mask: torch
     return (confidence * mask * per_pixel).sum() / mask.sum().clamp_min(1.0)
 
 
-def vgg16_weights_path() -> Path:
-    from torchvision.models import VGG16_Weights
+LPIPS_FILE = "vgg16-397923af.pth"  # torchvision's VGG16 IMAGENET1K_V1 weights, the backbone LPIPS (VGG) was calibrated on
+# the layers of VGG16's `features` each of LPIPS's five slices holds (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3)
+LPIPS_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG16_Weights.IMAGENET1K_V1.url).name
 
-
-def load_lpips(device: torch.device) -> tuple[torch.nn.Module | None, str]:
-    """The LPIPS (VGG) network if it can be built from local files only, and a sentence saying what happened."""
-    if importlib.util.find_spec("lpips") is None:
-        return None, ("LPIPS off: the 'lpips' package is not installed (pip install lpips); it also needs "
-                      "torchvision's VGG16 ImageNet weights, which DimensionX never downloads")
-    weights = vgg16_weights_path()
+def check_lpips_weights(weights: str | Path) -> None:
+    """Raise, naming the path, when the VGG16 file LPIPS needs is not there (before a fit spends time on SfM)."""
+    weights = Path(weights)
     if not weights.is_file():
-        return None, (f"LPIPS off: torchvision's VGG16 ImageNet weights are not at {weights} (the lpips package "
-                      f"does not ship them and DimensionX never downloads); place {weights.name} there to use it")
-    try:
-        import lpips
+        raise FileNotFoundError(f"LPIPS needs torchvision's VGG16 ImageNet weights '{LPIPS_FILE}' at '{weights}', "
+                                "which does not exist. DimensionX never downloads: place the file there (the one "
+                                "torchvision saves as ~/.cache/torch/hub/checkpoints/" + LPIPS_FILE + "), or set the "
+                                "LPIPS weight to 0")
 
-        network = lpips.LPIPS(net="vgg", spatial=True, verbose=False).to(device).eval()
-    except Exception as err:  # noqa: BLE001 - a broken local file must not stop the reconstruction
-        return None, f"LPIPS off: the local weights could not be loaded ({type(err).__name__}: {err})"
+
+def load_lpips(weights: str | Path, device: torch.device) -> torch.nn.Module:
+    """The LPIPS (VGG) network with its VGG16 backbone read from `weights` (torchvision's state dict; the
+    classifier's tensors may be left out), frozen, in eval mode on `device`."""
+    lpips = require("lpips", "the LPIPS term of the loss")
+    check_lpips_weights(weights)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a pickle that is not plain tensors, a truncated file, ...
+        raise ValueError(f"'{weights}' is not a readable PyTorch weights file ({type(err).__name__}: {err})") from err
+    features = {key[len("features."):]: value for key, value in state.items() if key.startswith("features.")} \
+        if isinstance(state, dict) else {}
+    slices = {f"slice{number}.{key}": value for number, (start, stop) in enumerate(LPIPS_SLICES, 1)
+              for key, value in features.items() if start <= int(key.split(".")[0]) < stop}
+    with warnings.catch_warnings():  # lpips asks torchvision for an untrained VGG16 with a deprecated argument
+        warnings.simplefilter("ignore", UserWarning)
+        network = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, spatial=True, verbose=False)
+    try:
+        network.net.load_state_dict(slices, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"'{weights}' is not torchvision's VGG16 state dict (its 'features.*' tensors do not fit "
+                         f"VGG16: {str(err).splitlines()[0]}); LPIPS needs {LPIPS_FILE}") from err
+    network = network.to(device).eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    return network, "LPIPS on (VGG16 from the local torch hub cache)"
+    return network
 
 
 def lpips_map(network: torch.nn.Module, render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from ..camera import Trajectory
 from ..hooks import NO_HOOKS, Hooks
 from .deform import gaussians_at
-from .gaussians import Gaussians
+from .gaussians import Gaussians, check_renderable
 from .raster import Rasterizer
 from .reference import rasterization as reference_rasterization
 
@@ -45,6 +45,7 @@ def render_views(gaussians: Gaussians, trajectory: Trajectory, *, times: Sequenc
     scene's canonical state)."""
     if times is not None and len(times) != len(trajectory):
         raise ValueError(f"times: got {len(times)} times for {len(trajectory)} poses; give one time per pose")
+    check_renderable(gaussians, "the scene")
     scene = gaussians.to(rasterizer.device)
     if scene.deformation is not None:
         scene = replace(scene, deformation=scene.deformation.on(rasterizer.device))
@@ -67,6 +68,7 @@ def turntable(gaussians: Gaussians, frames: int, width: int, height: int, *, fov
               elevation_deg: float = 15.0, around: Trajectory | None = None) -> Trajectory:
     """A full circle of cameras around the scene's centre, upright in the frame of `around` (the fitted
     cameras) when given, at a distance that keeps the scene in view."""
+    check_renderable(gaussians, "the scene")
     with torch.no_grad():
         means = gaussians.means.detach().cpu().double().numpy()
         weights = torch.sigmoid(gaussians.opacity_logits.detach()).cpu().double().numpy()

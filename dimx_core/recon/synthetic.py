@@ -95,6 +95,17 @@ def ball_before_wall(count: int = 1500, seed: int = 0) -> Gaussians:
                        for name in ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh")))
 
 
+def low_texture_ball_before_wall(count: int = 1500, seed: int = 0, *, noise: float = 0.2) -> Gaussians:
+    """`ball_before_wall`'s geometry in smooth colours (a slow colour wave plus `noise` per Gaussian): the kind of
+    frames on which SfM still registers every frame, but from few points and with poses degrees off."""
+    scene = ball_before_wall(count, seed)
+    generator = np.random.default_rng(seed)
+    means = scene.means.numpy()
+    rgb = (0.5 + 0.15 * np.sin(means[:, [0]] * 3.0 + means[:, [1]] * 2.0 + np.array([0.0, 2.0, 4.0]))
+           + noise * generator.uniform(-1.0, 1.0, (len(means), 3)))
+    return replace(scene, sh=rgb_to_sh_dc(torch.as_tensor(rgb, dtype=torch.float32))[:, None, :])
+
+
 def moving_ball_before_wall(t: float, count: int = 1500, seed: int = 0, *, shift: float = 0.4,
                             lift: float = 0.15, turn_deg: float = 60.0) -> Gaussians:
     """The 4D ground truth: a textured ball (smaller than `ball_before_wall`'s, so its motion shows) before the

@@ -2,8 +2,8 @@
 
 Read top to bottom: check the inputs (frames camera after camera, as Multi-View Generate outputs them), camera
 poses from the K views at the reference time (SfM or the trajectory, chosen as the 3D fit chooses them; the K
-poses are shared by every time), confidence per camera video, starting points; then two stages on the 3D fit's
-optimiser (SceneOptimizer: Adam per group, densification, pose correction):
+poses are shared by every time), confidence per camera video, starting points; then the fit loop the 3D fit runs
+(fit.py: the same optimiser, densification and pose correction), fed by a sampler in two stages:
 1. warm-up: the canonical Gaussians alone, fitted to the K views at the reference time (a static 3D fit);
 2. joint: every training frame (camera j, time i), rendered from the Gaussians moved to time i by the HexPlane
    deformation field (deform.py), which trains alongside them with K-Planes' smoothness regularisers.
@@ -23,10 +23,9 @@ from ..identity.multiview import evenly_spaced_views
 from ..optional import require
 from . import confidence as conf
 from .deform import Deformation, DeformationField, FieldConfig, deform
+from .fit import EpochOrder, Heldout, Preset, Reconstruction, Sample, conclude, run_fit
 from .poses import choose_poses
-from .render import render_views
-from .train import (MAX_SH_DEGREE, RESIDUAL_WARMUP, Preset, ReconstructOptions, Reconstruction, ReconstructReport,
-                    as_frames, frame_loss, matched_trajectory, prepare_fit, psnr, scaled_preset)
+from .train import ReconstructOptions, as_frames, content_warnings, frame_loss, matched_trajectory, prepare_fit
 
 
 @dataclass(frozen=True)
@@ -141,6 +140,51 @@ def _check_layout(count: int, views: int, times: int) -> None:
                          "frames, camera after camera)")
 
 
+class StagedSampler:
+    """The warm-up's frames (the reference time, canonical Gaussians) for the first `warmup` steps, then every
+    training frame (camera, time) with its time; each stage reshuffled every epoch."""
+
+    def __init__(self, targets: torch.Tensor, confidences: torch.Tensor, training: list[tuple[int, int]],
+                 reference: int, warmup: int, stamps: list[float], seed: int):
+        generator = torch.Generator().manual_seed(seed)
+        self.targets, self.confidences, self.warmup, self.stamps = targets, confidences, warmup, stamps
+        at_reference = [(view, i) for view, i in training if i == reference]
+        if not at_reference:
+            raise ValueError("every view of the reference time is held out; choose another reference_time")
+        self.warm, self.joint = EpochOrder(at_reference, generator), EpochOrder(training, generator)
+
+    def sample(self, step: int) -> Sample:
+        view, moment = (self.warm if step < self.warmup else self.joint).next()
+        return Sample(view, self.targets[view, moment], self.confidences[view, moment],
+                      time=None if step < self.warmup else self.stamps[moment])
+
+
+class FieldMotion:
+    """The Gaussians moved to a sample's time by a deformation field, built at the first timed sample (the end of
+    the warm-up) around the canonical means as they are then, and trained with its own optimiser."""
+
+    def __init__(self, preset: Preset4D, stamps: list[float], reference: int, joint_steps: int, seed: int):
+        self.preset, self.stamps, self.reference, self.joint_steps, self.seed = preset, stamps, reference, joint_steps, seed
+        self.field: DeformationField | None = None
+        self.optimizer: FieldOptimizer | None = None
+
+    def place(self, params: dict, sample: Sample):
+        if sample.time is None:
+            return params["means"], params["quats"], params["scales"]
+        if self.field is None:
+            config = field_config(params["means"], self.preset, self.stamps, self.stamps[self.reference])
+            self.field = DeformationField(config, seed=self.seed).to(params["means"].device)
+            self.optimizer = FieldOptimizer(self.field, self.joint_steps)
+        return deform(self.field, params["means"], params["quats"], params["scales"], sample.time)
+
+    def regularisation(self) -> torch.Tensor | None:
+        return None if self.field is None else self.field.regularisation(SMOOTHNESS_WEIGHT, TOTAL_VARIATION_WEIGHT)
+
+    def step(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.step()
+
+
 @torch.inference_mode(False)  # hosts such as ComfyUI run nodes under inference_mode; a fit needs autograd
 @torch.enable_grad()
 def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
@@ -149,16 +193,17 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
     """Fit canonical Gaussians and a deformation field to `frames` ((views x times, H, W, 3) in 0..1, camera
     after camera: frame j * times + i is camera j at time i) seen by `cameras` (one pose per view, shared by
     every time). The result's `deformation` holds the field and the fitted times i / (times - 1)."""
-    require("gsplat", "densification (gsplat's DefaultStrategy)")
+    require("gsplat", "densification (gsplat's strategies)")
     started = time.monotonic()
     images = as_frames(frames)
     _check_layout(len(images), views, times)
     options.check(times=times)
     height, width = images.shape[1:3]
     cameras, notices = matched_trajectory(cameras, views, width, height)
+    notices = content_warnings(images) + notices
     grid = images.reshape(views, times, height, width, 3)
     chosen = PRESETS_4D[options.preset]
-    preset = scaled_preset(chosen.fit, options.steps or chosen.fit.steps)
+    preset = options.preset_for({options.preset: chosen.fit})
     warmup = max(1, min(preset.steps - 1, round(chosen.warmup * preset.steps / chosen.fit.steps)))
     if not options.densify:
         preset = replace(preset, refine_start=preset.steps, refine_stop=0)
@@ -172,9 +217,6 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
     kept = choice.kept
     heldout = [(j, i) for j, i in heldout_frames(views, times, options.holdout_every) if j in kept]
     training = [(position, i) for position, j in enumerate(kept) for i in range(times) if (j, i) not in heldout]
-    at_reference = [position for position, i in training if i == reference]
-    if not at_reference:
-        raise ValueError("every view of the reference time is held out; choose another reference_time")
 
     # 2. confidence per pixel, along each camera's video
     if options.confidence == "flow":
@@ -184,65 +226,22 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
 
     # 3. starting Gaussians, coloured from the reference time's views, and the 3D fit's optimisation state
     fit, rasterizer, lpips_network = prepare_fit(choice, grid[kept, reference], preset, options, notices, hooks=hooks)
-    params = fit.params
-    targets = torch.as_tensor(grid[kept], device=device)                # (K', N, H, W, 3)
-    confidences = torch.as_tensor(weights, device=device)
-    background = torch.as_tensor(options.background, dtype=torch.float32, device=device)
-    generator = torch.Generator().manual_seed(options.seed)
-    warm_order = torch.tensor(at_reference)[torch.randperm(len(at_reference), generator=generator)]
-    joint_order = torch.randperm(len(training), generator=generator)
-    field: DeformationField | None = None
-    field_optimizer: FieldOptimizer | None = None
+    sampler = StagedSampler(torch.as_tensor(grid[kept], device=device), torch.as_tensor(weights, device=device),
+                            training, reference, warmup, stamps, options.seed)
+    motion = FieldMotion(chosen, stamps, reference, preset.steps - warmup, options.seed)
 
     # 4. the fit: a static warm-up at the reference time, then every frame with the field
-    recent_losses: list[torch.Tensor] = []  # kept on the device: reading a loss every step would sync the GPU
-    for step in range(preset.steps):
-        sh_degree = min(step // preset.sh_interval, MAX_SH_DEGREE)
-        means, quats, log_scales = params["means"], params["quats"], params["scales"]
-        if step < warmup:
-            view, moment = int(warm_order[step % len(warm_order)]), reference
-        else:  # the Gaussians moved to the frame's time by the field
-            if field is None:
-                field = DeformationField(field_config(means, chosen, stamps, stamps[reference]),
-                                         seed=options.seed).to(device)
-                field_optimizer = FieldOptimizer(field, preset.steps - warmup)
-            view, moment = training[int(joint_order[(step - warmup) % len(training)])]
-            means, quats, log_scales = deform(field, means, quats, log_scales, stamps[moment])
-        image, _, meta = rasterizer.render(means, quats, log_scales, params["opacities"], fit.colours(),
-                                           fit.world_to_camera(view), fit.intrinsics[view:view + 1], width,
-                                           height, sh_degree=sh_degree, background=background)
-        fit.before_backward(step, meta)
-        loss = frame_loss(image[0], targets[view, moment], confidences[view, moment], None, options, lpips_network,
-                          residual=step >= RESIDUAL_WARMUP * preset.steps)
-        if field is not None:
-            loss = loss + field.regularisation(SMOOTHNESS_WEIGHT, TOTAL_VARIATION_WEIGHT)
-        loss.backward()
-        fit.after_backward(step, meta)
-        if field_optimizer is not None:
-            field_optimizer.step()
-        recent_losses = (recent_losses + [loss.detach()])[-max(1, preset.steps // 10):]
-        show = (step + 1) % max(1, options.preview_every) == 0 or step + 1 == preset.steps
-        hooks.step(step + 1, preset.steps, image[0].detach().clamp(0, 1).cpu() if show else None)
+    final_loss = run_fit(fit, rasterizer, sampler, preset, frame_loss(options, lpips_network, preset.steps),
+                         motion=motion, background=torch.as_tensor(options.background, dtype=torch.float32,
+                                                                   device=device),
+                         preview_every=options.preview_every, hooks=hooks)
 
     # 5. the result: canonical Gaussians (the scene at the reference time) carrying the field
-    fitted = fit.scene()
-    fitted_cameras, refinement = fit.cameras(choice.cameras)
-    fitted.cameras = replace(fitted_cameras, meta={**fitted_cameras.meta, "pose_source": choice.source,
-                                                   "views": kept})
-    field = field.cpu().eval().requires_grad_(False)
-    fitted.deformation = Deformation(field, tuple(stamps))
-    flat = [j * times + i for j, i in heldout]
+    deformation = Deformation(motion.field.cpu().eval().requires_grad_(False), tuple(stamps))
     notices = [f"4D: {len(kept)} cameras x {times} times, warm-up {warmup} steps at time {reference} "
-               f"(t = {stamps[reference]:g}), joint {preset.steps - warmup} steps", fitted.deformation.describe(),
-               *notices]
-    report = ReconstructReport(pose_source=choice.source, pose_notes=list(choice.notes) + refinement,
-                               pose_check=choice.check, steps=preset.steps,
-                               final_loss=float(torch.stack(recent_losses).mean()), gaussians=len(fitted),
-                               backend=rasterizer.name, seconds=0.0, notices=notices, heldout_frames=flat)
-    if heldout:
-        scored = _subset(fitted.cameras, [kept.index(j) for j, _ in heldout])
-        renders = render_views(fitted, scored, times=[stamps[i] for _, i in heldout], rasterizer=rasterizer,
-                               background=options.background)
-        report.heldout_psnr = psnr(renders, torch.as_tensor(images[flat]))
-    report.seconds = time.monotonic() - started
-    return Reconstruction(fitted, report)
+               f"(t = {stamps[reference]:g}), joint {preset.steps - warmup} steps", deformation.describe(), *notices]
+    flat = [j * times + i for j, i in heldout]
+    scored = Heldout(flat, [kept.index(j) for j, _ in heldout], torch.as_tensor(images[flat]),
+                     [stamps[i] for _, i in heldout])
+    return conclude(fit, choice, rasterizer, preset, final_loss, started=started, notices=notices, heldout=scored,
+                    camera_meta={"views": kept}, background=options.background, deformation=deformation)

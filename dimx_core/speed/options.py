@@ -1,12 +1,22 @@
 """What a run may do to go faster, as one small value passed to the loop, the nodes and the CLI."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 # "auto": the fastest lossless kernel measured on this GPU (PyTorch SDPA's backends, FlashAttention-3 if installed);
 # SDPA's own choice on the CPU. "sage" is lossy (8-bit QK) and only runs when asked for.
 ATTENTION_CHOICES = ("auto", "sdpa", "cudnn", "flash", "efficient", "fa3", "sage")
+
+
+@dataclass(frozen=True)
+class LossyOptions:
+    """The speed-ups that change what a run makes, not only how fast (fp8 products, step caching): they belong to a
+    run's request and its content key; the other options are how fast a machine makes the same result. The field
+    names are SpeedOptions' own."""
+    fp8: bool = False
+    step_cache: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,13 @@ class SpeedOptions:
             raise ValueError(f"attention must be one of {', '.join(ATTENTION_CHOICES)}, got {self.attention!r}")
         if not (math.isfinite(self.step_cache) and 0.0 <= self.step_cache < 1.0):
             raise ValueError(f"step_cache is a relative threshold in [0, 1) (0 = off), got {self.step_cache}")
+
+    def lossy(self) -> LossyOptions:
+        return LossyOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LossyOptions)})
+
+    def with_lossy(self, lossy: LossyOptions) -> "SpeedOptions":
+        """These options with the result-changing ones taken from `lossy` (a request's)."""
+        return dataclasses.replace(self, **dataclasses.asdict(lossy))
 
     @classmethod
     def off(cls) -> "SpeedOptions":

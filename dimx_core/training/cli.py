@@ -21,6 +21,8 @@ def _train(args) -> None:
     from ..datasets.layout import open_dataset
     from ..files import atomic_path
     from ..hooks import Hooks, Interrupted
+    from ..images import read_rgb
+    from ..video.runtime import Runtime
     from ..video.sampling import FPS
     from .curve import loss_curve
     from .trainer import train_director
@@ -37,13 +39,9 @@ def _train(args) -> None:
     dataset = open_dataset(args.dataset)
     image = None
     if args.validation_image is not None:
-        import numpy as np
-
-        with Image.open(args.validation_image) as picture:
-            image = torch.from_numpy(np.asarray(picture.convert("RGB")).copy()).float() / 255.0
+        image = torch.from_numpy(read_rgb(args.validation_image, "--validation-image")).float() / 255.0
     device, dtype = video_cli.device_and_dtype(args)
     parts = video_cli.load_model(args, dtype)
-    place, offload = video_cli.placement(device)
     checkpoints = args.checkpoints or args.out.with_name(args.out.stem + ".checkpoints")
 
     stop = threading.Event()
@@ -56,10 +54,10 @@ def _train(args) -> None:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = train_director(parts, dataset, options, args.out, place=place, offload=offload,
+        result = train_director(parts, dataset, options, args.out,
+                                Runtime.on_device(device, hooks=Hooks(should_stop=stop.is_set)),
                                 checkpoints=checkpoints, resume=args.resume, validation_prompt=args.validation_prompt,
-                                validation_image=image, hooks=Hooks(should_stop=stop.is_set),
-                                say=lambda text: print(text, file=sys.stderr, flush=True))
+                                validation_image=image, say=lambda text: print(text, file=sys.stderr, flush=True))
     except Interrupted:
         print(f"stopped; continue with the same command and --resume (checkpoint in {checkpoints})", file=sys.stderr)
         raise SystemExit(130) from None

@@ -17,11 +17,11 @@ import torch
 
 from ..datasets.clips import read_clip
 from ..datasets.layout import ClipGeometry, Dataset, check_clip
-from ..hooks import NO_HOOKS, Hooks
 from ..speed.memory import tiled_vae
 from ..video.components import VideoComponents
 from ..video.conditioning import encode_prompt
-from ..video.sampling import FPS, Offload, Place
+from ..video.runtime import Runtime
+from ..video.sampling import FPS
 
 IMAGE_NOISE_LOG_MEAN, IMAGE_NOISE_LOG_STD = -3.0, 0.5  # SAT's CogVideoX I2V first-frame noise
 
@@ -54,12 +54,17 @@ def geometry_of(parts: VideoComponents) -> ClipGeometry:
     return ClipGeometry(parts.spec.width, parts.spec.height, parts.spec.frames, float(FPS))
 
 
+def offload_if_possible(runtime: Runtime, module: torch.nn.Module) -> None:
+    if runtime.offload is not None:
+        runtime.offload(module)
+
+
 @torch.no_grad()
-def precompute(parts: VideoComponents, dataset: Dataset, *, variants: int, seed: int, low_memory: bool,
-               place: Place, offload: Offload, validation_prompt: str | None = None,
-               validation_image: torch.Tensor | None = None, hooks: Hooks = NO_HOOKS,
+def precompute(parts: VideoComponents, dataset: Dataset, runtime: Runtime, *, variants: int, seed: int,
+               low_memory: bool, validation_prompt: str | None = None, validation_image: torch.Tensor | None = None,
                say: Callable[[str], None] = lambda text: None) -> Conditions:
-    spec, dtype = parts.spec, parts.transformer.dtype
+    """Every clip's conditions, T5 and then the VAE each on the device alone and offloaded after."""
+    spec, dtype, place, hooks = parts.spec, parts.transformer.dtype, runtime.place, runtime.hooks
     geometry = geometry_of(parts)
     captions = list(dict.fromkeys(clip.caption for clip in dataset.clips))
     validation_text = validation_prompt or dataset.clips[0].caption
@@ -67,7 +72,7 @@ def precompute(parts: VideoComponents, dataset: Dataset, *, variants: int, seed:
     device = place(parts.text_encoder)
     states = [encode_prompt(parts.tokenizer, parts.text_encoder, text, spec.text_tokens, device, dtype).cpu()
               for text in [*captions, "", validation_text]]
-    offload(parts.text_encoder)
+    offload_if_possible(runtime, parts.text_encoder)
     device = place(parts.vae)
     clips, first_frame = [], None
     with tiled_vae(parts.vae, low_memory):
@@ -89,6 +94,6 @@ def precompute(parts: VideoComponents, dataset: Dataset, *, variants: int, seed:
             images = (image[:, :, 0] * spec.image_latent_scale).to("cpu", dtype)
             clips.append(ClipConditions(mean, std, images, captions.index(clip.caption)))
             hooks.step(index + 1, len(dataset.clips))
-    offload(parts.vae)
+    offload_if_possible(runtime, parts.vae)
     image = validation_image if validation_image is not None else first_frame
     return Conditions(clips, torch.cat(states[:len(captions)]), states[-2], states[-1], image.float().cpu())

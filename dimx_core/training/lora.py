@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..directors.adapters import Director, activate, lora_layers
-from ..directors.formats import DIRECTOR_METADATA_KEY, LoraFile
+from ..directors.adapters import DirectorRef, activate, lora_layers
+from ..directors.formats import DIRECTOR_METADATA_KEY
 from ..files import atomic_path
 from ..optional import require
 
@@ -69,11 +69,10 @@ def remove_training_adapter(transformer: torch.nn.Module) -> None:
     getattr(transformer, "peft_config", {}).pop(TRAINING_ADAPTER, None)
 
 
-def training_director(role: str) -> Director:
-    """The adapter in training as a Director, for the sampler's director control (validation videos)."""
-    lora = LoraFile(path="(director in training)", format="PEFT adapter in training",
-                    fingerprint=TRAINING_FINGERPRINT)
-    return Director(name="training", role=role, strength=1.0, lora=lora)
+def training_director(role: str) -> DirectorRef:
+    """The adapter in training as a request names a director (validation videos), at strength 1.0."""
+    return DirectorRef(name="training", role=role, strength=1.0, path="(director in training)",
+                       fingerprint=TRAINING_FINGERPRINT)
 
 
 def adapter_state(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:

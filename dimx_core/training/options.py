@@ -67,7 +67,8 @@ class TrainOptions:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        for name, low in (("steps", 1), ("batch_size", 1), ("seed", 0), ("validation_seed", 0), ("checkpoint_every", 0), ("eval_every", 0),
+        for name, low in (("steps", 1), ("batch_size", 1), ("seed", 0), ("validation_seed", 0),
+                          ("checkpoint_every", 0), ("eval_every", 0),
                           ("eval_samples", 1), ("early_stop_patience", 0), ("image_noise_variants", 1),
                           ("validation_inference_steps", 1)):
             value = getattr(self, name)

@@ -25,14 +25,16 @@ import torch.nn.functional as F
 from .. import __version__
 from ..datasets.layout import Dataset
 from ..directors import schedule
-from ..directors.adapters import DirectorControl, activate
-from ..hooks import NO_HOOKS, Hooks, Interrupted
+from ..directors.adapters import activate
+from ..hooks import Hooks, Interrupted
 from ..speed.compile import set_compiled
 from ..speed.options import SpeedOptions
 from ..video.components import VideoComponents
-from ..video.sampling import Offload, Place, SamplerSettings, generate, make_scheduler, rotary_embeddings
+from ..video.request import SamplerSettings, VideoRequest
+from ..video.runtime import Runtime
+from ..video.sampling import generate, make_scheduler, rotary_embeddings
 from .checkpoint import CheckpointStore, run_identity
-from .conditions import Conditions, precompute, seeded
+from .conditions import Conditions, offload_if_possible, precompute, seeded
 from .lora import TRAINING_ADAPTER, add_training_adapter, remove_training_adapter, save_director, training_director
 from .options import OPTIMIZERS, TrainOptions
 
@@ -190,21 +192,22 @@ def evaluation_loss(transformer, scheduler, conditions: Conditions, options: Tra
     return total / count
 
 
-def _validation_video(parts: VideoComponents, conditions: Conditions, options: TrainOptions, place: Place,
-                      offload: Offload, hooks: Hooks) -> torch.Tensor:
+def _validation_video(parts: VideoComponents, conditions: Conditions, options: TrainOptions,
+                      runtime: Runtime) -> torch.Tensor:
     """A video with the director as it is now, at strength 1.0, fixed seed and first frame (Cancel works inside
     it; the progress bar keeps counting training steps)."""
     director = training_director(options.role)
     settings = SamplerSettings(steps=options.validation_inference_steps, guidance=options.validation_guidance,
                                seed=options.validation_seed)
-    control = DirectorControl(parts.transformer, [director], schedule.constant([director.name], settings.steps))
+    request = VideoRequest(conditions.validation_image, conditions.validation_prompt, conditions.negative, settings,
+                           (director,), schedule.constant([director.name], settings.steps))
+    run = Runtime(place=runtime.place, offload=runtime.offload, hooks=Hooks(should_stop=runtime.hooks.should_stop),
+                  speed=SpeedOptions(low_memory=options.low_memory), preview_every=0)
     try:
-        result = generate(parts, conditions.validation_image, conditions.validation_prompt, conditions.negative,
-                          settings, directors=control, place=place, preview_every=0, offload=offload,
-                          speed=SpeedOptions(low_memory=options.low_memory), hooks=Hooks(should_stop=hooks.should_stop))
+        result = generate(parts, request, run)
     finally:
-        activate(parts.transformer, {TRAINING_ADAPTER: 1.0})  # the control released every adapter
-    offload(parts.vae)
+        activate(parts.transformer, {TRAINING_ADAPTER: 1.0})  # the run released every adapter
+    offload_if_possible(runtime, parts.vae)
     return result.frames
 
 
@@ -227,18 +230,19 @@ def training_run_id(parts: VideoComponents, dataset: Dataset, options: TrainOpti
 
 @torch.inference_mode(False)  # hosts such as ComfyUI run nodes under inference_mode; training needs autograd
 @torch.enable_grad()
-def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptions, out: str | Path, *,
-                   place: Place, offload: Offload, checkpoints: str | Path | None = None, resume: bool = True,
+def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptions, out: str | Path,
+                   runtime: Runtime, *, checkpoints: str | Path | None = None, resume: bool = True,
                    validation_prompt: str | None = None, validation_image: torch.Tensor | None = None,
-                   process_group=None, hooks: Hooks = NO_HOOKS,
-                   say: Callable[[str], None] = lambda text: None) -> TrainResult:
+                   process_group=None, say: Callable[[str], None] = lambda text: None) -> TrainResult:
     """Train a director on `dataset` and write it to `out` (.safetensors). `checkpoints`: the folder of this
-    run's checkpoint (None: no checkpoints); `resume` continues from it. `place(module)` puts a module where it
-    runs and returns that device, `offload(module)` sends it back (the host's memory manager, or .to()).
-    A Cancel (hooks.should_stop) saves a checkpoint of the last finished step and raises Interrupted."""
+    run's checkpoint (None: no checkpoints); `resume` continues from it. `runtime` places and offloads modules
+    (the host's memory manager, or .to()) and carries progress and Cancel: a Cancel saves a checkpoint of the last
+    finished step and raises Interrupted. Its speed options are not used: training runs diffusers' attention."""
+    hooks = runtime.hooks
     transformer, dtype = parts.transformer, parts.transformer.dtype
     if dtype == torch.float16:
-        raise ValueError("training in fp16 is not supported (no loss scaling); load the model in bf16, or fp32 on a CPU")
+        raise ValueError("training in fp16 is not supported (no loss scaling); load the model in bf16, or in fp32 on "
+                         "a CPU")
     world, rank = _group_size_rank(process_group)
     lead = rank == 0
     store = CheckpointStore(checkpoints) if checkpoints is not None else None
@@ -247,11 +251,10 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
     if store is not None and not resume and store.step_saved():
         say(f"starting over: the checkpoint at step {store.step_saved()} in {store.folder} will be replaced")
 
-    conditions = precompute(parts, dataset, variants=options.image_noise_variants, seed=options.seed,
-                            low_memory=options.low_memory, place=place, offload=offload,
-                            validation_prompt=validation_prompt, validation_image=validation_image, hooks=hooks,
-                            say=say)
-    device = place(transformer)
+    conditions = precompute(parts, dataset, runtime, variants=options.image_noise_variants, seed=options.seed,
+                            low_memory=options.low_memory, validation_prompt=validation_prompt,
+                            validation_image=validation_image, say=say)
+    device = runtime.place(transformer)
     _ensure_autograd_weights(transformer)
     set_compiled(transformer, False)  # blocks a sampler compiled run plain: autograd and a new adapter would recompile
     scheduler = make_scheduler("ddim", parts.scheduler_config)
@@ -303,8 +306,7 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
                     store.save(snapshot(step))
                 if lead and step in options.validation_steps and step < options.steps:
                     say(f"rendering the validation video of step {step}")
-                    result.validations.append((step, _validation_video(parts, conditions, options, place, offload,
-                                                                       hooks)))
+                    result.validations.append((step, _validation_video(parts, conditions, options, runtime)))
                 if _all_agree(hooks.should_stop(), process_group, device):
                     raise Interrupted()
                 if options.early_stop_patience and since_best >= options.early_stop_patience:
@@ -322,7 +324,7 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
             store.save(snapshot(step))
         if lead and options.validation:  # the last step's (also when resumed at the last step, or stopped early)
             say(f"rendering the validation video of step {step}")
-            result.validations.append((step, _validation_video(parts, conditions, options, place, offload, hooks)))
+            result.validations.append((step, _validation_video(parts, conditions, options, runtime)))
         if lead:
             result.path = save_director(out, transformer, config, _file_info(options, dataset, parts, step, evals),
                                         dtype)

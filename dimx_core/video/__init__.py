@@ -1,1 +1,1 @@
-"""CogVideoX image-to-video: loading components and (later) the director-aware denoising loop."""
+"""CogVideoX image-to-video: loading components, the request and runtime of a run, and the denoising loop."""

@@ -13,11 +13,10 @@ import torch
 
 from ..camera import Trajectory
 from ..directors import schedule
-from ..directors.adapters import Director, DirectorControl, attach
-from ..hooks import NO_HOOKS, Hooks
-from ..speed.options import SpeedOptions
 from .components import VideoComponents
-from .sampling import Offload, Place, SamplerSettings, generate
+from .request import VideoRequest
+from .runtime import Runtime
+from .sampling import generate
 
 
 def clip_plan(path: Trajectory) -> tuple[list[str], int]:
@@ -29,33 +28,27 @@ def clip_plan(path: Trajectory) -> tuple[list[str], int]:
     return list(patterns), int(frames)
 
 
-def _offset(hooks: Hooks, done: int, total: int) -> Hooks:
-    return Hooks(progress=lambda step, steps, preview: hooks.progress(done + step, total, preview),
-                 should_stop=hooks.should_stop)
-
-
-def generate_chain(parts: VideoComponents, image: torch.Tensor, prompt, negative_prompt, settings: SamplerSettings,
-                   path: Trajectory, directors: list[Director], *, place: Place, hooks: Hooks = NO_HOOKS,
-                   speed: SpeedOptions = SpeedOptions(), offload: Offload | None = None
+def generate_chain(parts: VideoComponents, request: VideoRequest, path: Trajectory, runtime: Runtime
                    ) -> tuple[torch.Tensor, list[str]]:
-    """All clips' frames, (len(path), H, W, 3), and notes. Clip k uses seed + k."""
+    """All clips' frames, (len(path), H, W, 3), and notes. `request` is the first clip's (its image, prompts,
+    settings) with the directors the path needs, attached, among its directors; its schedule is not used: clip k
+    runs the director named after its motion, with seed + k."""
     patterns, clip_frames = clip_plan(path)
     if clip_frames != parts.spec.frames:
         raise ValueError(f"the path's clips have {clip_frames} frames but this model makes {parts.spec.frames}: "
                          f"plan the path with frames_per_clip={parts.spec.frames}")
-    by_name = {d.name: d for d in directors}
+    by_name = {d.name: d for d in request.directors}
     missing = sorted(set(patterns) - set(by_name))
     if missing:
         raise ValueError(f"the path needs directors named {missing} (one per clip motion); connected: "
                          f"{sorted(by_name) or 'none'}. Name each Load Director LoRA after its motion.")
-    attach(parts.transformer, [by_name[p] for p in set(patterns)], parts.spec.describe())
-    total, frames, notes = len(patterns) * settings.steps, [], []
+    steps = request.settings.steps
+    total, frames, notes, image = len(patterns) * steps, [], [], request.image
     for index, pattern in enumerate(patterns):
-        control = DirectorControl(parts.transformer, [by_name[pattern]],
-                                  schedule.constant([pattern], settings.steps))
-        clip_settings = dataclasses.replace(settings, seed=settings.seed + index)
-        result = generate(parts, image, prompt, negative_prompt, clip_settings, directors=control, place=place,
-                          hooks=_offset(hooks, index * settings.steps, total), speed=speed, offload=offload)
+        clip = dataclasses.replace(request, image=image, directors=(by_name[pattern],),
+                                   schedule=schedule.constant([pattern], steps),
+                                   settings=dataclasses.replace(request.settings, seed=request.settings.seed + index))
+        result = generate(parts, clip, runtime.with_hooks(runtime.hooks.offset(index * steps, total)))
         notes += [f"clip {index + 1}: {note}" for note in result.notes]
         frames.append(result.frames if index == 0 else result.frames[1:])  # a clip's first frame is the last one
         image = result.frames[-1]

@@ -52,20 +52,6 @@ def write_video(frames: torch.Tensor, out: Path, fps: int) -> Path:
     return out
 
 
-def placement(device: torch.device):
-    """place(module) and offload(module) for the library's loops, without a host memory manager: .to()."""
-    def place(module):
-        module.to(device)
-        return device
-
-    def offload(module):
-        module.to("cpu")
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-
-    return place, offload
-
-
 def device_and_dtype(args) -> tuple[torch.device, torch.dtype]:
     """--device (default: CUDA when there is one) and --precision (default: bf16 on CUDA, fp32 on the CPU)."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -74,17 +60,18 @@ def device_and_dtype(args) -> tuple[torch.device, torch.dtype]:
 
 def _generate(args) -> None:
     from ..directors import schedule
-    from ..directors.adapters import Director, DirectorControl, attach
+    from ..directors.adapters import Director, attach
     from ..directors.formats import read_lora
     from ..hooks import Hooks
-    from ..optional import require
+    from ..images import read_rgb
     from ..speed.cli import options_from
-    from .sampling import SamplerSettings, generate
+    from .request import SamplerSettings, VideoRequest
+    from .runtime import Runtime
+    from .sampling import generate
 
     device, dtype = device_and_dtype(args)
     parts = load_model(args, dtype)
-    imageio = require("imageio.v3", "reading images")
-    image = torch.from_numpy(imageio.imread(args.image)[..., :3].copy()).float() / 255
+    image = torch.from_numpy(read_rgb(args.image, "--image")).float() / 255
     directors = [Director(f"director{i}", "S", strength, read_lora(path))
                  for i, (path, strength) in enumerate(args.director)]
     plan = schedule.constant([d.name for d in directors], args.steps)
@@ -92,20 +79,17 @@ def _generate(args) -> None:
         directors = [Director("spatial", "S", 1.0, read_lora(args.switch_once[0])),
                      Director("temporal", "T", 1.0, read_lora(args.switch_once[1]))]
         plan = schedule.switch_once("spatial", "temporal", args.switch_step, args.steps)
-    control = None
-    if directors:
-        attach(parts.transformer, directors, parts.spec.describe())
-        control = DirectorControl(parts.transformer, directors, plan)
     settings = SamplerSettings(steps=args.steps, guidance=args.guidance, dynamic_cfg=args.dynamic_cfg,
                                scheduler=args.scheduler, seed=args.seed)
-
-    place, offload = placement(device)
+    speed = options_from(args)
+    request = VideoRequest(image, args.prompt, args.negative_prompt, settings,
+                           attach(parts.transformer, directors, parts.spec.describe()), plan, lossy=speed.lossy())
 
     def progress(step, total, preview):
         print(f"\rstep {step}/{total}", end="", flush=True)
 
-    result = generate(parts, image, args.prompt, args.negative_prompt, settings, directors=control, place=place,
-                      hooks=Hooks(progress=progress), preview_every=0, speed=options_from(args), offload=offload)
+    runtime = Runtime.on_device(device, hooks=Hooks(progress=progress), speed=speed, preview_every=0)
+    result = generate(parts, request, runtime)
     print()
     for note in result.notes:
         print(note)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
+from ..cogvideox.spec import ModelSpec, spec_from_configs
 from ..optional import require
-from .spec import ModelSpec, spec_from_configs
+from ..weight_files import check_safetensors_files
 
 EXPECTED_CLASSES = {
     "transformer": "CogVideoXTransformer3DModel",
@@ -28,6 +29,11 @@ class VideoComponents:
     scheduler_config: dict
     spec: ModelSpec
     source: str
+
+    @property
+    def identity(self) -> str:
+        """What a content key needs of the model: where it came from and what it is."""
+        return f"{self.source} | {self.spec.describe()}"
 
 
 def read_model_index(folder: Path) -> dict:
@@ -70,6 +76,7 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     """Load every part on the CPU in `dtype`; the host decides when each part goes to the accelerator."""
     folder = Path(folder)
     read_model_index(folder)
+    check_safetensors_files(folder, "model")  # a truncated file would fail deep in from_pretrained, cause unsaid
     diffusers = require("diffusers")
     transformers = require("transformers")
     as_dtype = {_dtype_kwarg(diffusers): dtype}

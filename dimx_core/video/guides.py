@@ -1,17 +1,40 @@
-"""Ways a denoising run can be guided by existing latents, as DimensionX's 4D stages need.
+"""How a denoising run is steered beyond the prompt, as DimensionX needs.
 
-- LatentStart (SDEdit): begin part-way through the schedule from clean latents noised to that point.
-- LatentBlend (reference-latent sharing): at the start of chosen steps, pull the latents toward a reference
-  noised to the same timestep: z_t <- lambda * z_t + (1 - lambda) * z_ref,t.
-Both noise with the scheduler's own forward process (`add_noise`), so they are exact for v-prediction and
-zero-terminal-SNR schedules: at the first trailing timestep (999) alpha-bar is 0 and the latents are pure noise.
+- A step guide (StepGuide) is asked at the start of every step of the loop: the director schedule (switched
+  adapters, directors/adapters.DirectorControl, or merged weights, directors/merged.MergedDirectors) changes what
+  the model is; LatentBlend (reference-latent sharing) pulls the latents toward a reference noised to the same
+  timestep: z_t <- lambda * z_t + (1 - lambda) * z_ref,t.
+- LatentStart (SDEdit) is where the loop starts: part-way through the schedule, from clean latents noised to that
+  point.
+Both latent guides noise with the scheduler's own forward process (`add_noise`), so they are exact for
+v-prediction and zero-terminal-SNR schedules: at the first trailing timestep (999) alpha-bar is 0 and the latents
+are pure noise.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
+
+
+class StepGuide(Protocol):
+    def before_step(self, step: int, latents: torch.Tensor, timestep: torch.Tensor, scheduler) -> torch.Tensor:
+        """Called before the model at `step` of the full schedule (timestep on the latents' device); returns the
+        latents the step denoises (the same tensor where the guide changes only the model)."""
+
+
+@dataclass(frozen=True)
+class StepGuides:
+    """A run's step guides, asked in order at the start of every step."""
+    guides: tuple[StepGuide, ...]
+
+    def before_step(self, step: int, latents: torch.Tensor, timestep: torch.Tensor, scheduler) -> torch.Tensor:
+        for guide in self.guides:
+            latents = guide.before_step(step, latents, timestep, scheduler)
+        return latents
 
 
 def check_latents(latents: torch.Tensor, shape: tuple, what: str) -> None:
@@ -60,6 +83,12 @@ class LatentBlend:
     def applies(self, step: int) -> bool:
         return self.first <= step < self.last
 
-    def apply(self, latents: torch.Tensor, scheduler, timestep: torch.Tensor) -> torch.Tensor:
+    def to(self, device: torch.device, dtype: torch.dtype) -> "LatentBlend":
+        """The same blend with its tensors on the run's device, uploaded once rather than at every blended step."""
+        return dataclasses.replace(self, reference=self.reference.to(device, dtype), noise=self.noise.to(device))
+
+    def before_step(self, step: int, latents: torch.Tensor, timestep: torch.Tensor, scheduler) -> torch.Tensor:
+        if not self.applies(step):
+            return latents
         reference = scheduler.add_noise(self.reference.to(latents), self.noise.to(latents), timestep.reshape(1))
-        return self.weight * latents + (1.0 - self.weight) * reference
+        return (self.weight * latents + (1.0 - self.weight) * reference).to(latents.dtype)

@@ -11,7 +11,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from .spec import ModelSpec
+from ..cogvideox.spec import ModelSpec
 
 _FITTED: "weakref.WeakKeyDictionary[torch.nn.Module, LatentPreviewer]" = weakref.WeakKeyDictionary()
 

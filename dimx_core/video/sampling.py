@@ -1,17 +1,16 @@
 """The pack's own CogVideoX image-to-video denoising loop.
 
 It reads like diffusers' CogVideoXImageToVideoPipeline and gives the same frames for the same inputs (a test
-pins that), but it is ours: the director schedule is a named step of the loop, and the 4D stages hook in
-here (reference-latent sharing, an SDEdit start). Device placement is the caller's: `place(module)` puts a
-module where it can run and returns that device (ComfyUI's memory manager in the nodes, `.to()` in the CLI).
+pins that), but it is ours: where the loop starts (pure noise, or an SDEdit start) is a named step, and every
+step begins by asking the run's step guides (the director schedule, the reference-latent blend). What to make is
+a VideoRequest (request.py); how to make it here, a Runtime (runtime.py): device placement is the caller's
+(ComfyUI's memory manager in the nodes, `.to()` in the CLI).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -23,32 +22,13 @@ from ..speed.options import SpeedOptions
 from ..speed.session import attention_shape, speed_applied
 from .components import VideoComponents
 from .conditioning import decode_latents, encode_image_latents, encode_prompt, fit_image
-from .guides import LatentBlend, LatentStart, check_latents
+from .finite import check_denoised
+from .guides import LatentBlend, LatentStart, StepGuides, check_latents
 from .preview import LatentPreviewer, PreviewQueue
+from .request import SCHEDULERS, SamplerSettings, VideoRequest
+from .runtime import Runtime
 
-SCHEDULERS = {"ddim": "CogVideoXDDIMScheduler", "dpm": "CogVideoXDPMScheduler"}
 FPS = 8  # CogVideoX videos play at 8 frames per second
-Place = Callable[[torch.nn.Module], torch.device]
-Offload = Callable[[torch.nn.Module], None]
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    steps: int = 50
-    guidance: float = 6.0
-    dynamic_cfg: bool = True
-    scheduler: str = "ddim"
-    seed: int = 0
-    eta: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.steps <= 1000:
-            raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
-        if not (self.guidance >= 0 and math.isfinite(self.guidance)):
-            raise ValueError(f"guidance must be a finite number >= 0, got {self.guidance}")
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {self.scheduler!r}")
-
 
 @dataclass
 class VideoResult:
@@ -105,37 +85,55 @@ def guidance_scales(settings: SamplerSettings, timesteps: torch.Tensor) -> list[
     return [dynamic_guidance(settings.guidance, settings.steps, float(t)) for t in timesteps]
 
 
+def director_control(parts: VideoComponents, request: VideoRequest) -> DirectorControl | None:
+    """The request's director schedule on the model (its directors attached already); None: the base model."""
+    if request.schedule is None or not request.schedule.segments:
+        return None
+    return DirectorControl(parts.transformer, request.directors, request.schedule)
+
+
+def start_latents(scheduler, noise: torch.Tensor, start: LatentStart | None, steps: int, device: torch.device,
+                  dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+    """Where the loop starts: (latents, first step of the full schedule). Pure noise at step 0, or (SDEdit)
+    `start`'s clean latents noised to the first step it keeps."""
+    scheduler.set_timesteps(steps)
+    if start is None:
+        return noise.to(device) * scheduler.init_noise_sigma, 0
+    skipped = start.skipped_steps(steps)
+    timesteps = scheduler.timesteps[skipped:]
+    if not len(timesteps):
+        return start.clean.to(device, dtype), skipped
+    start_noise = noise if start.noise is None else start.noise.to(dtype)
+    return scheduler.add_noise(start.clean.to(device, dtype), start_noise.to(device), timesteps[:1]), skipped
+
+
 @torch.no_grad()
-def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Tensor,
-             negative_prompt: str | torch.Tensor = "", settings: SamplerSettings = SamplerSettings(), *,
-             directors: DirectorControl | None = None, start: LatentStart | None = None,
-             blend: LatentBlend | None = None, place: Place, hooks: Hooks = NO_HOOKS, preview_every: int = 1,
-             speed: SpeedOptions = SpeedOptions(), offload: Offload | None = None
-             ) -> VideoResult:
-    """One image -> one video. `prompt`/`negative_prompt` are text, or T5 states (1, tokens, width) already
-    fitted to the model (conditioning.fit_prompt_states). image: (H, W, 3) in 0..1, any size.
-    `start` begins part-way from given latents (SDEdit); `blend` pulls early steps toward a reference.
-    `offload(module)` sends a module back to host memory; the 24 GB mode (speed.low_memory) uses it so that T5
-    and the transformer never share the GPU."""
+def generate(parts: VideoComponents, request: VideoRequest, runtime: Runtime) -> VideoResult:
+    """One request -> one video. In the 24 GB mode (speed.low_memory) `runtime.offload` keeps T5 and the
+    transformer from sharing the GPU."""
+    if request.image is None:
+        raise ValueError("this video request has no first frame (image)")
     spec, config, notes = parts.spec, parts.transformer.config, []
+    settings, speed, place = request.settings, runtime.speed_for(request.lossy), runtime.place
+    prompt, negative_prompt = request.prompt, request.negative_prompt
     dtype = parts.transformer.dtype
     generator = torch.Generator().manual_seed(settings.seed)
 
     # 1. the first frame, at the model's size
-    image, note = fit_image(image, spec.width, spec.height)
+    image, note = fit_image(request.image, spec.width, spec.height)
     if note:
         notes.append(note)
 
     # 2. prompt states; in the 24 GB mode T5 (9.5 GB) and the transformer (11 GB) never share the GPU
     encodes_text = isinstance(prompt, str) or isinstance(negative_prompt, str)
-    low_memory = speed.low_memory and offload is not None
+    low_memory = speed.low_memory and runtime.offload is not None
     if low_memory and encodes_text:
-        offload(parts.transformer)
+        runtime.offload(parts.transformer)
     device = place(parts.text_encoder) if encodes_text else None
     states = [encode_prompt(parts.tokenizer, parts.text_encoder, text, spec.text_tokens, device, dtype)
               if isinstance(text, str) else text.to(dtype) for text in (negative_prompt, prompt)]
     if low_memory and encodes_text:
-        offload(parts.text_encoder)
+        runtime.offload(parts.text_encoder)
         notes.append("24 GB mode: T5 used alone on the GPU, then offloaded; the VAE decodes in tiles")
 
     # 3. image latents and starting noise
@@ -145,32 +143,25 @@ def generate(parts: VideoComponents, image: torch.Tensor, prompt: str | torch.Te
     vae_device = place(parts.vae)
     pixels = (image.permute(2, 0, 1)[None].to(vae_device, dtype) * 2 - 1)
     image_latents = encode_image_latents(parts.vae, pixels, spec, latent_frames, generator, dtype)
-    previewer = LatentPreviewer.for_vae(parts.vae, spec) if preview_every else None
+    previewer = LatentPreviewer.for_vae(parts.vae, spec) if runtime.preview_every else None
     shape = (1, latent_frames, spec.latent_channels, spec.height // spec.spatial_factor,
              spec.width // spec.spatial_factor)
     scheduler = make_scheduler(settings.scheduler, parts.scheduler_config)
     noise = torch.randn(shape, generator=generator, dtype=dtype)
+    start, blend = request.start, request.blend
     for guide, what in ((start and start.clean, "start"), (blend and blend.reference, "reference")):
         if guide is not None:
             check_latents(guide, shape, what)
+    directors = director_control(parts, request)
 
-    # 4. the denoising loop (from pure noise, or part-way from `start`'s latents)
+    # 4. where the loop starts (pure noise, or part-way from `start`'s latents), then the loop
     device = place(parts.transformer)
-    scheduler.set_timesteps(settings.steps)
-    skipped = start.skipped_steps(settings.steps) if start is not None else 0
-    timesteps = scheduler.timesteps[skipped:]
-    if start is None:
-        latents = noise.to(device) * scheduler.init_noise_sigma
-    elif len(timesteps):
-        start_noise = noise if start.noise is None else start.noise.to(dtype)
-        latents = scheduler.add_noise(start.clean.to(device, dtype), start_noise.to(device), timesteps[:1])
-    else:
-        latents = start.clean.to(device, dtype)
+    latents, first_step = start_latents(scheduler, noise, start, settings.steps, device, dtype)
     latents = denoise(parts.transformer, scheduler, latents, image_latents.to(device),
-                      [s.to(device) for s in states], settings, first_step=skipped, blend=blend,
-                      directors=directors, speed=speed, hooks=hooks,
-                      previews=PreviewQueue(previewer, preview_every, len(timesteps)), generator=generator,
-                      notes=notes)
+                      [s.to(device) for s in states], settings, first_step=first_step, blend=blend,
+                      directors=directors, speed=speed, hooks=runtime.hooks,
+                      previews=PreviewQueue(previewer, runtime.preview_every, settings.steps - first_step),
+                      generator=generator, notes=notes)
 
     # 5. frames (in the 24 GB mode decoded in tiles; encoding the one first frame needs no tiles)
     latents = latents[:, extra_frames:]
@@ -188,9 +179,10 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
             generator: torch.Generator | None = None, notes: list[str] | None = None,
             compile_backend: str = "inductor") -> torch.Tensor:
     """Latents (1, F, C, h, w) at step `first_step` of the schedule (0: pure noise) -> final latents, on the
-    transformer's device. prompt_states: the negative and positive T5 states. The loop makes the host wait for
-    the GPU nowhere (DDIM; DPM draws its noise from the seeded CPU generator, one small upload per step; a step
-    cache reads one number per step)."""
+    transformer's device. prompt_states: the negative and positive T5 states. Each step: the step guides
+    (directors, then the blend), the model, guidance, the scheduler. The loop makes the host wait for the GPU
+    nowhere (DDIM; DPM draws its noise from the seeded CPU generator, one small upload per step; a step cache reads
+    one number per step)."""
     notes = [] if notes is None else notes
     config, device, dtype = transformer.config, latents.device, latents.dtype
     guided = settings.guidance > 1.0
@@ -201,21 +193,18 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
     timesteps = scheduler.timesteps[first_step:]
     timesteps_on_device = timesteps.to(device)
     guidance = guidance_scales(settings, scheduler.timesteps)
-    if blend is not None:  # its tensors on the device once, not uploaded at every blended step
-        blend = dataclasses.replace(blend, reference=blend.reference.to(device, dtype), noise=blend.noise.to(device))
     rotary = rotary_embeddings(config, latents.shape, device) if config.use_rotary_positional_embeddings else None
     ofs = latents.new_full((1,), 2.0) if config.ofs_embed_dim is not None else None
     is_dpm = settings.scheduler == "dpm"
     old_prediction = None
     shape = attention_shape(config, (2 if guided else 1, *latents.shape[1:]), text_states.shape[1])
+    blend = blend.to(device, dtype) if blend is not None else None
     started = time.perf_counter()
     with speed_applied(transformer, speed, directors, shape, notes, compile_backend) as directors:
+        guides = StepGuides(tuple(guide for guide in (directors, blend) if guide is not None))
         for i, t in enumerate(timesteps):
             step = first_step + i  # position in the full schedule: what director schedules and blends refer to
-            if directors is not None:
-                directors.apply(step)
-            if blend is not None and blend.applies(step):
-                latents = blend.apply(latents, scheduler, timesteps_on_device[i]).to(dtype)
+            latents = guides.before_step(step, latents, timesteps_on_device[i], scheduler)
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = torch.cat([scheduler.scale_model_input(model_input, t), conditioning], dim=2)
             with cache_context(transformer):
@@ -238,4 +227,4 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
                 notes.append(f"first step {time.perf_counter() - started:.1f} s on the host (compiling, or loading "
                              "the compiled block from the cache)")
             hooks.step(i + 1, len(timesteps), previews.push(i, denoised) if previews is not None else None)
-    return latents
+    return check_denoised(latents, transformer, {"prompt states (T5)": text_states, "image latents": conditioning})

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
+from ..cogvideox import native_keys
+from ..cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER, spec_from_configs
 from ..optional import require
 from ..weights import load_state_dict
-from . import native_keys
 from .components import VideoComponents
-from .spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER, spec_from_configs
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
 # CogVideoX 1.5 configs keep the RoPE base grid in sample_height/width; the published one is 300 x 300 latents.
@@ -111,7 +111,7 @@ def t5_config(state: dict) -> dict:
                 pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 
 
-def _build(cls, config, state: dict, dtype: torch.dtype, what: str, allowed_missing=()) -> torch.nn.Module:
+def build_from_state(cls, config, state: dict, dtype: torch.dtype, what: str, allowed_missing=()) -> torch.nn.Module:
     accelerate = require("accelerate")
     with accelerate.init_empty_weights():  # no full-size fp32 copy in memory before the weights arrive
         model = cls(**config) if not hasattr(cls, "from_config") else cls.from_config(config)
@@ -133,13 +133,14 @@ def load_single_files(transformer: str | Path, vae: str | Path, text_encoder: st
     if config["in_channels"] != 2 * 16:
         raise ValueError(f"'{Path(transformer).name}' takes {config['in_channels']} input channels: a text-to-video "
                          "CogVideoX. DimensionX needs the image-to-video model (CogVideoX-5b-I2V).")
-    built = _build(diffusers.CogVideoXTransformer3DModel, config, state, dtype, "transformer")
+    built = build_from_state(diffusers.CogVideoXTransformer3DModel, config, state, dtype, "transformer")
 
     vae_state = _strip_prefix(load_state_dict(vae, "VAE file")[0])
     if "decoder.conv_in.conv.weight" not in vae_state:
         raise ValueError(f"'{Path(vae).name}' is not a CogVideoX VAE (no 3D causal decoder found)")
-    vae_model = _build(diffusers.AutoencoderKLCogVideoX, vae_config(vae_state, config.get("patch_size_t") is not None),
-                       vae_state, dtype, "VAE")
+    vae_model = build_from_state(diffusers.AutoencoderKLCogVideoX,
+                                 vae_config(vae_state, config.get("patch_size_t") is not None),
+                                 vae_state, dtype, "VAE")
 
     t5_state = load_state_dict(text_encoder, "text encoder file")[0]
     if "shared.weight" not in t5_state or "encoder.block.0.layer.0.SelfAttention.q.weight" not in t5_state:
@@ -148,8 +149,9 @@ def load_single_files(transformer: str | Path, vae: str | Path, text_encoder: st
     if any(v.dtype in (torch.float8_e4m3fn, torch.float8_e5m2) for v in t5_state.values()):
         raise ValueError(f"'{Path(text_encoder).name}' stores T5 in fp8; choose the fp16 or bf16 T5-XXL file")
     t5_state.setdefault("encoder.embed_tokens.weight", t5_state["shared.weight"])
-    encoder = _build(lambda **kw: transformers.T5EncoderModel(transformers.T5Config(**kw)), t5_config(t5_state),
-                     t5_state, dtype, "text encoder", allowed_missing=("encoder.embed_tokens.weight",))
+    encoder = build_from_state(lambda **kw: transformers.T5EncoderModel(transformers.T5Config(**kw)),
+                               t5_config(t5_state), t5_state, dtype, "text encoder",
+                               allowed_missing=("encoder.embed_tokens.weight",))
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
     if len(tokenizer) > encoder.config.vocab_size:
         raise ValueError(f"the tokenizer in '{tokenizer_dir}' has {len(tokenizer)} tokens but the text encoder only "

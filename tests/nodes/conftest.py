@@ -30,3 +30,20 @@ def pack():
 def node_classes(pack):
     extension = asyncio.run(pack.comfy_entrypoint())
     return {node.GET_SCHEMA().node_id: node for node in asyncio.run(extension.get_node_list())}
+
+
+@pytest.fixture
+def comfy_folders(tmp_path, pack):
+    """ComfyUI's input, output and temp folders pointed at a fresh temporary tree."""
+    import folder_paths
+
+    saved = (folder_paths.get_output_directory(), folder_paths.get_temp_directory(), folder_paths.get_input_directory())
+    for name in ("output", "temp", "input"):
+        (tmp_path / name).mkdir()
+    folder_paths.set_output_directory(str(tmp_path / "output"))
+    folder_paths.set_temp_directory(str(tmp_path / "temp"))
+    folder_paths.set_input_directory(str(tmp_path / "input"))
+    yield tmp_path
+    folder_paths.set_output_directory(saved[0])
+    folder_paths.set_temp_directory(saved[1])
+    folder_paths.set_input_directory(saved[2])

@@ -68,7 +68,7 @@ def test_4d_reconstruct_node_names_what_does_not_fit(node_classes, multiview):
 def test_save_writes_the_4d_folder_and_the_viewer_contract_and_load_reads_it_back(node_classes, comfy_folders):
     scene = deformable_scene()
     output = node_classes["DimensionXSaveGaussians"].execute(gaussians=scene, filename_prefix="tests/ball4d",
-                                                             splat=True)
+                                                             format="ply")
     folder = comfy_folders / "output" / "tests" / "ball4d_00001_"
     assert output.result[0] == str(folder / "scene.dimx4d.json")
     assert output.ui == {"dimx_scene": [{
@@ -76,14 +76,17 @@ def test_save_writes_the_4d_folder_and_the_viewer_contract_and_load_reads_it_bac
         "cameras": {"filename": "canonical.transforms.json", "subfolder": "tests/ball4d_00001_", "type": "output"},
         "kind": "4d"}]}
     assert sorted(os.listdir(folder)) == [
-        "canonical.ply", "canonical.splat", "canonical.transforms.json", "deformation.json",
+        "canonical.ply", "canonical.transforms.json", "deformation.json",
         "deformation.safetensors", "scene.dimx4d.json", "time_0000.ply", "time_0001.ply", "time_0002.ply"]
     manifest = json.loads((folder / "scene.dimx4d.json").read_text())
     assert manifest["frames"][1] == {"filename": "time_0001.ply", "subfolder": "tests/ball4d_00001_",
                                      "type": "output"}
     again = node_classes["DimensionXSaveGaussians"].execute(gaussians=scene, filename_prefix="tests/ball4d",
-                                                            splat=False)
-    assert again.ui["dimx_scene"][0]["scene"]["subfolder"] == "tests/ball4d_00002_"
+                                                            format="spz")
+    assert again.result[0] == str(comfy_folders / "output" / "tests" / "ball4d_00002_" / "scene.dimx4d.json")
+    assert sorted(os.listdir(comfy_folders / "output" / "tests" / "ball4d_00002_"))[:2] == ["canonical.spz",
+                                                                                            "canonical.transforms.json"]
+    assert again.ui["dimx_scene"][0]["scene"]["type"] == "temp"  # the viewer plays a PLY copy
 
     load = node_classes["DimensionXLoadGaussians"]
     options = load.GET_SCHEMA().inputs[0].options
@@ -118,7 +121,7 @@ def test_a_cancelled_4d_save_leaves_no_folder_behind(node_classes, comfy_folders
     try:
         with pytest.raises(model_management.InterruptProcessingException):
             node_classes["DimensionXSaveGaussians"].execute(gaussians=deformable_scene(), filename_prefix="tests/c",
-                                                            splat=False)
+                                                            format="ply")
     finally:
         model_management.interrupt_current_processing(False)
     assert not (comfy_folders / "output" / "tests").exists() or os.listdir(comfy_folders / "output" / "tests") == []

@@ -15,22 +15,6 @@ def pack_module(name):
     return importlib.import_module(f"{PACK_NAME}.dimx_core.{name}")
 
 
-@pytest.fixture
-def comfy_folders(tmp_path, pack):
-    import folder_paths
-
-    saved = (folder_paths.get_output_directory(), folder_paths.get_temp_directory(), folder_paths.get_input_directory())
-    for name in ("output", "temp", "input"):
-        (tmp_path / name).mkdir()
-    folder_paths.set_output_directory(str(tmp_path / "output"))
-    folder_paths.set_temp_directory(str(tmp_path / "temp"))
-    folder_paths.set_input_directory(str(tmp_path / "input"))
-    yield tmp_path
-    folder_paths.set_output_directory(saved[0])
-    folder_paths.set_temp_directory(saved[1])
-    folder_paths.set_input_directory(saved[2])
-
-
 @pytest.fixture(scope="module")
 def orbit(pack):
     synthetic, render = pack_module("recon.synthetic"), pack_module("recon.render")
@@ -63,21 +47,29 @@ def test_reconstruct_node_names_the_mismatch(node_classes, orbit):
             mask=torch.ones(3, 32, 48))
 
 
-def test_save_writes_ply_splat_and_cameras_and_returns_the_viewer_contract(node_classes, comfy_folders, pack):
+def test_save_writes_each_format_with_cameras_and_returns_the_viewer_contract(node_classes, comfy_folders, pack):
     scene = pack_module("recon.synthetic").textured_ball(50)
     scene.cameras = pack_module("recon.synthetic").orbit_rig(4, 20.0, 32, 24)
-    output = node_classes["DimensionXSaveGaussians"].execute(gaussians=scene, filename_prefix="tests/ball",
-                                                             splat=True)
+    save = node_classes["DimensionXSaveGaussians"]
+    assert save.GET_SCHEMA().inputs[2].options == ["ply", "splat", "spz"]
+    output = save.execute(gaussians=scene, filename_prefix="tests/ball", format="ply")
     folder = comfy_folders / "output" / "tests"
-    assert sorted(os.listdir(folder)) == ["ball_00001_.ply", "ball_00001_.splat", "ball_00001_.transforms.json"]
+    assert sorted(os.listdir(folder)) == ["ball_00001_.ply", "ball_00001_.transforms.json"]
     assert output.result[0] == str(folder / "ball_00001_.ply")
     assert output.ui == {"dimx_scene": [{
         "scene": {"filename": "ball_00001_.ply", "subfolder": "tests", "type": "output"},
         "cameras": {"filename": "ball_00001_.transforms.json", "subfolder": "tests", "type": "output"},
         "kind": "3d"}]}
     assert json.loads((folder / "ball_00001_.transforms.json").read_text())["camera_model"] == "OPENCV"
-    again = node_classes["DimensionXSaveGaussians"].execute(gaussians=scene, filename_prefix="tests/ball", splat=False)
-    assert again.ui["dimx_scene"][0]["scene"]["filename"] == "ball_00002_.ply"
+    compact = save.execute(gaussians=scene, filename_prefix="tests/ball", format="spz")
+    assert compact.result[0] == str(folder / "ball_00002_.spz") and (folder / "ball_00002_.transforms.json").is_file()
+    shown = compact.ui["dimx_scene"][0]  # the viewer reads PLY: a copy in temp/
+    assert shown["scene"]["type"] == "temp" and shown["scene"]["filename"].endswith(".ply")
+    assert (comfy_folders / "temp" / shown["scene"]["subfolder"] / shown["scene"]["filename"]).is_file()
+    reread = pack_module("recon.files").load_scene(folder / "ball_00002_.spz")
+    assert len(reread) == 50 and len(reread.cameras) == 4
+    with pytest.raises(ValueError, match="format must be one of ply, splat, spz, got 'obj'"):
+        save.execute(gaussians=scene, filename_prefix="tests/ball", format="obj")
 
 
 def test_load_lists_input_and_output_scenes_and_reads_cameras_back(node_classes, comfy_folders, pack):
@@ -85,15 +77,17 @@ def test_load_lists_input_and_output_scenes_and_reads_cameras_back(node_classes,
     scene = pack_module("recon.synthetic").textured_ball(40)
     scene.cameras = pack_module("recon.synthetic").orbit_rig(3, 20.0, 32, 24)
     files.write_splat(comfy_folders / "input" / "mine.splat", scene)
-    node_classes["DimensionXSaveGaussians"].execute(gaussians=scene, filename_prefix="DimensionX/s", splat=False)
+    files.write_spz(comfy_folders / "input" / "mine.spz", scene)
+    node_classes["DimensionXSaveGaussians"].execute(gaussians=scene, filename_prefix="DimensionX/s", format="ply")
     (comfy_folders / "input" / "notes.txt").write_text("not a scene")
     load = node_classes["DimensionXLoadGaussians"]
     options = load.GET_SCHEMA().inputs[0].options
-    assert options == ["mine.splat", "DimensionX/s_00001_.ply [output]"]
+    assert options == ["mine.splat", "mine.spz", "DimensionX/s_00001_.ply [output]"]
     loaded = load.execute(scene="DimensionX/s_00001_.ply [output]").result[0]
     assert torch.equal(loaded.means, scene.means) and len(loaded.cameras) == 3
     assert load.execute(scene="mine.splat").result[0].sh_degree == 0
-    with pytest.raises(ValueError, match="not a .ply, .splat or .dimx4d.json file in ComfyUI's input or output folder"):
+    assert len(load.execute(scene="mine.spz").result[0]) == 40
+    with pytest.raises(ValueError, match=r"scene: '../secret.ply' is not one of the \d+ files this node offers"):
         load.execute(scene="../secret.ply")
 
 

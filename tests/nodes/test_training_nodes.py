@@ -126,8 +126,10 @@ def test_train_refuses_a_missing_dataset_and_a_name_outside_loras(comfy, node_cl
         train(node_classes, model, None)
     with pytest.raises(ValueError, match="is not a folder inside ComfyUI's input or output"):
         train(node_classes, model, None, dataset_folder="../../etc")
-    with pytest.raises(ValueError, match="is not a file name inside ComfyUI's 'loras' folder"):
+    with pytest.raises(ValueError, match="lora_name '../escape.safetensors' leads outside"):
         train(node_classes, model, spatial[0], lora_name="../escape")
+    with pytest.raises(ValueError, match="lora_name: '.hidden' is not a file name inside ComfyUI's 'loras' folder"):
+        train(node_classes, model, spatial[0], lora_name=".hidden")
     with pytest.raises(ValueError, match="rank must be a whole number >= 1"):
         train(node_classes, model, spatial[0], rank=0, lora_name="dimx-test/rank0")
     assert not (comfy / "models" / "loras" / "dimx-test" / "rank0.safetensors").exists()

@@ -1,6 +1,8 @@
 """Director LoRAs: every file format gives the trained effect; schedules switch adapters per step."""
-import torch
+import pickle
+
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from dimx_core.directors import schedule
@@ -9,7 +11,9 @@ from dimx_core.directors.formats import read_lora
 from dimx_core.speed.options import SpeedOptions
 from dimx_core.tiny import TINY_LORA_RANK, build_tiny_lora
 from dimx_core.video.components import load_diffusers_folder
-from dimx_core.video.sampling import SamplerSettings, generate
+from dimx_core.video.request import SamplerSettings, VideoRequest
+from dimx_core.video.runtime import Runtime
+from dimx_core.video.sampling import generate
 from tests import lora_writers
 
 CPU = torch.device("cpu")
@@ -94,7 +98,7 @@ def test_truncated_and_foreign_files_are_named(release, tmp_path, parts):
     good = lora_writers.write(tmp_path / "good.safetensors", release)
     truncated = tmp_path / "half.safetensors"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(ValueError, match="half.safetensors. is not a readable .safetensors file"):
+    with pytest.raises(ValueError, match="half.safetensors. cannot be loaded: truncated: it holds"):
         read_lora(truncated)
     model_like = tmp_path / "model.safetensors"
     save_file({"transformer_blocks.0.attn1.to_q.weight": torch.zeros(4, 4)}, str(model_like))
@@ -121,9 +125,8 @@ def test_switch_once_runs_s_then_t_in_one_run(parts, tiny_model_dir, tmp_path):
     t_file = build_tiny_lora(tiny_model_dir, tmp_path / "t.safetensors", "t", seed=1)
     s_dir = Director("orbit_left", "S", 1.0, read_lora(s_file))
     t_dir = Director("motion", "T", 1.0, read_lora(t_file))
-    attach(parts.transformer, [s_dir, t_dir], "tiny")
+    refs = attach(parts.transformer, [s_dir, t_dir], "tiny")
     plan = schedule.switch_once("orbit_left", "motion", switch_step=3, steps=6)
-    control = DirectorControl(parts.transformer, [s_dir, t_dir], plan)
     layer = lora_layers(parts.transformer)[0]
     active = []
     image = torch.rand(parts.spec.height, parts.spec.width, 3, generator=torch.Generator().manual_seed(0))
@@ -131,22 +134,51 @@ def test_switch_once_runs_s_then_t_in_one_run(parts, tiny_model_dir, tmp_path):
 
     hooks = Hooks(progress=lambda step, total, preview: active.append(tuple(layer.active_adapters)))
     s_file.unlink(), t_file.unlink()  # switching must not read the files again
-    adapters = SpeedOptions(merge_directors=False)  # switched as PEFT adapters (merged: tests/unit/test_speed.py)
-    switched = generate(parts, image, "a cat", settings=SamplerSettings(steps=6, seed=5), directors=control,
-                        place=lambda m: CPU, hooks=hooks, preview_every=0, speed=adapters)
+    # switched as PEFT adapters (merged: tests/unit/test_speed.py)
+    adapters = Runtime(lambda m: CPU, speed=SpeedOptions(merge_directors=False), preview_every=0)
+    settings = SamplerSettings(steps=6, seed=5)
+    switched = generate(parts, VideoRequest(image, "a cat", settings=settings, directors=refs, schedule=plan),
+                        adapters.with_hooks(hooks))
     s, t = s_dir.adapter_name, t_dir.adapter_name
     assert active == [(s,), (s,), (s,), (t,), (t,), (t,)]
     assert layer.active_adapters == []  # the shared model is left as the base model
 
-    by_hand = [schedule.DirectorSchedule(6, (schedule.Segment(0, 3, (("orbit_left", None),)),
-                                             schedule.Segment(3, 6, (("motion", 1.0),))))]
-    again = generate(parts, image, "a cat", settings=SamplerSettings(steps=6, seed=5),
-                     directors=DirectorControl(parts.transformer, [s_dir, t_dir], by_hand[0]),
-                     place=lambda m: CPU, preview_every=0, speed=adapters)
-    plain = generate(parts, image, "a cat", settings=SamplerSettings(steps=6, seed=5), place=lambda m: CPU,
-                     preview_every=0)
+    by_hand = schedule.DirectorSchedule(6, (schedule.Segment(0, 3, (("orbit_left", None),)),
+                                            schedule.Segment(3, 6, (("motion", 1.0),))))
+    again = generate(parts, VideoRequest(image, "a cat", settings=settings, directors=refs, schedule=by_hand),
+                     adapters)
+    plain = generate(parts, VideoRequest(image, "a cat", settings=settings), adapters)
     assert torch.equal(switched.frames, again.frames)
     assert (switched.frames - plain.frames).abs().max() > 1e-3
+
+
+def test_a_pickled_request_run_elsewhere_from_the_director_files_gives_the_same_video(tiny_model_dir, tmp_path):
+    """What a worker process does: its own copy of the model, the directors read from the files the request names,
+    the request as it arrives over a pipe. Same frames, bit for bit."""
+    here = load_diffusers_folder(tiny_model_dir, dtype=torch.float32)
+    files = {kind: build_tiny_lora(tiny_model_dir, tmp_path / f"{kind}.safetensors", kind, seed=2) for kind in "st"}
+    chain = [Director("orbit_left", "S", 1.0, read_lora(files["s"])),
+             Director("motion", "T", 0.7, read_lora(files["t"]))]
+    image = torch.rand(here.spec.height, here.spec.width, 3, generator=torch.Generator().manual_seed(3))
+    request = VideoRequest(image, "a cat", settings=SamplerSettings(steps=3, seed=4),
+                           directors=attach(here.transformer, chain, "tiny"),
+                           schedule=schedule.switch_once("orbit_left", "motion", 1, 3))
+    runtime = Runtime(lambda m: CPU, preview_every=0)
+    local = generate(here, request, runtime).frames
+
+    arrived = pickle.loads(pickle.dumps(request))
+    elsewhere = load_diffusers_folder(tiny_model_dir, dtype=torch.float32)
+    loaded = [Director(ref.name, ref.role, ref.strength, read_lora(ref.path)) for ref in arrived.directors]
+    assert attach(elsewhere.transformer, loaded, "tiny") == arrived.directors  # the same file versions
+    assert arrived.key(elsewhere.identity) == request.key(here.identity)
+    assert torch.equal(generate(elsewhere, arrived, runtime).frames, local)
+
+
+def test_a_schedule_naming_a_director_not_attached_is_refused(parts, tiny_model_dir, tmp_path):
+    lora = read_lora(build_tiny_lora(tiny_model_dir, tmp_path / "s.safetensors", "s", seed=7))
+    loose = Director("orbit_left", "S", 1.0, lora)  # never attached: switching to it would run the base model
+    with pytest.raises(ValueError, match=r"directors \['orbit_left'\] are not attached"):
+        DirectorControl(parts.transformer, [loose.ref], schedule.constant(["orbit_left"], 2))
 
 
 def test_schedule_text_with_steps_percent_and_strengths():

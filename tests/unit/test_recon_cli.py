@@ -1,5 +1,6 @@
 """`dimx reconstruct` and `dimx render` on a tiny synthetic orbit: files that reopen, errors that explain."""
 import numpy as np
+import torch
 from PIL import Image
 
 from dimx_core.camera.formats import read_transforms_json, write_transforms_json
@@ -21,12 +22,18 @@ def test_reconstruct_then_render_from_the_command_line(tmp_path, capsys):
     write_transforms_json(tmp_path / "path.json", trajectory)
     assert main(["reconstruct", "--frames", str(tmp_path / "frames"), "--trajectory", str(tmp_path / "path.json"),
                  "--out", str(tmp_path / "out" / "scene.ply"), "--poses", "trajectory", "--preset", "fast",
-                 "--steps", "20", "--initial-points", "200", "--splat", "--seed", "3"]) == 0
+                 "--steps", "20", "--initial-points", "200", "--seed", "3"]) == 0
     captured = capsys.readouterr()
     assert "pose source: trajectory" in captured.err and "16 frames" in captured.err
     scene = load_scene(tmp_path / "out" / "scene.ply")
     assert len(scene) >= 200 and scene.cameras is not None and len(scene.cameras) == 16
+    assert main(["convert-scene", str(tmp_path / "out" / "scene.ply"), str(tmp_path / "out" / "scene.splat")]) == 0
     assert (tmp_path / "out" / "scene.splat").stat().st_size == 32 * len(scene)
+    assert "keeps no view-dependent colour" in capsys.readouterr().err
+    assert main(["convert-scene", str(tmp_path / "out" / "scene.ply"), str(tmp_path / "out" / "scene.spz")]) == 0
+    compact = load_scene(tmp_path / "out" / "scene.spz")
+    assert len(compact) == len(scene) and compact.sh_degree == 3 and len(compact.cameras) == 16
+    assert torch.allclose(compact.means, scene.means, atol=0.5 / 4096 + 1e-6)
     cameras, _ = read_transforms_json(tmp_path / "out" / "scene.transforms.json")
     assert np.allclose(cameras.c2w_opencv[0], trajectory.c2w_opencv[0], atol=1e-6)
 
@@ -56,3 +63,7 @@ def test_mismatched_frames_exit_2_with_the_reason(tmp_path, capsys):
     assert not (tmp_path / "scene.ply").exists()
     assert main(["reconstruct", "--frames", str(tmp_path / "nothing"), "--trajectory", str(tmp_path / "path.json"),
                  "--out", str(tmp_path / "scene.ply")]) == 2
+    capsys.readouterr()
+    assert main(["reconstruct", "--frames", str(tmp_path / "frames"), "--trajectory", str(tmp_path / "path.json"),
+                 "--out", str(tmp_path / "scene.obj")]) == 2
+    assert "must end in .ply, .splat, .spz (the extension picks the format), got '.obj'" in capsys.readouterr().err

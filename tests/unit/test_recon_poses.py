@@ -72,3 +72,23 @@ def test_the_planners_orbits_and_the_pose_check_share_one_convention():
     assert choose_poses(frames, planned, "sfm").check.verdict == "agrees"
     larger = choose_poses(frames, plan("orbit_left", 12, 36.0, width=128, height=96, fov_deg=50.0), "sfm")
     assert larger.check.verdict == "differs" and larger.check.rotation_span_ratio < 0.9
+
+
+def test_auto_keeps_exact_poses_when_sfm_registers_low_texture_frames_from_too_few_points():
+    """The issue's low-texture orbit at 96x64: SfM places all 12 frames, but from ~60 points each and ~3 deg off;
+    auto keeps the requested (exact) poses and says why, instead of taking SfM's or refusing on its verdict."""
+    from dimx_core.recon.poses import MIN_POINTS_PER_FRAME, rotation_angle_deg
+    from dimx_core.recon.render import render_views
+    from dimx_core.recon.synthetic import low_texture_ball_before_wall
+
+    trajectory = orbit_rig(12, 30.0, 96, 64)
+    frames = render_views(low_texture_ball_before_wall(), trajectory).numpy()
+    choice = choose_poses(frames, trajectory, "auto")
+    assert choice.source == "trajectory" and choice.check is not None and choice.check.registered >= 6
+    turned = rotation_angle_deg(np.einsum("nji,njk->nik", trajectory.c2w_opencv[:, :3, :3],
+                                          choice.cameras.c2w_opencv[:, :3, :3]))
+    assert turned.max() < 0.5
+    assert any(f"at least {MIN_POINTS_PER_FRAME} are needed to trust its poses" in note for note in choice.notes)
+    forced = choose_poses(frames, trajectory, "sfm")
+    assert forced.source == "sfm" and any(note.startswith("WARNING") and "poses=sfm uses them" in note
+                                          for note in forced.notes)

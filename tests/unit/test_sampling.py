@@ -5,13 +5,12 @@ import pytest
 import torch
 
 from dimx_core.video.components import load_diffusers_folder
-from dimx_core.video.sampling import SamplerSettings, dynamic_guidance, generate, make_scheduler
+from dimx_core.video.request import SamplerSettings, VideoRequest
+from dimx_core.video.runtime import Runtime
+from dimx_core.video.sampling import dynamic_guidance, generate, make_scheduler
 
 CPU = torch.device("cpu")
-
-
-def on_cpu(module):
-    return CPU
+QUIET = Runtime(place=lambda module: CPU, preview_every=0)  # on the CPU, no previews
 
 
 def diffusers_frames(parts, scheduler_kind, image, prompt, steps, guidance, dynamic_cfg, seed):
@@ -41,7 +40,7 @@ def parts_15(tiny_model_15_dir):
 def test_loop_matches_diffusers_pipeline(parts, scheduler, dynamic_cfg):
     image = torch.rand(parts.spec.height, parts.spec.width, 3, generator=torch.Generator().manual_seed(1))
     settings = SamplerSettings(steps=4, guidance=6.0, dynamic_cfg=dynamic_cfg, scheduler=scheduler, seed=7)
-    ours = generate(parts, image, "a cat walking on the moon", settings=settings, place=on_cpu, preview_every=0)
+    ours = generate(parts, VideoRequest(image, "a cat walking on the moon", settings=settings), QUIET)
     reference = diffusers_frames(parts, scheduler, image, "a cat walking on the moon", 4, 6.0, dynamic_cfg, 7)
     assert ours.frames.shape == reference.shape == (17, 96, 144, 3)
     assert (ours.frames - reference).abs().max() <= 1e-5
@@ -50,7 +49,7 @@ def test_loop_matches_diffusers_pipeline(parts, scheduler, dynamic_cfg):
 def test_loop_matches_diffusers_for_cogvideox_15(parts_15):
     image = torch.rand(parts_15.spec.height, parts_15.spec.width, 3, generator=torch.Generator().manual_seed(2))
     settings = SamplerSettings(steps=3, guidance=6.0, dynamic_cfg=True, scheduler="ddim", seed=3)
-    ours = generate(parts_15, image, "a dog", settings=settings, place=on_cpu, preview_every=0)
+    ours = generate(parts_15, VideoRequest(image, "a dog", settings=settings), QUIET)
     reference = diffusers_frames(parts_15, "ddim", image, "a dog", 3, 6.0, True, 3)
     assert parts_15.spec.version == "1.5" and parts_15.spec.uses_ofs
     assert (ours.frames - reference).abs().max() <= 1e-5
@@ -73,15 +72,15 @@ def test_dynamic_cfg_follows_the_timestep_value():
 
 def test_same_seed_same_video_other_seed_other_video(parts):
     image = torch.rand(parts.spec.height, parts.spec.width, 3)
-    runs = [generate(parts, image, "a tree", settings=SamplerSettings(steps=2, seed=s), place=on_cpu,
-                     preview_every=0).frames for s in (1, 1, 2)]
+    runs = [generate(parts, VideoRequest(image, "a tree", settings=SamplerSettings(steps=2, seed=s)), QUIET).frames
+            for s in (1, 1, 2)]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
 def test_other_image_sizes_are_cropped_not_stretched(parts):
     wide = torch.zeros(96, 288, 3)
     wide[:, 72:216] = 1.0  # a white centre the width of the model's aspect; black wings that must be cut away
-    result = generate(parts, wide, "x", settings=SamplerSettings(steps=1), place=on_cpu, preview_every=0)
+    result = generate(parts, VideoRequest(wide, "x", settings=SamplerSettings(steps=1)), QUIET)
     assert result.frames.shape[1:] == (96, 144, 3)
     assert "center-cropped to 144x96" in result.notes[0]
 
@@ -97,7 +96,7 @@ def test_previews_arrive_every_step_and_cancel_stops_within_one_step(parts):
     hooks = Hooks(progress=progress, should_stop=lambda: len(seen) >= 2)
     image = torch.rand(parts.spec.height, parts.spec.width, 3)
     with pytest.raises(Interrupted):
-        generate(parts, image, "x", settings=SamplerSettings(steps=5), place=on_cpu, hooks=hooks)
+        generate(parts, VideoRequest(image, "x", settings=SamplerSettings(steps=5)), Runtime(QUIET.place, hooks=hooks))
     assert seen == [(1, 5, (12, 18, 3)), (2, 5, (12, 18, 3))]
 
 

@@ -5,9 +5,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dimx_core.video import native_keys
+from dimx_core.cogvideox import native_keys
 from dimx_core.video.components import load_diffusers_folder
-from dimx_core.video.sampling import SamplerSettings, generate
+from dimx_core.video.request import SamplerSettings, VideoRequest
+from dimx_core.video.runtime import Runtime
+from dimx_core.video.sampling import generate
 from dimx_core.video.single_file import _latent_grid, load_single_files
 
 DIFFUSERS_TO_NATIVE = {v: k for k, v in native_keys.BLOCK.items()} | {v: k for k, v in native_keys.TOP.items()}
@@ -35,8 +37,8 @@ def single_files(folder, tmp_path, native=False):
 
 def frames(parts):
     image = torch.rand(parts.spec.height, parts.spec.width, 3, generator=torch.Generator().manual_seed(0))
-    return generate(parts, image, "a bird", settings=SamplerSettings(steps=2, seed=1), place=lambda m: torch.device("cpu"),
-                    preview_every=0).frames
+    request = VideoRequest(image, "a bird", settings=SamplerSettings(steps=2, seed=1))
+    return generate(parts, request, Runtime(lambda m: torch.device("cpu"), preview_every=0)).frames
 
 
 @pytest.mark.parametrize("native", [False, True], ids=["diffusers-keys", "comfyui-native-keys"])

@@ -1,4 +1,6 @@
 """Speed options: each one is exact or within its stated tolerance, and each leaves the shared model as it was."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,12 +11,14 @@ from dimx_core.hooks import Hooks, Interrupted
 from dimx_core.speed.attention import PackAttention, choose_kernel
 from dimx_core.speed.fp8 import Fp8Linear, fp8_linear, fp8_linear_reference, quantize_rowwise
 from dimx_core.speed.memory import tiled_vae
-from dimx_core.speed.options import SpeedOptions
+from dimx_core.speed.options import LossyOptions, SpeedOptions
 from dimx_core.speed.session import attention_shape, speed_applied
 from dimx_core.tiny import build_tiny_lora
 from dimx_core.video.components import load_diffusers_folder
-from dimx_core.video.sampling import (SamplerSettings, denoise, dynamic_guidance, generate, guidance_scales,
-                                      make_scheduler, rotary_embeddings)
+from dimx_core.video.request import SamplerSettings, VideoRequest
+from dimx_core.video.runtime import Runtime
+from dimx_core.video.sampling import (denoise, dynamic_guidance, generate, guidance_scales, make_scheduler,
+                                      rotary_embeddings)
 
 CPU = torch.device("cpu")
 LATENTS = (1, 5, 16, 12, 18)  # the tiny model's (B, F, C, h, w)
@@ -48,6 +52,12 @@ def directors_on(transformer, lora_files, switch_step=1, steps=3):
              Director("motion", "T", 0.8, read_lora(lora_files["t"]))]
     attach(transformer, chain, "the tiny model")
     return chain, DirectorControl(transformer, chain, schedule.switch_once("orbit", "motion", switch_step, steps))
+
+
+def with_directors(image, prompt, settings, control, lossy=LossyOptions()):
+    """A request for a run under `control`'s directors and schedule."""
+    refs = tuple(director.ref for director in control.by_name.values())
+    return VideoRequest(image, prompt, settings=settings, directors=refs, schedule=control.schedule, lossy=lossy)
 
 
 def forward(transformer):
@@ -169,8 +179,8 @@ def test_switch_once_merges_s_then_t_and_restores_the_base_bit_exactly(parts16, 
     hooks = Hooks(progress=lambda step, total, preview: seen.append(layer.get_base_layer().weight.detach().clone()))
     image = torch.rand(96, 144, 3, generator=torch.Generator().manual_seed(0))
     settings = SamplerSettings(steps=4, seed=2)
-    merged = generate(parts16, image, "a cat", settings=settings, directors=control, place=lambda m: CPU,
-                      hooks=hooks, preview_every=0)
+    merged = generate(parts16, with_directors(image, "a cat", settings, control),
+                      Runtime(lambda m: CPU, hooks=hooks, preview_every=0))
     base = before[f"{Q}.base_layer.weight"].float()
 
     def with_director(director):
@@ -181,8 +191,8 @@ def test_switch_once_merges_s_then_t_and_restores_the_base_bit_exactly(parts16, 
     for weight in seen[2:]:  # S taken out and T put in, in place: within one bf16 rounding of a fresh merge
         assert torch.allclose(weight.float(), with_director(chain[1]), atol=4e-3, rtol=2 ** -7)
     assert_is_base_model(transformer, before)
-    unmerged = generate(parts16, image, "a cat", settings=settings, directors=control, place=lambda m: CPU,
-                        preview_every=0, speed=SpeedOptions(merge_directors=False))
+    unmerged = generate(parts16, with_directors(image, "a cat", settings, control),
+                        Runtime(lambda m: CPU, speed=SpeedOptions(merge_directors=False), preview_every=0))
     assert rel(merged.latents, unmerged.latents) < 2e-2
 
 
@@ -194,8 +204,8 @@ def test_an_interrupted_run_leaves_the_base_model(parts16, lora_files):
     hooks = Hooks(progress=lambda step, total, preview: steps.append(step), should_stop=lambda: len(steps) >= 2)
     image = torch.rand(96, 144, 3)
     with pytest.raises(Interrupted):
-        generate(parts16, image, "x", settings=SamplerSettings(steps=4), directors=control, place=lambda m: CPU,
-                 hooks=hooks, preview_every=0, speed=SpeedOptions(fp8=True))
+        generate(parts16, with_directors(image, "x", SamplerSettings(steps=4), control, LossyOptions(fp8=True)),
+                 Runtime(lambda m: CPU, hooks=hooks, preview_every=0))
     assert steps == [1, 2]
     assert_is_base_model(transformer, before)
 
@@ -276,13 +286,26 @@ def test_step_cache_off_is_exact_and_on_stays_close(parts):
     assert 0 < rel(cached, plain) < 0.05  # measured 4.9e-3: steps were reused, the result stayed close
 
 
+def test_lossy_options_come_from_the_request_and_a_runtime_asking_for_others_is_refused(parts):
+    """A worker's runtime carries no lossy options and takes the request's; a runtime that asks for other lossy
+    options than its request would make another video than the request's key says, so it is refused."""
+    request = VideoRequest(torch.rand(96, 144, 3), "x", settings=SamplerSettings(steps=1),
+                           lossy=LossyOptions(step_cache=0.2))
+    assert Runtime(lambda m: CPU).speed_for(request.lossy) == SpeedOptions(step_cache=0.2)
+    assert Runtime(lambda m: CPU, speed=SpeedOptions(step_cache=0.2)).speed_for(request.lossy).step_cache == 0.2
+    with pytest.raises(ValueError, match="belong to the request"):
+        generate(parts, dataclasses.replace(request, lossy=LossyOptions()),
+                 Runtime(lambda m: CPU, speed=SpeedOptions(fp8=True)))
+
+
 def test_low_memory_mode_offloads_t5_and_keeps_the_latents(parts):
     image = torch.rand(96, 144, 3, generator=torch.Generator().manual_seed(3))
     offloaded = []
     settings = SamplerSettings(steps=1, seed=1)
-    low = generate(parts, image, "a cat", settings=settings, place=lambda m: CPU, preview_every=0,
-                   speed=SpeedOptions(low_memory=True), offload=offloaded.append)
-    normal = generate(parts, image, "a cat", settings=settings, place=lambda m: CPU, preview_every=0)
+    request = VideoRequest(image, "a cat", settings=settings)
+    low = generate(parts, request, Runtime(lambda m: CPU, offload=offloaded.append, speed=SpeedOptions(low_memory=True),
+                                           preview_every=0))
+    normal = generate(parts, request, Runtime(lambda m: CPU, preview_every=0))
     assert offloaded == [parts.transformer, parts.text_encoder]  # T5 and the transformer never share the GPU
     assert torch.equal(low.latents, normal.latents)  # only the decode is tiled
     assert low.frames.shape == normal.frames.shape and rel(low.frames, normal.frames) < 0.15  # measured 0.065

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from dimx_core.tiny import TINY_LORA_RANK, TINY_TRANSFORMER, build_tiny_lora, build_tiny_model
 from dimx_core.video.components import load_diffusers_folder, read_model_index
-from dimx_core.video.spec import COGVIDEOX_5B_I2V_TRANSFORMER, spec_from_configs
+from dimx_core.cogvideox.spec import COGVIDEOX_5B_I2V_TRANSFORMER, spec_from_configs
 
 
 def test_tiny_folder_has_the_diffusers_layout(tiny_model_dir):

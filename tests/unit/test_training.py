@@ -26,7 +26,9 @@ from dimx_core.training.conditions import geometry_of, precompute
 from dimx_core.training.options import TrainOptions
 from dimx_core.training.trainer import evaluation_loss, train_director
 from dimx_core.video.components import load_diffusers_folder
-from dimx_core.video.sampling import SamplerSettings, generate, make_scheduler
+from dimx_core.video.request import SamplerSettings, VideoRequest
+from dimx_core.video.runtime import Runtime
+from dimx_core.video.sampling import generate, make_scheduler
 from harness.comfyhost import REPO
 
 CPU = torch.device("cpu")
@@ -38,8 +40,7 @@ def place(module):
     return CPU
 
 
-def offload(module):
-    return None
+RUN = Runtime(place=place)  # nothing to offload on the CPU
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def trained(parts, one_clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("director") / "orbit.safetensors"
     result = train_director(parts, one_clip, TrainOptions(learning_rate=1e-2, steps=60, weight_decay=0.0,
                                                           **dict(FAST, eval_every=20)),
-                            out, place=place, offload=offload)
+                            out, RUN)
     return out, result
 
 
@@ -88,12 +89,11 @@ def test_the_director_at_strength_one_moves_the_video_toward_its_clip(parts, one
         target = parts.vae.encode(clip.permute(3, 0, 1, 2)[None] * 2 - 1).latent_dist.mean.permute(0, 2, 1, 3, 4)
     target = target * parts.spec.vae_scaling_factor
     settings = SamplerSettings(steps=8, guidance=1.0, seed=3)
-    run = dict(place=place, preview_every=0, speed=SpeedOptions.off())
-    base = generate(parts, clip[0], one_clip.clips[0].caption, "", settings, **run)
-    director = Director("orbit", "S", 1.0, read_lora(path))
-    attach(parts.transformer, [director], "the tiny model")
-    steered = generate(parts, clip[0], one_clip.clips[0].caption, "", settings, **run,
-                       directors=DirectorControl(parts.transformer, [director], schedule.constant(["orbit"], 8)))
+    run = Runtime(place=place, preview_every=0, speed=SpeedOptions.off())
+    base = generate(parts, VideoRequest(clip[0], one_clip.clips[0].caption, "", settings), run)
+    directors = attach(parts.transformer, [Director("orbit", "S", 1.0, read_lora(path))], "the tiny model")
+    steered = generate(parts, VideoRequest(clip[0], one_clip.clips[0].caption, "", settings, directors,
+                                           schedule.constant(["orbit"], 8)), run)
     base_distance = (base.latents - target).pow(2).mean()
     steered_distance = (steered.latents - target).pow(2).mean()
     assert steered_distance < 0.8 * base_distance
@@ -108,15 +108,15 @@ def test_the_file_gives_the_trained_loss_at_strength_one_in_the_pack_and_in_diff
     parts = load_diffusers_folder(tiny_model_dir, dtype=torch.float32)
     options = TrainOptions(learning_rate=1e-2, steps=4, **dict(FAST, alpha=2.0, eval_every=4))
     out = tmp_path / "d.safetensors"
-    result = train_director(parts, one_clip, options, out, place=place, offload=offload)
+    result = train_director(parts, one_clip, options, out, RUN)
     trained_loss = result.evals[-1][1]
     with safe_open(str(out), "pt") as handle:
         metadata = handle.metadata()
     assert json.loads(metadata["lora_adapter_metadata"])["transformer.lora_alpha"] == 2.0
     assert all(key.startswith("transformer.transformer_blocks.") and ".attn1." in key for key in load_file(out))
 
-    conditions = precompute(parts, one_clip, variants=options.image_noise_variants, seed=options.seed,
-                            low_memory=False, place=place, offload=offload)
+    conditions = precompute(parts, one_clip, RUN, variants=options.image_noise_variants, seed=options.seed,
+                            low_memory=False)
     scheduler = make_scheduler("ddim", parts.scheduler_config)
 
     def loss(transformer):
@@ -146,7 +146,7 @@ def test_t5_and_the_vae_leave_before_the_first_step_and_stay_away(parts, one_cli
         calls.append(("offload", names[id(module)]))
 
     train_director(parts, one_clip, TrainOptions(learning_rate=1e-3, steps=3, **FAST), tmp_path / "o.safetensors",
-                   place=recording_place, offload=recording_offload)
+                   Runtime(place=recording_place, offload=recording_offload))
     assert calls == [("place", "text_encoder"), ("offload", "text_encoder"), ("place", "vae"), ("offload", "vae"),
                      ("place", "transformer")]
 
@@ -164,14 +164,14 @@ def stop_after(step: int, total: int) -> Hooks:
 
 def test_an_interrupted_then_resumed_run_equals_an_uninterrupted_one(parts, dataset, tmp_path):
     options = TrainOptions(learning_rate=1e-3, steps=6, batch_size=1, **dict(FAST, checkpoint_every=2))
-    whole = train_director(parts, dataset, options, tmp_path / "whole.safetensors", place=place, offload=offload,
+    whole = train_director(parts, dataset, options, tmp_path / "whole.safetensors", RUN,
                            checkpoints=tmp_path / "whole")
     with pytest.raises(Interrupted):
-        train_director(parts, dataset, options, tmp_path / "split.safetensors", place=place, offload=offload,
-                       checkpoints=tmp_path / "split", hooks=stop_after(3, 6))
+        train_director(parts, dataset, options, tmp_path / "split.safetensors",
+                       Runtime(place=place, hooks=stop_after(3, 6)), checkpoints=tmp_path / "split")
     assert not (tmp_path / "split.safetensors").exists()
     assert CheckpointStore(tmp_path / "split").step_saved() == 3   # the cancelled step, not the periodic step 2
-    resumed = train_director(parts, dataset, options, tmp_path / "split.safetensors", place=place, offload=offload,
+    resumed = train_director(parts, dataset, options, tmp_path / "split.safetensors", RUN,
                              checkpoints=tmp_path / "split")
     assert resumed.resumed_from == 3 and resumed.losses == whole.losses and resumed.evals == whole.evals
     a, b = load_file(tmp_path / "whole.safetensors"), load_file(tmp_path / "split.safetensors")
@@ -182,17 +182,17 @@ def test_an_interrupted_then_resumed_run_equals_an_uninterrupted_one(parts, data
 def test_a_checkpoint_of_other_options_is_refused_by_name(parts, one_clip, tmp_path):
     options = TrainOptions(learning_rate=1e-3, steps=2, **FAST)
     with pytest.raises(Interrupted):
-        train_director(parts, one_clip, options, tmp_path / "a.safetensors", place=place, offload=offload,
-                       checkpoints=tmp_path / "run", hooks=stop_after(1, 2))
+        train_director(parts, one_clip, options, tmp_path / "a.safetensors",
+                       Runtime(place=place, hooks=stop_after(1, 2)), checkpoints=tmp_path / "run")
     with pytest.raises(ValueError, match="belongs to another run"):
-        train_director(parts, one_clip, options.replace(learning_rate=2e-3), tmp_path / "a.safetensors", place=place,
-                       offload=offload, checkpoints=tmp_path / "run")
+        train_director(parts, one_clip, options.replace(learning_rate=2e-3), tmp_path / "a.safetensors", RUN,
+                       checkpoints=tmp_path / "run")
 
 
 def test_validation_videos_come_at_the_chosen_steps_and_the_last(parts, one_clip, tmp_path):
     options = TrainOptions(learning_rate=1e-3, steps=3, **dict(FAST, validation=True), validation_steps=(1,),
                            validation_inference_steps=2)
-    result = train_director(parts, one_clip, options, tmp_path / "v.safetensors", place=place, offload=offload)
+    result = train_director(parts, one_clip, options, tmp_path / "v.safetensors", RUN)
     assert [step for step, _ in result.validations] == [1, 3]
     assert all(frames.shape == (17, 96, 144, 3) for _, frames in result.validations)
     assert not torch.equal(result.validations[0][1], result.validations[1][1])  # the director changed in between
@@ -201,7 +201,7 @@ def test_validation_videos_come_at_the_chosen_steps_and_the_last(parts, one_clip
 def test_early_stop_ends_the_run_when_the_evaluation_stops_improving(parts, one_clip, tmp_path):
     """At a learning rate of 1e-30 the weights do not move: the second evaluation is no better, patience 1 stops."""
     options = TrainOptions(learning_rate=1e-30, steps=20, **dict(FAST, eval_every=1), early_stop_patience=1)
-    result = train_director(parts, one_clip, options, tmp_path / "e.safetensors", place=place, offload=offload)
+    result = train_director(parts, one_clip, options, tmp_path / "e.safetensors", RUN)
     assert result.stopped_early and result.steps_done == 2 and (tmp_path / "e.safetensors").is_file()
     assert "stopped early" in result.describe()
 
@@ -212,13 +212,13 @@ def test_eight_bit_adamw_trains_or_says_what_to_install(parts, one_clip, tmp_pat
         import bitsandbytes  # noqa: F401
     except ImportError:
         with pytest.raises(MissingDependency, match="pip install bitsandbytes"):
-            train_director(parts, one_clip, options, tmp_path / "b.safetensors", place=place, offload=offload)
+            train_director(parts, one_clip, options, tmp_path / "b.safetensors", RUN)
         return
-    result = train_director(parts, one_clip, options, tmp_path / "b.safetensors", place=place, offload=offload)
+    result = train_director(parts, one_clip, options, tmp_path / "b.safetensors", RUN)
     assert result.steps_done == 2 and (tmp_path / "b.safetensors").is_file()
     monkeypatch.setitem(__import__("sys").modules, "bitsandbytes", None)
     with pytest.raises(MissingDependency, match="8-bit AdamW .*pip install bitsandbytes"):
-        train_director(parts, one_clip, options, tmp_path / "c.safetensors", place=place, offload=offload)
+        train_director(parts, one_clip, options, tmp_path / "c.safetensors", RUN)
     assert not (tmp_path / "c.safetensors").exists()
     assert not [name for name, _ in parts.transformer.named_parameters() if "dimx_training" in name]  # left clean
     assert not parts.transformer.gradient_checkpointing
@@ -247,7 +247,7 @@ def test_a_clip_of_the_wrong_length_or_size_is_refused_and_nothing_is_written(pa
         with pytest.raises(ValueError, match=f"clip '00001.mp4' .* has {expected}, but this model needs 17 frames "
                                              "of 144x96. Rebuild the dataset"):
             train_director(parts, open_dataset(folder), TrainOptions(steps=1, **FAST), folder / "out.safetensors",
-                           place=place, offload=offload, checkpoints=folder / "checkpoints")
+                           RUN, checkpoints=folder / "checkpoints")
         assert not (folder / "out.safetensors").exists() and not (folder / "checkpoints").exists()
 
 
@@ -257,7 +257,7 @@ def test_an_empty_or_unreadable_clip_is_refused_by_name(parts, dataset, tmp_path
     (folder / "videos" / "00001.mp4").write_bytes(b"not a video at all")
     with pytest.raises(ValueError, match="video '.*00001.mp4' cannot be read|00001.mp4' holds no frames"):
         train_director(parts, open_dataset(folder), TrainOptions(steps=1, **FAST), folder / "out.safetensors",
-                       place=place, offload=offload)
+                       RUN)
     assert not (folder / "out.safetensors").exists()
 
 

@@ -38,7 +38,7 @@ def test_dataset_spatial_then_train_director_then_resume_then_lora_info(tiny_mod
     assert "trained: T-Director (object motion), 3 steps at rank 4" in info
 
     assert main(["dataset", "spatial", "--scene", str(SCENE), "--patterns", "orbit_left", "--out", str(data)]) == 2
-    assert "already exists and is not an empty folder" in capsys.readouterr().err
+    assert "already exists; choose a new folder name" in capsys.readouterr().err
 
 
 def test_dataset_temporal_keeps_the_still_clip(tmp_path, capsys):

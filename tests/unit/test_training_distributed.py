@@ -9,6 +9,7 @@ from dimx_core.datasets.layout import ClipGeometry, DatasetWriter, open_dataset
 from dimx_core.training.options import TrainOptions
 from dimx_core.training.trainer import train_director
 from dimx_core.video.components import load_diffusers_folder
+from dimx_core.video.runtime import Runtime
 
 OPTIONS = TrainOptions(rank=4, alpha=4.0, learning_rate=1e-2, steps=2, eval_every=0, validation=False,
                        checkpoint_every=0, image_dropout=0.0)
@@ -18,16 +19,12 @@ def _cpu(module):
     return torch.device("cpu")
 
 
-def _keep(module):
-    return None
-
-
 def _process(rank: int, world: int, rendezvous: str, model: str, dataset: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
         train_director(load_diffusers_folder(model, dtype=torch.float32), open_dataset(dataset), OPTIONS, out,
-                       place=_cpu, offload=_keep, process_group=dist.group.WORLD)
+                       Runtime(place=_cpu), process_group=dist.group.WORLD)
     finally:
         dist.destroy_process_group()
 
@@ -45,7 +42,7 @@ def test_two_processes_of_batch_one_train_what_one_process_of_batch_two_trains(t
                                           str(out)), nprocs=2)
     single = tmp_path / "single.safetensors"
     train_director(load_diffusers_folder(tiny_model_dir, dtype=torch.float32), open_dataset(tmp_path / "data"),
-                   OPTIONS.replace(batch_size=2), single, place=_cpu, offload=_keep)
+                   OPTIONS.replace(batch_size=2), single, Runtime(place=_cpu))
     parallel, alone = load_file(out), load_file(single)
     assert parallel.keys() == alone.keys()
     assert any(alone[key].abs().max() > 0 for key in alone if "lora_B" in key)   # it did train

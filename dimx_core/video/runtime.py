@@ -1,0 +1,57 @@
+"""How this process carries out a run, as one value: where modules go, progress and cancel, the speed-ups, previews.
+
+A Runtime never changes what a run makes (that is the VideoRequest's, request.py); it is built by whoever runs
+the request: the nodes from ComfyUI's memory manager and progress bar, the CLI and benchmarks from a device.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..hooks import NO_HOOKS, Hooks
+from ..speed.options import LossyOptions, SpeedOptions
+
+Place = Callable[[torch.nn.Module], torch.device]
+Offload = Callable[[torch.nn.Module], None]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """place(module): put a module where it can run and return that device. offload(module): send it back to host
+    memory (the 24 GB mode keeps T5 and the transformer apart with it; None: never). speed: the speed-ups; the
+    lossy ones come from the request (`speed_for`). preview_every: decode a preview every that many steps
+    (0: never)."""
+    place: Place
+    offload: Offload | None = None
+    hooks: Hooks = NO_HOOKS
+    speed: SpeedOptions = SpeedOptions()
+    preview_every: int = 1
+
+    @classmethod
+    def on_device(cls, device: torch.device, **fields) -> "Runtime":
+        """Modules moved to `device` by hand and back to the CPU to offload (where no memory manager places them)."""
+        def place(module: torch.nn.Module) -> torch.device:
+            module.to(device)
+            return device
+
+        def offload(module: torch.nn.Module) -> None:
+            module.to("cpu")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+        return cls(place=place, offload=offload, **fields)
+
+    def with_hooks(self, hooks: Hooks) -> "Runtime":
+        return dataclasses.replace(self, hooks=hooks)
+
+    def speed_for(self, lossy: LossyOptions) -> SpeedOptions:
+        """The speed-ups for a request whose lossy options are `lossy`. They change what is made, so they are the
+        request's: a runtime asking for other lossy options than the request is refused, not quietly overruled."""
+        own = self.speed.lossy()
+        if own not in (LossyOptions(), lossy):
+            raise ValueError(f"the runtime's speed options ask for {own} but the request for {lossy}: options that "
+                             "change the result belong to the request (VideoRequest(lossy=speed.lossy()))")
+        return self.speed.with_lossy(lossy)
