@@ -8,6 +8,7 @@ import torch
 
 from dimx_core.datasets.clips import write_clip
 from harness.comfyhost import REPO
+from tests.nodes.conftest import comfy_directories
 from tests.synthetic_videos import moving_camera, still_camera
 
 SCENE = REPO / "workflows" / "inputs" / "dimensionx_example_ball.ply"
@@ -24,25 +25,14 @@ def comfy(pack, tiny_model_dir, tmp_path_factory):
     (root / "models" / "loras").mkdir(parents=True)
     for folder in ("dimensionx", "loras"):
         folder_paths.add_model_folder_path(folder, str(root / "models" / folder), is_default=True)
-    saved = (folder_paths.get_output_directory(), folder_paths.get_input_directory(),
-             folder_paths.get_user_directory(), folder_paths.get_temp_directory())
-    for name in ("output", "input", "user", "temp"):
-        (root / name).mkdir()
-    shutil.copy(SCENE, root / "input")
-    shutil.copy(SCENE.with_name(SCENE.stem + ".transforms.json"), root / "input")
-    for name, frames in (("still", still_camera("fine", 2.0, 20, 144, 96, 1)),
-                         ("pan", moving_camera("fine", 2.0, 20, 144, 96, 2, "pan"))):
-        write_clip(root / "input" / "clips" / f"{name}.mp4", torch.from_numpy(frames).float() / 255, 8.0)
-    (root / "input" / "clips" / "still.txt").write_text("a ball rolls across a table")
-    folder_paths.set_output_directory(str(root / "output"))
-    folder_paths.set_input_directory(str(root / "input"))
-    folder_paths.set_user_directory(str(root / "user"))
-    folder_paths.set_temp_directory(str(root / "temp"))
-    yield root
-    folder_paths.set_output_directory(saved[0])
-    folder_paths.set_input_directory(saved[1])
-    folder_paths.set_user_directory(saved[2])
-    folder_paths.set_temp_directory(saved[3])
+    with comfy_directories(root, ("output", "input", "user", "temp")):
+        shutil.copy(SCENE, root / "input")
+        shutil.copy(SCENE.with_name(SCENE.stem + ".transforms.json"), root / "input")
+        for name, frames in (("still", still_camera("fine", 2.0, 20, 144, 96, 1)),
+                             ("pan", moving_camera("fine", 2.0, 20, 144, 96, 2, "pan"))):
+            write_clip(root / "input" / "clips" / f"{name}.mp4", torch.from_numpy(frames).float() / 255, 8.0)
+        (root / "input" / "clips" / "still.txt").write_text("a ball rolls across a table")
+        yield root
 
 
 @pytest.fixture(scope="module")
