@@ -376,7 +376,7 @@ class Bench:
                 self.call_variant(f"attention {name} (unfused QKV)", SpeedOptions(attention=name, fuse_qkv=False))
             except ValueError as err:  # the pack's own "cannot run here" explanation
                 self.add(Row(f"attention {name}", "call", status=f"not available: {err}"))
-        missing = [f"{n}: {OPTIONAL_KERNELS[n][1]}" for n in OPTIONAL_KERNELS if not installed(n)]
+        missing = [f"{n}: {OPTIONAL_KERNELS[n].what}" for n in OPTIONAL_KERNELS if not installed(n)]
         if missing:
             self.facts["optional_kernels_not_installed"] = missing
         if self.device.type == "cuda":

@@ -22,13 +22,49 @@ from ..optional import require
 
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                  "efficient": SDPBackend.EFFICIENT_ATTENTION}
-# Optional kernels: import name, what to install, and whether the result equals SDPA's up to rounding.
-OPTIONAL_KERNELS = {
-    "fa3": ("flash_attn_interface", "FlashAttention-3 (build flash-attention's hopper/ folder; Hopper GPUs only)",
-            True),
-    "sage": ("sageattention", "SageAttention (pip install sageattention); lossy: 8-bit Q·K, fp8 P·V", False),
-}
+
+
 Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (B, heads, tokens, head_dim) each
+
+
+@dataclass(frozen=True)
+class TokensMajorFlash:
+    """A FlashAttention-style `flash_attn_func`, which takes (B, tokens, heads, head_dim) and may return (out, lse)."""
+    function: Callable
+
+    def __call__(self, query, key, value):
+        out = self.function(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), causal=False)
+        return (out[0] if isinstance(out, tuple) else out).transpose(1, 2)
+
+
+@dataclass(frozen=True)
+class SageAttention:
+    function: Callable
+
+    def __call__(self, query, key, value):
+        return self.function(query, key, value, tensor_layout="HND", is_causal=False)
+
+
+@dataclass(frozen=True)
+class OptionalKernel:
+    """A kernel from a package the pack does not require: where it lives, how to call it, what to install."""
+    module: str
+    function: str
+    wrapper: Callable[[Callable], Kernel]
+    what: str
+    lossless: bool  # equals SDPA's result up to rounding, so 'auto' may choose it
+
+
+OPTIONAL_KERNELS = {
+    "fa3": OptionalKernel("flash_attn_interface", "flash_attn_func", TokensMajorFlash,
+                          "FlashAttention-3 (build flash-attention's hopper/ folder; Hopper GPUs only)", True),
+    # FlashAttention-4 is written in CUTLASS's CuTe DSL and compiled on first call; it has SM90 and SM100 paths.
+    "fa4": OptionalKernel("flash_attn.cute", "flash_attn_func", TokensMajorFlash,
+                          "FlashAttention-4 (pip install flash-attn-4 'nvidia-cutlass-dsl[cu13]'; Hopper and "
+                          "Blackwell GPUs)", True),
+    "sage": OptionalKernel("sageattention", "sageattn", SageAttention,
+                           "SageAttention (pip install sageattention); lossy: 8-bit Q·K, fp8 P·V", False),
+}
 
 
 def sdpa(query, key, value):
@@ -45,24 +81,6 @@ class SdpaBackend:
             return sdpa(query, key, value)
 
 
-@dataclass(frozen=True)
-class FlashAttention3:
-    """flash_attn_interface.flash_attn_func, which takes (B, tokens, heads, head_dim)."""
-    function: Callable
-
-    def __call__(self, query, key, value):
-        out = self.function(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), causal=False)
-        return (out[0] if isinstance(out, tuple) else out).transpose(1, 2)
-
-
-@dataclass(frozen=True)
-class SageAttention:
-    function: Callable
-
-    def __call__(self, query, key, value):
-        return self.function(query, key, value, tensor_layout="HND", is_causal=False)
-
-
 # One object per kernel for the process: a compiled block guards on the kernel it was traced with.
 _KERNELS: dict[str, Kernel] = {"sdpa": sdpa, **{name: SdpaBackend(b) for name, b in SDPA_BACKENDS.items()}}
 
@@ -70,13 +88,16 @@ _KERNELS: dict[str, Kernel] = {"sdpa": sdpa, **{name: SdpaBackend(b) for name, b
 def kernel_named(name: str) -> Kernel:
     """The kernel called `name`; optional ones are imported here, before any tracing sees them."""
     if name not in _KERNELS:
-        module = importlib.import_module(OPTIONAL_KERNELS[name][0])
-        _KERNELS[name] = FlashAttention3(module.flash_attn_func) if name == "fa3" else SageAttention(module.sageattn)
+        row = OPTIONAL_KERNELS[name]
+        _KERNELS[name] = row.wrapper(getattr(importlib.import_module(row.module), row.function))
     return _KERNELS[name]
 
 
 def installed(name: str) -> bool:
-    return importlib.util.find_spec(OPTIONAL_KERNELS[name][0]) is not None
+    try:
+        return importlib.util.find_spec(OPTIONAL_KERNELS[name].module) is not None
+    except ModuleNotFoundError:  # the parent package of a dotted name is absent
+        return False
 
 
 # --- choosing a kernel ---------------------------------------------------------------------------------------------
@@ -105,8 +126,8 @@ def measure_kernels(shape: tuple[int, ...], dtype: torch.dtype, device: torch.de
     the projections are)."""
     key = (tuple(shape), dtype, str(device), names)
     if key not in _MEASURED:
-        candidates = names or (*SDPA_BACKENDS, *(n for n, (_, _, lossless) in OPTIONAL_KERNELS.items()
-                                                 if lossless and installed(n)))
+        candidates = names or (*SDPA_BACKENDS, *(n for n, row in OPTIONAL_KERNELS.items()
+                                                 if row.lossless and installed(n)))
         generator = torch.Generator(device=device).manual_seed(0)
         batch, heads, tokens, head_dim = shape
         inputs = tuple(torch.randn(batch, tokens, heads, head_dim, generator=generator, device=device,
@@ -137,8 +158,8 @@ def choose_kernel(choice: str, shape: tuple[int, ...], dtype: torch.dtype,
     if choice == "sdpa" or (choice == "auto" and device.type != "cuda"):
         return sdpa, "attention: PyTorch SDPA, its own backend choice"
     if choice in OPTIONAL_KERNELS and not installed(choice):
-        module, what, _ = OPTIONAL_KERNELS[choice]
-        raise ValueError(f"attention '{choice}' needs {what}, but '{module}' is not installed. Install it, or choose "
+        row = OPTIONAL_KERNELS[choice]
+        raise ValueError(f"attention '{choice}' needs {row.what}, but '{row.module}' is not installed. Install it, or choose "
                          "'auto' (the fastest kernel PyTorch has here).")
     if device.type != "cuda":
         raise ValueError(f"attention '{choice}' runs on CUDA GPUs only; this run is on {device.type}. Choose 'auto'.")
@@ -146,7 +167,7 @@ def choose_kernel(choice: str, shape: tuple[int, ...], dtype: torch.dtype,
         timing = measure_kernels(shape, dtype, device, names=(choice,), repeats=1)[choice]
         if isinstance(timing, str):
             raise ValueError(f"attention '{choice}' {timing}. Choose 'auto'.")
-        lossy = "" if choice not in OPTIONAL_KERNELS or OPTIONAL_KERNELS[choice][2] else " (lossy)"
+        lossy = "" if choice not in OPTIONAL_KERNELS or OPTIONAL_KERNELS[choice].lossless else " (lossy)"
         return kernel_named(choice), f"attention: {choice}{lossy}, as chosen ({timing:.1f} ms per call)"
     timings = measure_kernels(shape, dtype, device)
     usable = {name: ms for name, ms in timings.items() if not isinstance(ms, str)}
@@ -166,9 +187,9 @@ def describe_kernels() -> list[str]:
                                                   for name, b in SDPA_BACKENDS.items()))
     else:
         lines.append("SDPA backends: CPU only (cudnn/flash/efficient need a CUDA GPU)")
-    for name, (module, what, lossless) in OPTIONAL_KERNELS.items():
+    for name, row in OPTIONAL_KERNELS.items():
         state = "installed" if installed(name) else "not installed"
-        lines.append(f"{name}: {state} - {what}{'' if lossless else ' (never chosen by auto)'}")
+        lines.append(f"{name}: {state} - {row.what}{'' if row.lossless else ' (never chosen by auto)'}")
     return lines
 
 
