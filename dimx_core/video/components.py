@@ -9,6 +9,7 @@ import torch
 
 from ..cogvideox.spec import ModelSpec, spec_from_configs
 from ..optional import require
+from .release import ReleaseDefaults, read_release_defaults
 
 EXPECTED_CLASSES = {
     "transformer": "CogVideoXTransformer3DModel",
@@ -28,11 +29,12 @@ class VideoComponents:
     scheduler_config: dict
     spec: ModelSpec
     source: str
+    release: ReleaseDefaults = ReleaseDefaults()  # what the "auto" sampler settings resolve to
 
     @property
     def identity(self) -> str:
-        """What a content key needs of the model: where it came from and what it is."""
-        return f"{self.source} | {self.spec.describe()}"
+        """What a content key needs of the model: where it came from, what it is and how "auto" samples it."""
+        return f"{self.source} | {self.spec.describe()} | {self.release.describe()}"
 
 
 def read_model_index(folder: Path) -> dict:
@@ -74,7 +76,8 @@ def _dtype_kwarg(library) -> str:
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16) -> VideoComponents:
     """Load every part on the CPU in `dtype`; the host decides when each part goes to the accelerator."""
     folder = Path(folder)
-    read_model_index(folder)
+    index = read_model_index(folder)
+    release = read_release_defaults(folder, index)  # a bad file fails before the long load
     diffusers = require("diffusers")
     transformers = require("transformers")
     as_dtype = {_dtype_kwarg(diffusers): dtype}
@@ -87,4 +90,4 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     spec = spec_from_configs(dict(transformer.config), dict(vae.config))
     for module in (transformer, vae, text_encoder):
         module.eval().requires_grad_(False)
-    return VideoComponents(transformer, vae, text_encoder, tokenizer, scheduler_config, spec, str(folder))
+    return VideoComponents(transformer, vae, text_encoder, tokenizer, scheduler_config, spec, str(folder), release)
