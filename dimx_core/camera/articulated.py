@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import patterns
-from .planner import finite_number, plan, whole_number
+from .planner import DEFAULT_FRAMES, finite_number, plan, whole_number
 from .trajectory import Trajectory
 
 
@@ -48,7 +48,8 @@ class ArticulatedPath:
                                 "clip_frames": len(self.clips[0])})
 
 
-def chain(segments: list[tuple[str, float]], frames_per_clip: int = 49, **plan_options) -> ArticulatedPath:
+def chain(segments: list[tuple[str, float]], frames_per_clip: int = DEFAULT_FRAMES,
+          **plan_options) -> ArticulatedPath:
     """Clips for `segments` [(pattern, magnitude), ...], each starting where the previous one ended.
     plan_options (radius, elevation, fov_deg, focal_px, width, height) apply to every clip; clips run at
     constant speed, since easing would stop the camera at every joint."""
@@ -70,12 +71,12 @@ def chain(segments: list[tuple[str, float]], frames_per_clip: int = 49, **plan_o
     return ArticulatedPath(clips, starts)
 
 
-def split_motion(pattern: str, total: float, max_clip: float, frames_per_clip: int = 49,
+def split_motion(pattern: str, total: float, max_clip: float, frames_per_clip: int = DEFAULT_FRAMES,
                  **plan_options) -> ArticulatedPath:
     """`total` of `pattern` as the fewest equal clips of at most `max_clip` each (degrees or scene units).
-    orbit_360 is split as a full orbit_left loop."""
-    if pattern == "orbit_360":
-        pattern, total = "orbit_left", 360.0
+    A loop pattern is split as a full loop of the motion it repeats (orbit_360: orbit_left)."""
+    if patterns.get(pattern).loop:
+        pattern, total = patterns.unrolled(pattern), 360.0
     plan(pattern, 2, total, **plan_options)  # the direct path must be valid (a dolly_in short of the pivot...)
     unit = patterns.get(pattern).unit
     max_clip = finite_number("max_clip", max_clip, 0.0, what=f" ({unit} per clip)")
