@@ -104,6 +104,8 @@ def generate(parts: VideoComponents, request: VideoRequest, runtime: Runtime) ->
     image, note = fit_image(request.image, spec.width, spec.height)
     if note:
         notes.append(note)
+    notes.append(f"solver {settings.scheduler}, guidance {settings.guidance:g}"
+                 + (f", dynamic CFG by {settings.cfg_schedule}" if settings.dynamic_cfg else ""))
 
     # 2. prompt states; in the 24 GB mode T5 (9.5 GB) and the transformer (11 GB) never share the GPU
     encodes_text = isinstance(prompt, str) or isinstance(negative_prompt, str)
