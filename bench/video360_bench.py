@@ -15,9 +15,7 @@ an A6000). Stops starting new phases when --budget seconds are spent; writes $OU
 """
 from __future__ import annotations
 
-import argparse
 import datetime
-import os
 import platform
 import sys
 import time
@@ -31,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 # noqa: E402 below: the repository root goes on the path first
-from video_bench import (GB, WordTokenizer, build_modules, guided_step_flops, low_memory_whole_run,  # noqa: E402
-                         peak_gb, reset_peak, synchronize, timed_calls, whole_run)
+from video_bench import (GB, WordTokenizer, bench_parser, build_modules, guided_step_flops,  # noqa: E402
+                         low_memory_whole_run, parsed, peak_gb, reset_peak, synchronize, timed_calls, whole_run)
 
 from dimx_core.cogvideox.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
                                       COGVIDEOX_5B_I2V_VAE, T5_XXL_ENCODER, spec_from_configs)
@@ -216,16 +214,7 @@ def markdown(results: Results, command: str) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="tiny 145-frame models on the CPU: checks the logic")
-    parser.add_argument("--budget", type=float, default=240, help="seconds for the whole run (default 240)")
-    parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "bench"),
-                        help="folder for RESULTS-360.md (default $OUT, else bench/)")
-    parser.add_argument("--device", default="cuda", help="default cuda")
-    args = parser.parse_args(argv)
-    if not args.tiny and not torch.cuda.is_available():
-        parser.error("no CUDA GPU: run on the GPU machine, or use --tiny to check the logic on the CPU")
-    return args
+    return parsed(bench_parser(__doc__.split("\n\n")[0], "RESULTS-360.md", 240), argv)
 
 
 def main(argv=None) -> int:

@@ -824,20 +824,30 @@ def _time_limit(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_parser(description: str, results: str, budget: float) -> argparse.ArgumentParser:
+    """The options every video benchmark takes: --tiny, --budget, --out, --device."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks the script's logic")
-    parser.add_argument("--quick", action="store_true", help="2 timed repeats, no second compile (~5 minutes)")
-    parser.add_argument("--budget", type=float, default=510, help="seconds for the whole run (default 510)")
+    parser.add_argument("--budget", type=float, default=budget, help=f"seconds for the whole run (default {budget:g})")
     parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "bench"),
-                        help="folder for RESULTS.md and results.json (default $OUT, else bench/)")
+                        help=f"folder for {results} (default $OUT, else bench/)")
     parser.add_argument("--device", default="cuda", help="default cuda")
-    parser.add_argument("--only", help="comma-separated variant groups to run (names as printed)")
-    parser.add_argument("--step-cache", type=float, default=0.1, help="step cache threshold to measure (0.1)")
+    return parser
+
+
+def parsed(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.tiny and not torch.cuda.is_available():
         parser.error("no CUDA GPU: run on the GPU machine, or use --tiny to check the logic on the CPU")
     return args
+
+
+def parse_args(argv=None):
+    parser = bench_parser(__doc__.split("\n\n")[0], "RESULTS.md and results.json", 510)
+    parser.add_argument("--quick", action="store_true", help="2 timed repeats, no second compile (~5 minutes)")
+    parser.add_argument("--only", help="comma-separated variant groups to run (names as printed)")
+    parser.add_argument("--step-cache", type=float, default=0.1, help="step cache threshold to measure (0.1)")
+    return parsed(parser, argv)
 
 
 def main(argv=None) -> int:

@@ -19,6 +19,7 @@ from dimx_core.video.request import SamplerSettings, VideoRequest
 from dimx_core.video.runtime import Runtime
 from dimx_core.video.sampling import generate
 from dimx_core.speed.memory import tiled_vae
+from tests.unit.recon_scenes import one_thread  # noqa: F401 (autouse fixture: faster on the shared 2-core machine)
 
 CPU = torch.device("cpu")
 QUIET = Runtime(place=lambda module: CPU, preview_every=0)
