@@ -13,13 +13,14 @@ from pathlib import Path
 from .solvers import CFG_SCHEDULES, SOLVERS, solver_for_class
 
 RELEASE_FILE = "dimensionx_sampling.json"
+DIFFUSERS_SOURCE = "CogVideoX-5b-I2V as diffusers samples it"
 
 
 @dataclass(frozen=True)
 class ReleaseDefaults:
     scheduler: str = "ddim"           # a key of solvers.SOLVERS
     cfg_schedule: str = "timestep"    # a key of solvers.CFG_SCHEDULES
-    source: str = "CogVideoX-5b-I2V as diffusers samples it"
+    source: str = DIFFUSERS_SOURCE
 
     def __post_init__(self) -> None:
         if self.scheduler not in SOLVERS:
@@ -55,5 +56,5 @@ def read_release_defaults(folder: Path, index: dict) -> ReleaseDefaults:
                              "cfg_schedule and source (delete it to use the scheduler in model_index.json)") from err
     named = (index.get("scheduler") or [None, None])[1]
     kind = solver_for_class(named) if named else None
-    return ReleaseDefaults(kind or "ddim", "timestep", f"the scheduler model_index.json names ({named})"
-                           if kind else ReleaseDefaults.source)
+    return ReleaseDefaults(kind or "ddim", "timestep",
+                           f"the scheduler model_index.json names ({named})" if kind else DIFFUSERS_SOURCE)

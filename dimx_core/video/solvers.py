@@ -29,27 +29,35 @@ def _multistep(scheduler, velocity, t, previous, latents, old_prediction, eta, g
                           return_dict=False)
 
 
+def _diffusers_class(name: str) -> Callable[[], type]:
+    return lambda: getattr(require("diffusers"), name)
+
+
+def _sat_class() -> type:
+    from .sat_scheduler import SATDPMScheduler
+
+    return SATDPMScheduler
+
+
 @dataclass(frozen=True)
 class Solver:
-    class_name: str      # the scheduler class: diffusers' (a model folder names it in model_index.json) or the pack's
+    scheduler_class: Callable[[], type]  # the scheduler's class, imported on first use
     step: Callable       # (scheduler, velocity, t, previous t, latents, old prediction, eta, generator)
     #                      -> (latents, predicted clean latents)
     description: str
+    folder_class: str | None = None      # the class name a model folder's model_index.json gives this solver
 
     def build(self, config: dict):
         """This solver's scheduler from the model's scheduler config (betas, prediction type, spacing)."""
-        if self.class_name == "SATDPMScheduler":
-            from .sat_scheduler import SATDPMScheduler
-
-            return SATDPMScheduler.from_config(config)
-        return getattr(require("diffusers"), self.class_name).from_config(config)
+        return self.scheduler_class().from_config(config)
 
 
 SOLVERS: dict[str, Solver] = {
-    "ddim": Solver("CogVideoXDDIMScheduler", _single_step,
-                   "CogVideoX DDIM (diffusers), the scheduler CogVideoX-5b-I2V ships with"),
-    "dpm": Solver("CogVideoXDPMScheduler", _multistep, "CogVideoX DPM-Solver++(2M), stochastic (diffusers)"),
-    "sat_dpmpp2m": Solver("SATDPMScheduler", _multistep,
+    "ddim": Solver(_diffusers_class("CogVideoXDDIMScheduler"), _single_step,
+                   "CogVideoX DDIM (diffusers), the scheduler CogVideoX-5b-I2V ships with", "CogVideoXDDIMScheduler"),
+    "dpm": Solver(_diffusers_class("CogVideoXDPMScheduler"), _multistep,
+                  "CogVideoX DPM-Solver++(2M), stochastic (diffusers)", "CogVideoXDPMScheduler"),
+    "sat_dpmpp2m": Solver(_sat_class, _multistep,
                           "SAT's VPSDEDPMPP2MSampler, as DimensionX's 145-frame 360-degree model was released "
                           "(stochastic; sat_scheduler.py says how it differs from diffusers' DPM)"),
 }
@@ -64,16 +72,15 @@ def make_scheduler(kind: str, config: dict):
 
 def solver_of(scheduler) -> Solver:
     """The row a built scheduler belongs to (the loop steps it the way its row says)."""
-    name = type(scheduler).__name__
     for solver in SOLVERS.values():
-        if solver.class_name == name:
+        if type(scheduler) is solver.scheduler_class():
             return solver
-    raise ValueError(f"{name} is not one of the pack's solvers ({', '.join(SOLVERS)})")
+    raise ValueError(f"{type(scheduler).__name__} is not one of the pack's solvers ({', '.join(SOLVERS)})")
 
 
 def solver_for_class(class_name: str) -> str | None:
     """The solver kind of a scheduler class a model folder names, if the pack has it."""
-    return next((kind for kind, solver in SOLVERS.items() if solver.class_name == class_name), None)
+    return next((kind for kind, solver in SOLVERS.items() if solver.folder_class == class_name), None)
 
 
 # --- dynamic classifier-free guidance --------------------------------------------------------------------------------
