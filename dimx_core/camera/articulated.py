@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hooks import NO_HOOKS, Hooks
 from . import patterns
-from .planner import DEFAULT_FRAMES, finite_number, plan, whole_number
+from .planner import DEFAULT_FRAMES, MAX_FRAMES, finite_number, plan, whole_number
 from .trajectory import Trajectory
+
+MAX_CLIPS = 360  # a full loop at one degree per clip; every clip is a video of its own
 
 
 @dataclass
@@ -48,37 +51,46 @@ class ArticulatedPath:
                                 "clip_frames": len(self.clips[0])})
 
 
-def chain(segments: list[tuple[str, float]], frames_per_clip: int = DEFAULT_FRAMES,
+def chain(segments: list[tuple[str, float]], frames_per_clip: int = DEFAULT_FRAMES, hooks: Hooks = NO_HOOKS,
           **plan_options) -> ArticulatedPath:
     """Clips for `segments` [(pattern, magnitude), ...], each starting where the previous one ended.
     plan_options (radius, elevation, fov_deg, focal_px, width, height) apply to every clip; clips run at
-    constant speed, since easing would stop the camera at every joint."""
+    constant speed, since easing would stop the camera at every joint. `hooks` sees each clip and may cancel."""
     if not segments:
         raise ValueError("an articulated path needs at least one (pattern, magnitude) segment")
-    frames_per_clip = whole_number("frames_per_clip", frames_per_clip, 2)
+    if len(segments) > MAX_CLIPS:
+        raise ValueError(f"an articulated path has at most {MAX_CLIPS} clips, got {len(segments)}")
+    frames_per_clip = whole_number("frames_per_clip", frames_per_clip, 2, MAX_FRAMES)
     if plan_options.get("easing", "linear") != "linear":
         raise ValueError("articulated clips run at constant speed; easing must be 'linear'")
     plan_options.pop("easing", None)
     clips, starts, start = [], [], np.eye(4)
     for index, (pattern, magnitude) in enumerate(segments):
         if patterns.get(pattern).loop:
-            raise ValueError(f"segment {index}: {pattern} is a closed loop; chain orbit_left clips instead")
+            raise ValueError(f"segment {index}: {pattern} is a closed loop; chain {patterns.unrolled(pattern)} clips "
+                             "instead")
         clip = plan(pattern, frames_per_clip, magnitude, **plan_options)
         clip.meta.update(clip_index=index, clip_count=len(segments), start_c2w_opencv=start.tolist())
         clips.append(clip)
         starts.append(start)
         start = start @ clip.c2w_opencv[-1]
+        hooks.step(index + 1, len(segments))
     return ArticulatedPath(clips, starts)
 
 
 def split_motion(pattern: str, total: float, max_clip: float, frames_per_clip: int = DEFAULT_FRAMES,
-                 **plan_options) -> ArticulatedPath:
+                 hooks: Hooks = NO_HOOKS, **plan_options) -> ArticulatedPath:
     """`total` of `pattern` as the fewest equal clips of at most `max_clip` each (degrees or scene units).
-    A loop pattern is split as a full loop of the motion it repeats (orbit_360: orbit_left)."""
+    A loop pattern is split as a full loop of the motion it repeats (orbit_360: orbit_left). At most MAX_CLIPS
+    clips: the count is checked before any clip is planned."""
     if patterns.get(pattern).loop:
         pattern, total = patterns.unrolled(pattern), 360.0
     plan(pattern, 2, total, **plan_options)  # the direct path must be valid (a dolly_in short of the pivot...)
     unit = patterns.get(pattern).unit
     max_clip = finite_number("max_clip", max_clip, 0.0, what=f" ({unit} per clip)")
     count = max(1, math.ceil(total / max_clip - 1e-9))
-    return chain([(pattern, total / count)] * count, frames_per_clip, **plan_options)
+    if count > MAX_CLIPS:
+        raise ValueError(f"total {total:g} / max_clip {max_clip:g} makes {count} clips, but at most {MAX_CLIPS} are "
+                         f"planned (each clip is a video of its own): raise max_clip to at least "
+                         f"{total / MAX_CLIPS:.4g} {unit}")
+    return chain([(pattern, total / count)] * count, frames_per_clip, hooks, **plan_options)
