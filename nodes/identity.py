@@ -107,7 +107,8 @@ class MultiViewGenerate(io.ComfyNode):
                 IdentityGuideType.Input("guide", optional=True,
                                         tooltip="From Reference Latent Share; without it the videos drift apart."),
                 io.Int.Input("views", default=0, min=0, max=1024,
-                             tooltip="Cameras kept from each video, evenly spaced (0: every frame, K = 49)."),
+                             tooltip="Cameras kept from each video, evenly spaced (0: every frame, K = the model's "
+                                     "frame count)."),
                 io.Boolean.Input("resume", default=True,
                                  tooltip="Reuse videos already generated for exactly these inputs."),
                 sampling_inputs.speed_input(),
@@ -187,7 +188,7 @@ class AppearanceRefine(io.ComfyNode):
         if len(frames) % videos:
             raise ValueError(f"{len(frames)} frames do not split into {videos} videos of equal length")
         chain, speed = tuple(directors or ()), speed or SpeedOptions()
-        settings = SamplerSettings(steps=steps, guidance=guidance, seed=seed)
+        settings = SamplerSettings(steps=steps, guidance=guidance, seed=seed)  # the model's own solver and CFG
         shared = VideoRequest(None, prompt, negative_prompt, settings, sampling_inputs.attached(model, chain),
                               schedules.constant([d.name for d in chain], steps), lossy=speed.lossy())
         batch = frames.reshape(videos, len(frames) // videos, *frames.shape[1:])

@@ -64,7 +64,7 @@ class LoadVideoModel(io.ComfyNode):
                                       host.resolve_file("vae", vae_file),
                                       host.resolve_file("text_encoders", text_encoder_file),
                                       host.t5_tokenizer_folder(), dtype)
-        info = f"{parts.spec.describe()}, {precision}, from {parts.source}"
+        info = f"{parts.spec.describe()}, {precision}, from {parts.source}\n{parts.release.describe()}"
         return io.NodeOutput(host.ManagedVideoModel.wrap(parts), info)
 
 
@@ -178,7 +178,8 @@ class ArticulatedVideo(io.ComfyNode):
                         "frames match the path's poses one to one, ready for reconstruction.",
             inputs=sampling_inputs.inputs() + [
                 TrajectoryType.Input("path", tooltip="The 'path' output of the Articulated Path Planner; its clip "
-                                                     "count and clip length (= the model's frames, 49) come from it."),
+                                                     "count and clip length (the model's frame count) come from "
+                                                     "it."),
                 DirectorsType.Input("directors", tooltip="S-Directors named after the motions the path uses (e.g. a "
                                                          "Load Director LoRA named 'orbit_left')."),
                 sampling_inputs.speed_input(),

@@ -115,10 +115,12 @@ def register(commands) -> None:
     trajectory.add_argument("--pattern", required=True, choices=patterns.PATTERNS, metavar="NAME",
                             help="camera motion: " + ", ".join(patterns.PATTERNS))
     trajectory.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                            help=f"number of frames (default {DEFAULT_FRAMES}, what CogVideoX generates)")
+                            help=f"number of frames: the video model's (default {DEFAULT_FRAMES}, CogVideoX-5b-I2V's; "
+                                 "145 for DimensionX's 360-degree model)")
     trajectory.add_argument("--magnitude", type=float, default=None,
                             help="total motion: degrees for rotations and orbits (default 30), scene units for "
-                                 "translations (default a quarter of --radius); not used by orbit_360")
+                                 "translations (default a quarter of --radius); not used by the loops orbit_360 and "
+                                 "orbit_360_right")
     _add_camera_options(trajectory)
     trajectory.add_argument("--out", type=Path, required=True, help="transforms.json file, or folder for COLMAP")
     trajectory.set_defaults(run=_trajectory)
@@ -130,9 +132,9 @@ def register(commands) -> None:
                     "and, under clips/, every clip in its own start frame (its start pose is in its metadata).")
     articulate.add_argument("--pattern", required=True, choices=patterns.PATTERNS, metavar="NAME",
                             help="camera motion of every clip: " + ", ".join(patterns.TWO_VIEW_PATTERNS)
-                                 + " (orbit_360: a full orbit_left loop)")
+                                 + " (the loops: orbit_360 a full orbit_left loop, orbit_360_right orbit_right)")
     articulate.add_argument("--total", type=float, required=True,
-                            help="total motion, degrees or scene units (ignored for orbit_360)")
+                            help="total motion, degrees or scene units (ignored for the loops)")
     articulate.add_argument("--max-clip", type=float, default=30.0, help="largest motion of one clip (default 30)")
     articulate.add_argument("--frames-per-clip", type=int, default=DEFAULT_FRAMES,
                             help=f"frames of each clip, including its shared first frame (default {DEFAULT_FRAMES})")

@@ -10,6 +10,7 @@ import torch
 from ..cogvideox.spec import ModelSpec, spec_from_configs
 from ..optional import require
 from ..weight_files import check_safetensors_files
+from .release import ReleaseDefaults, read_release_defaults
 
 EXPECTED_CLASSES = {
     "transformer": "CogVideoXTransformer3DModel",
@@ -29,11 +30,12 @@ class VideoComponents:
     scheduler_config: dict
     spec: ModelSpec
     source: str
+    release: ReleaseDefaults = ReleaseDefaults()  # what the "auto" sampler settings resolve to
 
     @property
     def identity(self) -> str:
-        """What a content key needs of the model: where it came from and what it is."""
-        return f"{self.source} | {self.spec.describe()}"
+        """What a content key needs of the model: where it came from, what it is and how "auto" samples it."""
+        return f"{self.source} | {self.spec.describe()} | {self.release.describe()}"
 
 
 def read_model_index(folder: Path) -> dict:
@@ -75,7 +77,8 @@ def _dtype_kwarg(library) -> str:
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16) -> VideoComponents:
     """Load every part on the CPU in `dtype`; the host decides when each part goes to the accelerator."""
     folder = Path(folder)
-    read_model_index(folder)
+    index = read_model_index(folder)
+    release = read_release_defaults(folder, index)  # a bad file fails before the long load
     check_safetensors_files(folder, "model")  # a truncated file would fail deep in from_pretrained, cause unsaid
     diffusers = require("diffusers")
     transformers = require("transformers")
@@ -89,7 +92,7 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     spec = spec_from_configs(dict(transformer.config), dict(vae.config))
     for module in (transformer, vae, text_encoder):
         module.eval().requires_grad_(False)
-    return VideoComponents(transformer, vae, text_encoder, tokenizer, scheduler_config, spec, str(folder))
+    return VideoComponents(transformer, vae, text_encoder, tokenizer, scheduler_config, spec, str(folder), release)
 
 
 def read_spec(folder: str | Path) -> ModelSpec:

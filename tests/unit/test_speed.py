@@ -17,8 +17,8 @@ from dimx_core.tiny import build_tiny_lora
 from dimx_core.video.components import load_diffusers_folder
 from dimx_core.video.request import SamplerSettings, VideoRequest
 from dimx_core.video.runtime import Runtime
-from dimx_core.video.sampling import (denoise, dynamic_guidance, generate, guidance_scales, make_scheduler,
-                                      rotary_embeddings)
+from dimx_core.video.sampling import denoise, generate, rotary_embeddings
+from dimx_core.video.solvers import dynamic_guidance, guidance_scales, make_scheduler
 
 CPU = torch.device("cpu")
 LATENTS = (1, 5, 16, 12, 18)  # the tiny model's (B, F, C, h, w)
@@ -279,7 +279,7 @@ def test_step_cache_off_is_exact_and_on_stays_close(parts):
 
     def run(threshold):
         return denoise(transformer, make_scheduler("ddim", parts.scheduler_config), latents, image_latents, states,
-                       SamplerSettings(steps=8), speed=SpeedOptions(step_cache=threshold))
+                       SamplerSettings(steps=8).resolved(parts.release), speed=SpeedOptions(step_cache=threshold))
 
     plain, cached, plain_again = run(0.0), run(0.5), run(0.0)
     assert torch.equal(plain, plain_again)  # the cache's hooks are gone after its run
@@ -335,9 +335,9 @@ def test_tiled_decode_has_the_untiled_shape_and_stays_close(parts):
 def test_guidance_is_precomputed_from_the_timestep_values():
     scheduler = make_scheduler("ddim", {"num_train_timesteps": 1000, "timestep_spacing": "trailing"})
     scheduler.set_timesteps(50)
-    dynamic = guidance_scales(SamplerSettings(guidance=6.0, dynamic_cfg=True), scheduler.timesteps)
+    dynamic = guidance_scales(6.0, True, "timestep", scheduler.timesteps)
     assert dynamic == [dynamic_guidance(6.0, 50, float(t)) for t in scheduler.timesteps]
-    assert guidance_scales(SamplerSettings(guidance=4.5, dynamic_cfg=False), scheduler.timesteps) == [4.5] * 50
+    assert guidance_scales(4.5, False, "timestep", scheduler.timesteps) == [4.5] * 50
 
 
 def test_attention_choices_on_the_cpu_and_their_errors():
