@@ -20,6 +20,8 @@ KNOWN = {
     "pycolmap": ("pycolmap", "structure-from-motion camera poses"),
     "cv2": ("opencv-python-headless", "optical flow and image features"),
     "imageio": ("imageio", "reading and writing video files"),
+    "ray": ("ray", "workers on several GPUs or a Ray cluster"),
+    "yunchang.comm.all_to_all": ("yunchang", "Ulysses sequence parallelism (one video's tokens across GPUs)"),
 }
 
 
