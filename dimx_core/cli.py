@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .camera import cli as camera_cli
+from .pipeline import cli as pipeline_cli
 from .recon import cli as recon_cli
 from .recon import cli4d as recon4d_cli
 from .speed import cli as speed_cli
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon4d_cli.register(commands)
     speed_cli.register(commands)
     sat_cli.register(commands)
+    pipeline_cli.register(commands)
     return parser
 
 

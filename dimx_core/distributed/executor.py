@@ -72,6 +72,27 @@ class WorkersSpec:
         if self.size % self.plan.world:
             raise ValueError(f"workers: {self.size} workers do not form gangs of {self.plan.describe()}")
 
+    @classmethod
+    def parse(cls, devices: str, address: str = "", **fields) -> "WorkersSpec":
+        """From the Workers node's text: "all" (every GPU here), GPU ids "0,2,3", a count "4" (GPUs of the cluster
+        at `address`, or of this machine) or "cpu:2" (CPU workers)."""
+        text, address = devices.strip().lower(), address.strip() or None
+        if text.startswith("cpu:") and text[4:].isdigit():
+            return cls(count=int(text[4:]), cpu=True, address=address, **fields)
+        if text.isdigit():
+            return cls(count=int(text), address=address, **fields)
+        if text == "all":
+            count = torch.cuda.device_count()
+            if not count and not address:
+                raise ValueError("workers 'all': this machine has no CUDA GPU; give 'cpu:N' for N CPU workers, or a "
+                                 "Ray address and a worker count")
+            return cls(count=count, address=address, **fields) if address else cls(gpus=tuple(range(count)), **fields)
+        ids = [part.strip() for part in text.split(",")]
+        if not all(part.isdigit() for part in ids):
+            raise ValueError(f"workers: {devices!r} is not 'all', GPU ids such as '0,1,3', a worker count such as '4' "
+                             "or 'cpu:N'")
+        return cls(gpus=tuple(int(part) for part in ids), address=address, **fields)
+
     @property
     def size(self) -> int:
         return len(self.gpus) or self.count
@@ -186,8 +207,9 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker (their memory is freed); the next run starts new ones."""
-        for member in self.workers:
-            self.ray.kill(member)
+        if self.ray is not None and self.ray.is_initialized():  # after ray.shutdown() they are gone already
+            for member in self.workers:
+                self.ray.kill(member)
         self.gangs, self.model = [], None
 
     # --- running -------------------------------------------------------------------------------------------------

@@ -78,14 +78,15 @@ def split_for(plan: ParallelPlan) -> "ParallelSplit":
 
 
 class ParallelSplit:
-    """video/runtime.StepSplit over this rank's CFG group and sequence group."""
+    """video/runtime.StepSplit over this rank's CFG group and sequence group (None: that part is not split; the
+    benchmark times each part's code path alone at world size 1)."""
 
     def __init__(self, plan: ParallelPlan, cfg_group, sequence_group):
         self.plan, self.cfg_group, self.sequence_group = plan, cfg_group, sequence_group
 
     def velocity(self, forward, batch: int) -> torch.Tensor:
-        size = dist.get_world_size(self.cfg_group)
-        if batch % size:  # guidance off: one row, which every rank of the group computes
+        size = 1 if self.cfg_group is None else dist.get_world_size(self.cfg_group)
+        if self.cfg_group is None or batch % size:  # guidance off: one row, which every rank of the group computes
             return forward(slice(None))
         rows, rank = batch // size, dist.get_rank(self.cfg_group)
         mine = forward(slice(rank * rows, (rank + 1) * rows)).contiguous()
@@ -99,6 +100,9 @@ class ParallelSplit:
             raise ValueError("step caching decides in every process on its own whether a step is skipped, so the "
                              "ranks of one video would part ways: turn step_cache off for a split video")
         self.plan.check_heads(transformer.config.num_attention_heads)
+        if self.sequence_group is None:
+            yield
+            return
         shards = VideoShards(self.sequence_group)
         blocks = transformer.transformer_blocks
 

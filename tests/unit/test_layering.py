@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 # dimx_core's packages (and top-level modules) from the bottom up: a module may import its own package and the
 # tiers below it, never a sibling of its tier or anything above. A new package gets a row here.
 TIERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "optional"),            # the version; optional dependencies
+    ("__init__", "optional", "images", "weight_files"),  # the version; optional dependencies; image and file checks
     ("files", "hooks", "weights", "sat_checkpoint"),  # atomic files, progress/cancel, reading weight files
     ("cogvideox", "camera"),             # leaf facts: CogVideoX configs and key names; camera geometry
     ("directors",),
@@ -20,6 +20,8 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("video",),
     ("identity",),
     ("recon",),
+    ("distributed",),                    # Ray workers, one video across processes
+    ("pipeline",),                       # whole graphs (image -> 4D)
     ("backends", "tiny"),
     ("cli",),
     ("__main__",),
