@@ -224,7 +224,8 @@ class WorkerPool:
         queue, total, finished = deque(unique), sum(task.steps for task in unique), 0
         while queue or self._busy():
             if hooks.should_stop():
-                self._stop_all()
+                for task, frames, where in self._stop_all():  # what finished as the workers stopped is kept
+                    on_done(task, wire.decode(frames), where)
                 raise Interrupted()
             for gang in self.gangs:
                 if gang.running is None and queue:
@@ -267,9 +268,9 @@ class WorkerPool:
                     self.ray.get([r for r in results if r in ready])  # a member that ended early failed: see why
             except self.ray.exceptions.RayActorError:
                 ended.append((gang, None))
-            except self.ray.exceptions.RayTaskError as err:
+            except self.ray.exceptions.RayTaskError as err:  # the task failed: the caller sees why
                 self._stop_all()
-                raise err.as_instanceof_cause()
+                raise err.as_instanceof_cause() from None
         return ended
 
     def _running_steps(self) -> int:
@@ -286,16 +287,23 @@ class WorkerPool:
             self.ray.kill(member)
         self.gangs.remove(gang)
 
-    def _stop_all(self) -> None:
-        """Ask every running worker to stop and wait until each has (so nothing of theirs arrives later)."""
+    def _stop_all(self) -> list[tuple[Task, object, str]]:
+        """Ask every running worker to stop and wait until each has (so nothing of theirs arrives later); returns
+        (task, result, where) of the tasks that finished all the same."""
         busy = self._busy()
         for gang in busy:
             for member in gang.members:
                 member.cancel.remote()
         references = [reference for gang in busy for reference in gang.running[1]]
         self.ray.wait(references, num_returns=len(references), timeout=STOP_WAIT_SECONDS)
+        finished = []
         for gang in busy:
-            gang.running = None
+            (task, results), gang.running = gang.running, None
+            try:
+                finished.append((task, self.ray.get(results, timeout=0)[0], gang.where))
+            except self.ray.exceptions.RayError:  # stopped (Interrupted), died, or not stopped yet (a time-out)
+                continue
+        return finished
 
 
 _POOLS: dict[WorkersSpec, WorkerPool] = {}
