@@ -118,12 +118,20 @@ def worker_module():
     return importlib.import_module("dimx_core.distributed.worker")
 
 
+_STARTED: list[tuple] = []  # what the Ray this module started was started for (its resources)
+
+
 def start_ray(spec: WorkersSpec):
-    """Connect to the cluster at spec.address, or start Ray on this machine with the resources the spec names;
-    a Ray already started in this process is used as it is."""
+    """Connect to the cluster at spec.address, or start Ray on this machine with the resources the spec names. A
+    Ray this module started for other resources (other GPU ids) is shut down first; one started by someone else in
+    this process is used as it is."""
     ray = require("ray")
+    wanted = (spec.address, spec.gpus, spec.count, spec.cpu)
+    if ray.is_initialized() and _STARTED and _STARTED[0] != wanted:
+        ray.shutdown()
     if ray.is_initialized():
         return ray
+    _STARTED[:] = [wanted]
     search_path = [str(Path(__file__).resolve().parents[2])]  # the folder that holds dimx_core/
     job = ray.job_config.JobConfig(code_search_path=search_path)
     options = dict(include_dashboard=False, configure_logging=False, job_config=job)
