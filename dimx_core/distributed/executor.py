@@ -126,7 +126,8 @@ def start_ray(spec: WorkersSpec):
     Ray this module started for other resources (other GPU ids) is shut down first; one started by someone else in
     this process is used as it is."""
     ray = require("ray")
-    wanted = (spec.address, spec.gpus, spec.count, spec.cpu)
+    gpus, cpus = 0 if spec.cpu else (len(spec.gpus) or spec.count), max(spec.size, os.cpu_count() or 1)
+    wanted = (spec.address,) if spec.address else (spec.gpus, gpus, cpus)
     if ray.is_initialized() and _STARTED and _STARTED[0] != wanted:
         ray.shutdown()
     if ray.is_initialized():
@@ -142,8 +143,7 @@ def start_ray(spec: WorkersSpec):
     if spec.gpus:  # the local Ray hands out exactly these GPUs
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.gpus))
     try:
-        gpus = 0 if spec.cpu else (len(spec.gpus) or spec.count)
-        ray.init(num_cpus=max(spec.size, os.cpu_count() or 1), num_gpus=gpus, **options)
+        ray.init(num_cpus=cpus, num_gpus=gpus, **options)
     finally:
         if spec.gpus:
             os.environ.pop("CUDA_VISIBLE_DEVICES") if visible is None else os.environ.update(
