@@ -4,10 +4,12 @@ payload and the worker's Runtime, returning frames (F, H, W, 3).
 - "video": a VideoRequest (one per-frame video of the 4D grid, or any single video);
 - "refine": (video, shared request, pass strengths): one camera's appearance refinement (identity/refine.py).
 
-Training shards plug in as one more row once the director trainer lands (issue 17): its `train_director(parts,
-dataset, options, out, place=..., offload=..., process_group=group, hooks=...)` takes a torch.distributed group,
-so a pool whose workers form one gang (ParallelPlan of world = every worker, executor.WorkerPool.join_groups) sends
-each worker the same training task; each trains its slots of every global batch and the first writes the file.
+Training shards are the next row (not wired yet; the trainer reached main while this was written): the trainer's
+`training.trainer.train_director(parts, dataset, options, out, runtime, process_group=group, ...)` takes a
+torch.distributed group, with which every process trains its own slots of each global batch and the first writes
+the file. Its row would load the dataset from its folder (payload: folder, TrainOptions, out, checkpoint folder) and
+pass the worker's default process group; the pool would form one gang of all its workers (as it does for a
+ParallelPlan of that many ranks, WorkerPool._join_groups) and send each member the same task.
 """
 from __future__ import annotations
 
