@@ -21,6 +21,7 @@ import torch
 from comfy_api.latest import io
 
 from ..dimx_core.camera.formats import find_camera_files
+from ..dimx_core.distributed.executor import WorkerPool, WorkersSpec, pool_for
 from ..dimx_core.files import atomic_folder, is_inside, resolve_inside, temporary_length
 from ..dimx_core.hooks import Hooks, Interrupted
 from ..dimx_core.video.components import VideoComponents
@@ -366,6 +367,23 @@ class ManagedVideoModel:
                     loaded.pop(index)
                     model_management.soft_empty_cache()
                 return
+
+
+@contextlib.contextmanager
+def workers_lent(spec: WorkersSpec | None) -> Iterator[WorkerPool | None]:
+    """The workers `spec` names, for one node's run (None: none, the node runs here). They live in their own
+    processes, where ComfyUI's memory manager cannot see them: when they may run on ComfyUI's own GPU (its id is
+    among theirs, or Ray chooses the GPUs), ComfyUI's models are unloaded first, and load again when a later node
+    needs them. The workers keep their model between runs; choose GPUs other than ComfyUI's, or a memory cap, to
+    keep both."""
+    if spec is None:
+        yield None
+        return
+    device = model_management.get_torch_device()
+    if device.type == "cuda" and not spec.cpu and (not spec.gpus or (device.index or 0) in spec.gpus):
+        model_management.unload_all_models()
+        model_management.soft_empty_cache()
+    yield pool_for(spec).with_messages(progress_text)
 
 
 def compile_cache_folder() -> str:

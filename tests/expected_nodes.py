@@ -12,6 +12,7 @@ EXPECTED_NODES = {
     "DimensionXReferenceLatentShare",
     "DimensionXMultiViewGenerate",
     "DimensionXAppearanceRefine",
+    "DimensionXWorkers",
     "DimensionXTrajectoryPlanner",
     "DimensionXArticulatedPathPlanner",
     "DimensionXDirectorChooser",

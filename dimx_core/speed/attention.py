@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,17 @@ OPTIONAL_KERNELS = {
     "sage": OptionalKernel("sageattention", "sageattn", SageAttention,
                            "SageAttention (pip install sageattention); lossy: 8-bit Q·K, fp8 P·V", False),
 }
+
+
+class SequenceShards(Protocol):
+    """A video's tokens split among processes (distributed.parallel): each holds the text and a run of the video."""
+
+    def local_rotary(self, rotary: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of the whole video's RoPE tables (cos, sin) that belong to this process's tokens."""
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, text_tokens: int,
+               kernel: Kernel) -> torch.Tensor:
+        """Attention of this process's tokens (B, heads, text + local video, head_dim) over every process's."""
 
 
 def sdpa(query, key, value):
@@ -224,6 +235,9 @@ class PackAttention:
     def __init__(self):
         self.kernel: Kernel = sdpa
         self.qkv: Callable[[torch.Tensor], torch.Tensor] | None = None
+        # while a video's tokens are split among processes (distributed.parallel.SequenceShards): this process's
+        # rows of the rotary tables, and the attention over every process's tokens
+        self.sequence: SequenceShards | None = None
         # looked up once here: an import inside the call would break a compiled block's graph
         self.apply_rotary_emb = require("diffusers.models.embeddings").apply_rotary_emb
 
@@ -247,11 +261,16 @@ class PackAttention:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
         if image_rotary_emb is not None:
+            if self.sequence is not None:
+                image_rotary_emb = self.sequence.local_rotary(image_rotary_emb)
             query[:, :, text_seq_length:] = self.apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
             if not attn.is_cross_attention:
                 key[:, :, text_seq_length:] = self.apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
 
-        hidden_states = self.kernel(query, key, value)
+        if self.sequence is None:
+            hidden_states = self.kernel(query, key, value)
+        else:
+            hidden_states = self.sequence.attend(query, key, value, text_seq_length, self.kernel)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         encoder_hidden_states, hidden_states = hidden_states.split(
@@ -268,12 +287,16 @@ def attention_modules(transformer: torch.nn.Module) -> list[torch.nn.Module]:
     return [block.attn1 for block in transformer.transformer_blocks]
 
 
+def pack_processors(transformer: torch.nn.Module) -> list[PackAttention]:
+    """The pack's processor of every block (installed in the blocks only while `pack_attention` runs)."""
+    return [_PROCESSORS.setdefault(attn, PackAttention()) for attn in attention_modules(transformer)]
+
+
 @contextlib.contextmanager
 def pack_attention(transformer: torch.nn.Module):
     """The pack's processor in every block for one run; diffusers' own processors are put back afterwards."""
     pairs, originals = [], []
-    for attn in attention_modules(transformer):
-        processor = _PROCESSORS.setdefault(attn, PackAttention())
+    for attn, processor in zip(attention_modules(transformer), pack_processors(transformer)):
         originals.append(attn.processor)
         attn.set_processor(processor)
         pairs.append((attn, processor))
@@ -281,7 +304,7 @@ def pack_attention(transformer: torch.nn.Module):
         yield pairs
     finally:
         for (attn, processor), original in zip(pairs, originals):
-            processor.kernel, processor.qkv = sdpa, None
+            processor.kernel, processor.qkv, processor.sequence = sdpa, None, None
             attn.set_processor(original)
 
 

@@ -21,6 +21,33 @@ EXPECTED_CLASSES = {
 }
 
 
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's weights were read from, as plain data: another process (a worker) loads the same model from
+    it. `folder`: a diffusers folder; or `files`: transformer, VAE and T5 files and a T5 tokenizer folder."""
+    dtype: str
+    folder: str | None = None
+    files: tuple[str, str, str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES or (self.folder is None) == (self.files is None):
+            raise ValueError(f"a model source is one folder or four files in one of {sorted(DTYPES)}, got {self}")
+
+    def load(self) -> "VideoComponents":
+        if self.folder is not None:
+            return load_diffusers_folder(self.folder, DTYPES[self.dtype])
+        from .single_file import load_single_files  # it builds on this module
+
+        return load_single_files(*self.files, DTYPES[self.dtype])
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in DTYPES.items() if value == dtype)
+
+
 @dataclass
 class VideoComponents:
     transformer: torch.nn.Module
@@ -31,6 +58,7 @@ class VideoComponents:
     spec: ModelSpec
     source: str
     release: ReleaseDefaults = ReleaseDefaults()  # what the "auto" sampler settings resolve to
+    origin: ModelSource | None = None  # how to load the same model elsewhere; None: built in code
 
     @property
     def identity(self) -> str:
@@ -92,7 +120,8 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     spec = spec_from_configs(dict(transformer.config), dict(vae.config))
     for module in (transformer, vae, text_encoder):
         module.eval().requires_grad_(False)
-    return VideoComponents(transformer, vae, text_encoder, tokenizer, scheduler_config, spec, str(folder), release)
+    return VideoComponents(transformer, vae, text_encoder, tokenizer, scheduler_config, spec, str(folder), release,
+                           origin=ModelSource(dtype_name(dtype), folder=str(folder)))
 
 
 def read_spec(folder: str | Path) -> ModelSpec:

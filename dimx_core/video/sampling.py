@@ -25,7 +25,7 @@ from .finite import check_denoised
 from .guides import LatentBlend, LatentStart, StepGuides, check_latents
 from .preview import LatentPreviewer, PreviewQueue
 from .request import SamplerSettings, VideoRequest
-from .runtime import Runtime
+from .runtime import WHOLE_STEPS, Runtime, StepSplit
 from .solvers import AUTO, guidance_scales, make_scheduler, solver_of
 
 FPS = 8  # CogVideoX videos play at 8 frames per second
@@ -145,7 +145,7 @@ def generate(parts: VideoComponents, request: VideoRequest, runtime: Runtime) ->
                       [s.to(device) for s in states], settings, first_step=first_step, blend=blend,
                       directors=directors, speed=speed, hooks=runtime.hooks,
                       previews=PreviewQueue(previewer, runtime.preview_every, settings.steps - first_step),
-                      generator=generator, notes=notes)
+                      generator=generator, notes=notes, split=runtime.split)
 
     # 5. frames (in the 24 GB mode decoded in tiles; encoding the one first frame needs no tiles)
     latents = latents[:, extra_frames:]
@@ -161,13 +161,14 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
             blend: LatentBlend | None = None, directors: DirectorControl | None = None,
             speed: SpeedOptions = SpeedOptions(), hooks: Hooks = NO_HOOKS, previews: PreviewQueue | None = None,
             generator: torch.Generator | None = None, notes: list[str] | None = None,
-            compile_backend: str = "inductor") -> torch.Tensor:
+            compile_backend: str = "inductor", split: StepSplit = WHOLE_STEPS) -> torch.Tensor:
     """Latents (1, F, C, h, w) at step `first_step` of the schedule (0: pure noise) -> final latents, on the
     transformer's device. prompt_states: the negative and positive T5 states. `scheduler` is one of the solvers'
     (solvers.SOLVERS) and `settings` are resolved (no "auto": settings.resolved(parts.release)). Each step: the
     step guides (directors, then the blend), the model, guidance, the scheduler. The loop makes the host wait for
     the GPU nowhere (DDIM; the DPM solvers draw their noise from the seeded CPU generator, one small upload per
-    step; a step cache reads one number per step)."""
+    step; a step cache reads one number per step). `split` shares each step's model calls with other
+    processes, which run the same loop."""
     if AUTO in (settings.scheduler, settings.cfg_schedule):
         raise ValueError(f"denoise needs resolved sampler settings, got {settings}: use "
                          "settings.resolved(parts.release)")
@@ -188,17 +189,23 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
     shape = attention_shape(config, (2 if guided else 1, *latents.shape[1:]), text_states.shape[1])
     blend = blend.to(device, dtype) if blend is not None else None
     started = time.perf_counter()
-    with speed_applied(transformer, speed, directors, shape, notes, compile_backend) as directors:
+    with (speed_applied(transformer, speed, directors, shape, notes, compile_backend) as directors,
+          split.applied(transformer, speed)):
         guides = StepGuides(tuple(guide for guide in (directors, blend) if guide is not None))
         for i, t in enumerate(timesteps):
             step = first_step + i  # position in the full schedule: what director schedules and blends refer to
             latents = guides.before_step(step, latents, timesteps_on_device[i], scheduler)
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = torch.cat([scheduler.scale_model_input(model_input, t), conditioning], dim=2)
+
+            def forward(rows: slice, model_input=model_input, timestep=timesteps_on_device[i]) -> torch.Tensor:
+                part = model_input[rows]
+                return transformer(hidden_states=part, encoder_hidden_states=text_states[rows],
+                                   timestep=timestep.expand(part.shape[0]), ofs=ofs, image_rotary_emb=rotary,
+                                   return_dict=False)[0]
+
             with cache_context(transformer):
-                velocity = transformer(hidden_states=model_input, encoder_hidden_states=text_states,
-                                       timestep=timesteps_on_device[i].expand(model_input.shape[0]), ofs=ofs,
-                                       image_rotary_emb=rotary, return_dict=False)[0].float()
+                velocity = split.velocity(forward, model_input.shape[0]).float()
             if guided:
                 unconditional, conditional = velocity.chunk(2)
                 velocity = unconditional + guidance[step] * (conditional - unconditional)

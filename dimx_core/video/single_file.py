@@ -15,7 +15,7 @@ from ..cogvideox import native_keys
 from ..cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER, spec_from_configs
 from ..optional import require
 from ..weights import load_state_dict
-from .components import VideoComponents
+from .components import ModelSource, VideoComponents, dtype_name
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
 # CogVideoX 1.5 configs keep the RoPE base grid in sample_height/width; the published one is 300 x 300 latents.
@@ -160,6 +160,8 @@ def load_single_files(transformer: str | Path, vae: str | Path, text_encoder: st
         raise ValueError(f"the transformer reads text states of width {config['text_embed_dim']} but the text "
                          f"encoder makes {encoder.config.d_model}: choose the T5-XXL encoder")
     spec = spec_from_configs(config, dict(vae_model.config))
+    files = (str(transformer), str(vae), str(text_encoder), str(tokenizer_dir))
     return VideoComponents(built, vae_model, encoder, tokenizer, dict(COGVIDEOX_5B_I2V_SCHEDULER), spec,
-                           f"{transformer} + {vae} + {text_encoder}")
+                           f"{transformer} + {vae} + {text_encoder}",
+                           origin=ModelSource(dtype_name(dtype), files=files))
 
