@@ -7,6 +7,7 @@ from ..dimx_core.camera import Trajectory, director_choice, patterns, planner, s
 from ..dimx_core.camera.conventions import to_load3d_camera, two_views_from_load3d
 from ..dimx_core.camera.estimate import estimate_relative_motion
 from ..dimx_core.camera.formats import read_camera_file, write_colmap_text, write_transforms_json
+from ..dimx_core.camera.paths import DEFAULT_AZIMUTH_RANGE, GENXD_HELP, PATH_PATTERNS, plan_path
 from . import host
 from .types import TrajectoryType
 
@@ -44,26 +45,35 @@ class TrajectoryPlanner(io.ComfyNode):
                         "generated frame, the first being the input image's camera at the origin. Also names the "
                         "director LoRA that produces the motion.",
             inputs=[
-                io.Combo.Input("pattern", options=list(patterns.PATTERNS), default="orbit_left", tooltip=PATTERN_HELP),
+                io.Combo.Input("pattern", options=list(PATH_PATTERNS), default="orbit_left",
+                               tooltip=PATTERN_HELP + "; " + GENXD_HELP),
                 io.Int.Input("frames", default=planner.DEFAULT_FRAMES, min=2, max=1024,
                              tooltip="Frames of the video (49 for CogVideoX; 145 for DimensionX's 360-degree model)."),
                 io.Float.Input("magnitude", default=planner.DEFAULT_ANGLE_DEG, min=0.001, max=3600.0, step=0.5,
                                tooltip="Total motion: degrees for rotations and orbits (typical 20-45), scene units "
-                                       "for truck/pedestal/dolly (typical 0.2-1 with radius 2). orbit_360 always "
-                                       "turns a full circle and does not use it."),
+                                       "for truck/pedestal/dolly (typical 0.2-1 with radius 2). orbit_360 and the "
+                                       "GenXD modes do not use it."),
                 *_camera_inputs(),
                 io.Combo.Input("easing", options=list(planner.EASINGS), default="linear",
-                               tooltip="linear: constant speed. ease: starts and stops gently (same end pose)."),
+                               tooltip="linear: constant speed. ease: starts and stops gently (same end pose). The "
+                                       "GenXD modes keep GenXD's own spacing."),
+                io.Float.Input("azimuth_start", default=DEFAULT_AZIMUTH_RANGE[0], min=-3600.0, max=3600.0, step=1.0,
+                               optional=True, tooltip="GenXD modes only: first azimuth of GenXD's azimuth range, in "
+                                                      "degrees (growing azimuth: the camera orbits left)."),
+                io.Float.Input("azimuth_end", default=DEFAULT_AZIMUTH_RANGE[1], min=-3600.0, max=3600.0, step=1.0,
+                               optional=True, tooltip="GenXD modes only: last azimuth of GenXD's azimuth range, in "
+                                                      "degrees (0 to 360 in orbit mode: a full circle)."),
             ],
             outputs=[TrajectoryType.Output(display_name="trajectory"),
                      io.String.Output(display_name="director",
                                       tooltip="Name of the S-Director LoRA that produces this motion.")])
 
     @classmethod
-    def execute(cls, pattern, frames, magnitude, radius, elevation, fov_deg, width, height, easing) -> io.NodeOutput:
-        path = planner.plan(pattern, frames, magnitude, radius=radius, elevation=elevation, fov_deg=fov_deg,
-                            width=width, height=height, easing=easing)
-        return io.NodeOutput(path, path.director)
+    def execute(cls, pattern, frames, magnitude, radius, elevation, fov_deg, width, height, easing,
+                azimuth_start=DEFAULT_AZIMUTH_RANGE[0], azimuth_end=DEFAULT_AZIMUTH_RANGE[1]) -> io.NodeOutput:
+        path = plan_path(pattern, frames, magnitude, azimuth_range=(azimuth_start, azimuth_end), radius=radius,
+                         elevation=elevation, fov_deg=fov_deg, width=width, height=height, easing=easing)
+        return io.NodeOutput(path, path.director or "")
 
 
 class ArticulatedPathPlanner(io.ComfyNode):

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from dimx_core.camera import plan
+from dimx_core.camera.genxd import genxd_trajectory
 from dimx_core.camera.formats import read_colmap_text, read_transforms_json, write_transforms_json
 from tests.synthetic_scene import Room
 
 PLANNER_DEFAULTS = dict(pattern="orbit_left", frames=49, magnitude=30.0, radius=2.0, elevation=0.0, fov_deg=60.0,
-                        width=720, height=480, easing="linear")
+                        width=720, height=480, easing="linear", azimuth_start=0.0, azimuth_end=30.0)
 
 
 @pytest.fixture
@@ -34,6 +35,24 @@ def test_planner_outputs_the_plan_and_its_director(node_classes):
     trajectory, director = output.result
     assert director == "orbit_up" and len(trajectory) == 13
     np.testing.assert_allclose(trajectory.c2w_opencv, plan("orbit_up", 13, 30.0).c2w_opencv)
+
+
+def test_planner_plans_genxd_modes_with_genxd_focal_from_the_fov(node_classes):
+    planner = node_classes["DimensionXTrajectoryPlanner"]
+    forward, director = planner.execute(**PLANNER_DEFAULTS | dict(pattern="genxd_forward", frames=16, elevation=15.0,
+                                                                  azimuth_start=-20.0, azimuth_end=20.0,
+                                                                  radius=3.0, fov_deg=90.0)).result
+    expected = genxd_trajectory("forward", 15.0, (-20.0, 20.0), radius=3.0, focal=0.5, frames=16)  # fx = w/2 at 90
+    np.testing.assert_allclose(forward.c2w_opencv, expected.c2w_opencv, atol=1e-12)
+    np.testing.assert_allclose(forward.intrinsics[0, 0, 0], 360.0)
+    assert director == "" and forward.pattern == "genxd_forward"
+    orbit, director = planner.execute(**PLANNER_DEFAULTS | dict(pattern="genxd_orbit", frames=8, azimuth_start=30.0,
+                                                                azimuth_end=-30.0)).result
+    assert director == "orbit_right"
+    np.testing.assert_allclose(orbit.c2w_opencv, genxd_trajectory("orbit", 0.0, (30, -30), frames=8).c2w_opencv,
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        planner.execute(**PLANNER_DEFAULTS | dict(pattern="genxd_forward", frames=10))
 
 
 def test_planner_widgets_match_the_library_defaults(node_classes):
