@@ -12,7 +12,8 @@ def test_server_lists_every_pack_node_with_its_inputs(comfy):
     info = comfy.object_info()
     core_splat = any("SPLAT" in node.get("output", []) for name, node in info.items()
                      if not name.startswith("DimensionX"))
-    expected = expected_nodes(core_splat)
+    native_cogvideox = "cogvideox" in info["CLIPLoader"]["input"]["required"]["type"][0]
+    expected = expected_nodes(core_splat, native_cogvideox)
     assert {name for name in info if name.startswith("DimensionX")} == expected
     for name in expected:
         assert info[name]["category"].startswith("DimensionX/")

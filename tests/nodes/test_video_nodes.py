@@ -98,12 +98,14 @@ def test_switch_once_needs_one_director_per_role(node_classes, model):
             scheduler="ddim", seed=0, directors=only_s, switch_step=1)
 
 
-def test_t5_conditioning_replaces_the_prompt(node_classes, model):
+def test_t5_conditioning_replaces_the_prompt_and_short_states_are_refused(node_classes, model):
     states = model.parts.text_encoder(model.parts.tokenizer(["a cat"], padding="max_length", max_length=226,
                                                             truncation=True, return_tensors="pt").input_ids)[0]
-    with_states = sample(node_classes, model, prompt="ignored", positive=[[states[:, :100], {}]])
+    with_states = sample(node_classes, model, prompt="ignored", positive=[[states, {}]])
     with_text = sample(node_classes, model, prompt="a cat")
-    assert with_states[0].shape == with_text[0].shape
+    torch.testing.assert_close(with_states[0], with_text[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="positive: these T5 states have 77 tokens, but CogVideoX reads 226"):
+        sample(node_classes, model, positive=[[states[:, :77], {}]])
     with pytest.raises(ValueError, match="expected T5-XXL states of width 32"):
         sample(node_classes, model, positive=[[torch.zeros(1, 77, 768), {}]])
 
