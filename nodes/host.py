@@ -92,7 +92,7 @@ def t5_tokenizer_folder() -> Path:
     """ComfyUI ships the T5 tokenizer its own T5-XXL loader uses; single-file models borrow it."""
     import comfy.text_encoders
 
-    folder = Path(comfy.text_encoders.__file__).parent / "t5_tokenizer"
+    folder = Path(list(comfy.text_encoders.__path__)[0]) / "t5_tokenizer"  # a namespace package in 0.33: no __file__
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(f"this ComfyUI has no T5 tokenizer at {folder}; load the model from a diffusers folder")
     return folder
@@ -400,7 +400,8 @@ def _diffusers_named(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _host_t5_tokenizer(clip):
     """The Hugging Face T5 tokenizer inside the host's CLIP; a CLIP without T5-XXL is refused."""
-    inner = getattr(getattr(clip, "tokenizer", None), HOST_T5, None)
+    outer = getattr(clip, "tokenizer", None)  # SD3-style wrappers name the T5 part t5xxl, SD1-style clip_t5xxl
+    inner = getattr(outer, HOST_T5, None) or getattr(outer, f"clip_{HOST_T5}", None)
     tokenizer = getattr(inner, "tokenizer", None)
     if tokenizer is None or set(clip.tokenize("")) != {HOST_T5}:
         raise ValueError("host_clip: this CLIP is not a T5-XXL text encoder alone; load t5xxl with Load CLIP "
