@@ -155,3 +155,26 @@ def test_a_model_that_is_not_cogvideox_is_refused_by_name(node_classes, tiny_cor
     with pytest.raises(ValueError, match="host_model: this MODEL is a torch.nn.modules.linear.Linear, not "
                                          "ComfyUI's native CogVideoX"):
         node_classes["DimensionXLoadVideoModel"].execute("tiny-core", "fp32", host_model=NotCogVideoX())
+
+
+def test_host_vae_is_bound_without_a_copy_and_encodes_as_the_folders(node_classes, tiny_core):
+    """ComfyUI's CogVideoX VAE module (built at the tiny size; core's loader builds only the published one) holding
+    the folder's VAE weights: Load Video Model uses it in place of the folder's, sharing its tensors."""
+    import comfy.ldm.cogvideo.vae
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    core = comfy.ldm.cogvideo.vae.AutoencoderKLCogVideoX(block_out_channels=(8, 8, 16, 16), layers_per_block=1,
+                                                         groups=8).eval()
+    load = node_classes["DimensionXLoadVideoModel"].execute
+    from_folder = load("tiny-core", "fp32").result[0]
+    core.load_state_dict(from_folder.parts.vae.state_dict())
+    host_vae = type("HostVAE", (), {"first_stage_model": core, "patcher": comfy.model_patcher.ModelPatcher(
+        core, load_device=mm.vae_device(), offload_device=mm.vae_offload_device())})()
+    on_host = load("tiny-core", "fp32", host_vae=host_vae).result[0]
+    assert on_host.parts.vae.decoder.conv_in.conv.weight is core.decoder.conv_in.conv.weight
+    pixels = torch.rand(1, 3, 9, 96, 144, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        expected = from_folder.parts.vae.encode(pixels).latent_dist.mean
+        got = on_host.parts.vae.encode(pixels).latent_dist.mean
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
