@@ -459,6 +459,22 @@ def add_get_route(path: str, respond: Callable[[Mapping[str, str]], tuple[int, d
     return True
 
 
+# --- core value types ---------------------------------------------------------------------------------------------
+
+def has_core_video() -> bool:
+    return hasattr(io, "Video")
+
+
+def core_video(frames: torch.Tensor, fps: float):
+    """Frames (F, H, W, 3) in 0..1 as ComfyUI's VIDEO value (for Save Video, Get Video Components, ...)."""
+    from fractions import Fraction
+
+    from comfy_api.latest import InputImpl, Types
+
+    return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, audio=None,
+                                                               frame_rate=Fraction(fps).limit_denominator(1000)))
+
+
 # --- what this ComfyUI offers --------------------------------------------------------------------------------------
 
 def host_features() -> dict[str, str | bool]:
@@ -470,6 +486,7 @@ def host_features() -> dict[str, str | bool]:
     return {
         "comfyui": version,
         "core_splat_type": hasattr(io, "Splat"),
+        "core_video_type": has_core_video(),
         "native_cogvideox": importlib.util.find_spec("comfy.ldm.cogvideo") is not None,
         "load3d_camera": hasattr(io, "Load3DCamera"),
     }

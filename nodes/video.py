@@ -89,10 +89,23 @@ class LoadVideoModel(io.ComfyNode):
         return io.NodeOutput(host.ManagedVideoModel.wrap(parts, given), info)
 
 
-_OUTPUTS = [io.Image.Output(display_name="frames", tooltip="The video as an image batch."),
+def video_output() -> list:
+    """The VIDEO output, last of a node's outputs, where the host has the type."""
+    return [io.Video.Output(display_name="video", tooltip="The same frames as ComfyUI's VIDEO (8 fps), for Save "
+                                                          "Video.")] if host.has_core_video() else []
+
+
+def with_video(values: tuple, frames: torch.Tensor, fps: float) -> tuple:
+    """A node's output values, followed by the frames as a VIDEO where the host has the type (see video_output)."""
+    return (*values, host.core_video(frames, fps)) if host.has_core_video() else values
+
+
+def _outputs() -> list:
+    return [io.Image.Output(display_name="frames", tooltip="The video as an image batch."),
             io.Latent.Output(display_name="latent", tooltip="The final video latents (B, C, T, H, W)."),
             io.Float.Output(display_name="fps", tooltip="Frame rate for Create Video / Save Video (8 for CogVideoX)."),
-            io.String.Output(display_name="info", tooltip="What the run did: model, directors per step, notes.")]
+            io.String.Output(display_name="info", tooltip="What the run did: model, directors per step, notes."),
+            *video_output()]
 
 
 def _run(run: sampling_inputs.Sampling, directors, plan: schedules.DirectorSchedule) -> io.NodeOutput:
@@ -103,7 +116,8 @@ def _run(run: sampling_inputs.Sampling, directors, plan: schedules.DirectorSched
         log.info("DimensionX: %s", note)
     info = "\n".join([parts.spec.describe(), f"directors: {plan.describe()}", *result.notes])
     latent = {"samples": result.latents.permute(0, 2, 1, 3, 4).to(host.intermediate_device())}
-    return io.NodeOutput(result.frames.to(host.intermediate_device()), latent, float(result.fps), info)
+    frames = result.frames.to(host.intermediate_device())
+    return io.NodeOutput(*with_video((frames, latent, float(result.fps), info), frames, result.fps))
 
 
 class DirectorSampler(io.ComfyNode):
@@ -126,7 +140,7 @@ class DirectorSampler(io.ComfyNode):
                                         "or percent: '0-3: orbit_left' then '3-50: motion@0.8'. Steps no line "
                                         "covers run without directors."),
             ],
-            outputs=_OUTPUTS,
+            outputs=_outputs(),
         )
 
     @classmethod
@@ -174,7 +188,7 @@ class SwitchOnceSampler(io.ComfyNode):
                 io.String.Input("temporal_director", default="", optional=True,
                                 tooltip="Name of the T-Director to use; empty: the only one with role T."),
             ],
-            outputs=_OUTPUTS,
+            outputs=_outputs(),
         )
 
     @classmethod
@@ -207,7 +221,8 @@ class ArticulatedVideo(io.ComfyNode):
             outputs=[io.Image.Output(display_name="frames", tooltip="All clips, one frame per pose of the path."),
                      io.Float.Output(display_name="fps", tooltip="Frame rate for Create Video (8)."),
                      TrajectoryType.Output(display_name="path", tooltip="The same path, to pair with the frames."),
-                     io.String.Output(display_name="info", tooltip="Clips, directors and notes.")],
+                     io.String.Output(display_name="info", tooltip="Clips, directors and notes."),
+                     *video_output()],
         )
 
     @classmethod
@@ -218,7 +233,8 @@ class ArticulatedVideo(io.ComfyNode):
             frames, notes = generate_chain(run.model.parts, run.request(directors), path,
                                            run.runtime(len(clips) * run.settings.steps))
         info = "\n".join([f"{len(clips)} clips ({', '.join(clips)}), {len(frames)} frames", *notes])
-        return io.NodeOutput(frames.to(host.intermediate_device()), float(FPS), path, info)
+        frames = frames.to(host.intermediate_device())
+        return io.NodeOutput(*with_video((frames, float(FPS), path, info), frames, FPS))
 
 
 NODES = [LoadVideoModel, DirectorSampler, SwitchOnceSampler, ArticulatedVideo]

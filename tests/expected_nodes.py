@@ -26,7 +26,7 @@ EXPECTED_NODES = {
     "DimensionXGaussian4DReconstruct",
     "DimensionXConvertSATCheckpoint",
 }
-NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat"}  # registered only on hosts with the core SPLAT type
+NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat", "DimensionXSplatToGaussians"}  # registered only on hosts with the core SPLAT type
 NEEDS_NATIVE_COGVIDEOX = {"DimensionXApplyDirectorToModel"}  # only on hosts with ComfyUI's native CogVideoX
 
 

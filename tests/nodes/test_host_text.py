@@ -62,7 +62,7 @@ def test_77_token_conditioning_is_refused_with_what_to_do(node_classes, model_wi
 
 def test_the_sampler_runs_on_prompts_encoded_by_the_host_clip(node_classes, model_with_clip):
     model, _ = model_with_clip
-    frames, latent, _, _ = node_classes["DimensionXDirectorSampler"].execute(
+    frames, latent = node_classes["DimensionXDirectorSampler"].execute(
         model=model, image=torch.rand(1, 96, 144, 3), prompt=PROMPT, negative_prompt="", steps=1, guidance=6.0,
-        use_dynamic_cfg=True, scheduler="ddim", seed=0).result
+        use_dynamic_cfg=True, scheduler="ddim", seed=0).result[:2]
     assert frames.shape == (17, 96, 144, 3) and torch.isfinite(latent["samples"]).all()

@@ -25,7 +25,7 @@ def test_nodes_needing_a_host_feature_are_listed_only_where_the_host_has_it(pack
     assert nodes.available_nodes(everything) == nodes.NODES  # every node is defined on every host
     assert set(nodes.NODES) - set(nodes.available_nodes(bare)) == {
         nodes.camera.TrajectoryToLoad3DCamera, nodes.camera.Load3DCamerasToViews, nodes.recon.GaussiansToSplat,
-        nodes.directors.ApplyDirectorToModel}
+        nodes.recon.SplatToGaussians, nodes.directors.ApplyDirectorToModel}
     only_cameras = nodes.available_nodes(bare | {"load3d_camera": True})
     assert nodes.recon.GaussiansToSplat not in only_cameras and nodes.camera.Load3DCamerasToViews in only_cameras
     assert set(needs.values()) <= set(nodes.host.host_features())

@@ -56,8 +56,10 @@ def test_model_folder_is_listed_and_loaded(node_classes, model):
 
 
 def test_sampler_outputs_frames_latent_and_fps(node_classes, model):
-    frames, latent, fps, info = sample(node_classes, model)
+    frames, latent, fps, info, video = sample(node_classes, model)
     assert frames.shape == (17, 96, 144, 3) and 0 <= frames.min() and frames.max() <= 1
+    components = video.get_components()
+    assert torch.equal(components.images, frames) and components.frame_rate == 8
     assert latent["samples"].shape == (1, 16, 5, 12, 18)
     assert fps == 8.0 and "no director" in info
 
@@ -127,11 +129,12 @@ def test_articulated_video_chains_clips_along_the_path(node_classes, model):
         "orbit_left", 60.0, 30.0, 17, 2.0, 0.0, 60.0, 144, 96).result[0]
     load = node_classes["DimensionXLoadDirectorLoRA"].execute
     chain = load("dimx/s.safetensors", "S", "orbit_left", 1.0).result[0]
-    frames, fps, same_path, info = node_classes["DimensionXArticulatedVideo"].execute(
+    frames, fps, same_path, info, video = node_classes["DimensionXArticulatedVideo"].execute(
         model=model, image=image(), prompt="a house", negative_prompt="", steps=2, guidance=6.0, use_dynamic_cfg=True,
         scheduler="ddim", seed=1, path=path, directors=chain).result
     assert len(path) == 33 and frames.shape == (33, 96, 144, 3)  # two clips of 17 sharing one frame
     assert same_path is path and fps == 8.0 and info.startswith("2 clips (orbit_left, orbit_left)")
+    assert torch.equal(video.get_components().images, frames)
     wrong = node_classes["DimensionXArticulatedPathPlanner"].execute(
         "orbit_left", 60.0, 30.0, 49, 2.0, 0.0, 60.0, 144, 96).result[0]
     with pytest.raises(ValueError, match="frames_per_clip=17"):
