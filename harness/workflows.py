@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO",
+                "LOAD_3D"}  # the 3D viewport's state (core's splat/3D save and preview nodes): a widget value too
 MUTED, BYPASSED = 2, 4
 
 
@@ -60,6 +61,11 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
                 inputs[slot["name"]] = source(slot["link"])
         prompt[str(node["id"])] = {"class_type": kind, "inputs": inputs}
     return prompt
+
+
+def missing_node_types(workflow: dict, object_info: dict) -> list[str]:
+    """Node types of `workflow` this ComfyUI does not have (e.g. core nodes of a newer release)."""
+    return sorted({node["type"] for node in workflow["nodes"]} - set(object_info) - FRONTEND_ONLY - {"Reroute"})
 
 
 def load_workflow(path: Path) -> dict:
