@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .optional import require
-from .cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER
+from .cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER, T5_XXL_ENCODER
 
 TINY_TEXT_DIM = 32
 TINY_TRANSFORMER = dict(COGVIDEOX_5B_I2V_TRANSFORMER, num_attention_heads=2, attention_head_dim=16, num_layers=2,
@@ -117,6 +117,21 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
     (out / "README.md").write_text(
         f"Tiny CogVideoX {version} image-to-video model with random weights, built by `dimx tiny-model` for "
         f"tests and demos (seed {seed}). Same layout and architecture as the 5B model; outputs are noise.\n")
+    return out
+
+
+def build_tiny_t5_file(out: str | Path, seed: int = 0, vocab_size: int = T5_XXL_ENCODER["vocab_size"]) -> Path:
+    """Write a tiny T5 encoder as one .safetensors file (ComfyUI's models/text_encoders layout) with T5-XXL's
+    vocabulary size, so that it pairs with the T5 tokenizer ComfyUI ships, as a real T5-XXL file does."""
+    transformers, safetensors_torch = require("transformers"), require("safetensors.torch", "writing weights")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = transformers.T5EncoderModel(transformers.T5Config(vocab_size=vocab_size, **TINY_T5))
+    tensors = {key: value.contiguous() for key, value in encoder.state_dict().items()
+               if key != "encoder.embed_tokens.weight"}  # tied to shared.weight, as published files store it
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    safetensors_torch.save_file(tensors, str(out), metadata={"format": "pt"})
     return out
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 
 from .optional import require
-
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+from .weight_files import is_pickle, safetensors_problem
 
 
 def load_state_dict(path: str | Path, what: str = "weights file") -> tuple[dict[str, torch.Tensor], dict]:
@@ -17,9 +16,10 @@ def load_state_dict(path: str | Path, what: str = "weights file") -> tuple[dict[
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} '{path}' does not exist")
-    if path.suffix.lower() in PICKLE_SUFFIXES:
+    if is_pickle(path):  # by content: a .pkl, or a pickle named .safetensors
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with path.open("rb") as handle:  # a handle, since torch.load picks a reader from a path's extension
+                state = torch.load(handle, map_location="cpu", weights_only=True)
         except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
             raise ValueError(f"{what} '{path.name}' could not be read as a weights-only PyTorch file ({err}). "
                              "Pickles that need code execution are refused; convert the file to .safetensors.") from err
@@ -27,6 +27,8 @@ def load_state_dict(path: str | Path, what: str = "weights file") -> tuple[dict[
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ValueError(f"{what} '{path.name}' does not hold a flat dictionary of tensors")
         return state, {}
+    if (problem := safetensors_problem(path)) is not None:
+        raise ValueError(f"{what} '{path.name}' cannot be loaded: {problem}.")
     safetensors = require("safetensors")
     safetensors_torch = require("safetensors.torch")
     try:

@@ -6,9 +6,16 @@ import shutil
 from pathlib import Path
 
 from dimx_core import tiny
-from dimx_core.tiny import build_tiny_lora, build_tiny_model
+from dimx_core.tiny import build_tiny_lora, build_tiny_model, build_tiny_t5_file
 
 TINY_MODEL = "dimx-tiny-i2v"
+# The same tiny model as single files in ComfyUI's own folders (Load Video Model's single-file mode); the T5 file
+# has T5-XXL's vocabulary, so it pairs with the tokenizer ComfyUI ships.
+TINY_SINGLE_FILES = {
+    "diffusion_models": "dimx-tiny-i2v-transformer.safetensors",
+    "vae": "dimx-tiny-i2v-vae.safetensors",
+    "text_encoders": "dimx-tiny-t5-32k.safetensors",
+}
 # name inside ComfyUI's loras folder -> (director kind, seed)
 TINY_LORAS = {
     "dimx-tiny/s_orbit_left.safetensors": ("s", 1),
@@ -29,5 +36,10 @@ def ensure_tiny_models(cache: Path) -> Path:
     model_dir = build_tiny_model(models / "dimensionx" / TINY_MODEL, seed=0)
     for name, (kind, seed) in TINY_LORAS.items():
         build_tiny_lora(model_dir, models / "loras" / name, kind=kind, seed=seed)
+    for folder, source in (("diffusion_models", "transformer/diffusion_pytorch_model.safetensors"),
+                           ("vae", "vae/diffusion_pytorch_model.safetensors")):
+        (models / folder).mkdir(parents=True)
+        shutil.copy(model_dir / source, models / folder / TINY_SINGLE_FILES[folder])
+    build_tiny_t5_file(models / "text_encoders" / TINY_SINGLE_FILES["text_encoders"])
     marker.write_text(recipe)
     return models

@@ -4,6 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..dimx_core.camera import Trajectory, director_choice, patterns, planner, split_motion
+from ..dimx_core.camera.articulated import MAX_CLIPS
 from ..dimx_core.camera.conventions import to_load3d_camera, two_views_from_load3d
 from ..dimx_core.camera.estimate import estimate_relative_motion
 from ..dimx_core.camera.formats import read_camera_file, write_colmap_text, write_transforms_json
@@ -47,9 +48,10 @@ class TrajectoryPlanner(io.ComfyNode):
             inputs=[
                 io.Combo.Input("pattern", options=list(PATH_PATTERNS), default="orbit_left",
                                tooltip=PATTERN_HELP + "; " + GENXD_HELP),
-                io.Int.Input("frames", default=planner.DEFAULT_FRAMES, min=2, max=1024,
+                io.Int.Input("frames", default=planner.DEFAULT_FRAMES, min=2, max=planner.MAX_FRAMES,
                              tooltip="Frames of the video (49 for CogVideoX; 145 for DimensionX's 360-degree model)."),
-                io.Float.Input("magnitude", default=planner.DEFAULT_ANGLE_DEG, min=0.001, max=3600.0, step=0.5,
+                io.Float.Input("magnitude", default=planner.DEFAULT_ANGLE_DEG, min=0.001, max=planner.MAX_MAGNITUDE,
+                               step=0.5,
                                tooltip="Total motion: degrees for rotations and orbits (typical 20-45), scene units "
                                        "for truck/pedestal/dolly (typical 0.2-1 with radius 2). orbit_360 and the "
                                        "GenXD modes do not use it."),
@@ -88,13 +90,14 @@ class ArticulatedPathPlanner(io.ComfyNode):
             inputs=[
                 io.Combo.Input("pattern", options=list(patterns.PATTERNS), default="orbit_left", tooltip=PATTERN_HELP
                                + ". orbit_360 is split as a full orbit_left loop."),
-                io.Float.Input("total", default=120.0, min=0.001, max=3600.0, step=1.0,
+                io.Float.Input("total", default=120.0, min=0.001, max=planner.MAX_MAGNITUDE, step=1.0,
                                tooltip="Whole motion: degrees for rotations and orbits, scene units for translations "
                                        "(not used by orbit_360)."),
-                io.Float.Input("max_clip", default=30.0, min=0.001, max=3600.0, step=1.0,
+                io.Float.Input("max_clip", default=30.0, min=0.001, max=planner.MAX_MAGNITUDE, step=1.0,
                                tooltip="Largest motion one clip may cover; the path is cut into the fewest equal "
-                                       "clips below it (20-45 degrees keeps a director in its comfort zone)."),
-                io.Int.Input("frames_per_clip", default=planner.DEFAULT_FRAMES, min=2, max=1024,
+                                       "clips below it (20-45 degrees keeps a director in its comfort zone; at "
+                                       f"most {MAX_CLIPS} clips)."),
+                io.Int.Input("frames_per_clip", default=planner.DEFAULT_FRAMES, min=2, max=planner.MAX_FRAMES,
                              tooltip="Frames of each clip, its shared first frame included (49 for CogVideoX)."),
                 *_camera_inputs(),
             ],
@@ -108,8 +111,9 @@ class ArticulatedPathPlanner(io.ComfyNode):
     @classmethod
     def execute(cls, pattern, total, max_clip, frames_per_clip, radius, elevation, fov_deg, width,
                 height) -> io.NodeOutput:
-        path = split_motion(pattern, total, max_clip, frames_per_clip, radius=radius, elevation=elevation,
-                            fov_deg=fov_deg, width=width, height=height)
+        with host.comfy_interrupts():
+            path = split_motion(pattern, total, max_clip, frames_per_clip, hooks=host.hooks(1), radius=radius,
+                                elevation=elevation, fov_deg=fov_deg, width=width, height=height)
         first, whole = path.clips[0], path.combined()
         summary = (f"{len(path.clips)} clips of {first.meta['magnitude']:g} {first.meta['unit']} ({first.pattern}, "
                    f"{len(first)} frames each, {len(whole)} distinct frames in all)")
@@ -139,8 +143,9 @@ class DirectorChooser(io.ComfyNode):
                 io.Float.Input("fov_deg", default=planner.DEFAULT_FOV_DEG, min=1.0, max=179.0, step=1.0,
                                tooltip="Horizontal field of view of the two images in degrees."),
                 io.String.Input("candidates", default="all",
-                                tooltip="Directors to choose from: 'all', 'released' (orbit_left and orbit_up, the "
-                                        "published LoRAs) or a comma list such as 'orbit_left, orbit_up, pan_left'."),
+                                tooltip="Directors to choose from: 'all' or 'released' (the same since 2025-08: the "
+                                        "12 basic moves and 4 orbits are all published) or a comma list of the "
+                                        "ones you have, such as 'orbit_left, orbit_up, pan_left'."),
             ],
             outputs=[io.String.Output(display_name="director"),
                      io.String.Output(display_name="scores", tooltip="Every candidate's score and errors, best first."),
@@ -229,7 +234,7 @@ class TrajectoryLoad(io.ComfyNode):
 
     @classmethod
     def execute(cls, file) -> io.NodeOutput:
-        trajectory, names = read_camera_file(host.input_path(file))
+        trajectory, names = read_camera_file(host.listed_file(file, host.input_camera_files(), "file"))
         info = (f"{len(trajectory)} cameras, {trajectory.width}x{trajectory.height}, pattern {trajectory.pattern}, "
                 f"first image {names[0]}")
         return io.NodeOutput(trajectory, info, ui=ui.PreviewText(info))

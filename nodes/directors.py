@@ -26,8 +26,8 @@ class LoadDirectorLoRA(io.ComfyNode):
                         "(diffusers/PEFT, kohya, ComfyUI native, SAT); strength 1.0 means 'as trained'.",
             inputs=[
                 io.Combo.Input("lora_name", options=host.list_files("loras"),
-                               tooltip="A director LoRA for CogVideoX-5b-I2V, e.g. the released orbit_left / "
-                                       "orbit_right / orbit_up / orbit_down S-Director files."),
+                               tooltip="A director LoRA for CogVideoX-5b-I2V from models/loras, e.g. one of the "
+                                       "released 12 basic camera S-Directors, 4 orbits or the T-Director."),
                 io.Combo.Input("role", options=list(ROLES), default="S",
                                tooltip="S: spatial director (moves the camera through a frozen scene). "
                                        "T: temporal director (animates the scene under a still camera)."),

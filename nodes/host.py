@@ -8,9 +8,7 @@ import importlib
 import importlib.util
 import os
 import logging
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -23,6 +21,7 @@ import torch
 from comfy_api.latest import io
 
 from ..dimx_core.camera.formats import find_camera_files
+from ..dimx_core.files import atomic_folder, is_inside, resolve_inside, temporary_length
 from ..dimx_core.hooks import Hooks, Interrupted
 from ..dimx_core.cogvideox import native_keys
 from ..dimx_core.directors.formats import LoraFile
@@ -54,25 +53,38 @@ def _diffusers_roots() -> list[Path]:
     return [Path(root) for root in roots]
 
 
+def _model_folders_under(root: Path) -> Iterator[Path]:
+    """Folders holding a model_index.json under `root`, following folder links (a model kept on another disk and
+    linked in), as ComfyUI's own model lists do. Each real folder is visited once, so a link loop ends; a model
+    folder's own subfolders hold no further models and are not searched."""
+    seen = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        fresh, is_model = real not in seen, "model_index.json" in files
+        seen.add(real)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".")) if fresh and not is_model else []
+        if fresh and is_model:
+            yield Path(folder)
+
+
 def list_model_folders() -> list[str]:
     """Names (relative to their model folder) of every folder holding a model_index.json."""
     names = []
     for root in _diffusers_roots():
-        if root.is_dir():
-            names += sorted(str(index.parent.relative_to(root)).replace(os.sep, "/")
-                            for index in root.rglob("model_index.json"))
+        names += sorted(folder.relative_to(root).as_posix() for folder in _model_folders_under(root))
     return list(dict.fromkeys(names))
 
 
 def resolve_model_folder(name: str) -> Path:
-    """The folder behind a combo value; refuses names that are not listed (older ComfyUI does not check)."""
+    """The folder behind a combo value; refuses names that are not listed (older ComfyUI does not check). Links
+    inside the model folders are followed: putting a model there, or a link to it, is the user's choice."""
     if name not in list_model_folders():
-        raise ValueError(f"model folder '{name}' is not in {', '.join(map(str, _diffusers_roots()))}. Put the whole "
-                         "CogVideoX-5b-I2V diffusers folder (with model_index.json) there and refresh.")
+        raise ValueError(f"model folder '{name}' is not in {', '.join(map(str, _diffusers_roots()))} (links to "
+                         "folders elsewhere count). Put the whole CogVideoX-5b-I2V diffusers folder (with "
+                         "model_index.json), or a link to it, there and refresh.")
     for root in _diffusers_roots():
-        candidate = (root / name).resolve()
-        if candidate.is_relative_to(root.resolve()) and (candidate / "model_index.json").is_file():
-            return candidate
+        if (root / name / "model_index.json").is_file():
+            return root / name
     raise FileNotFoundError(f"model folder '{name}' disappeared")
 
 
@@ -89,32 +101,62 @@ def resolve_file(folder: str, name: str) -> Path:
 
 
 def t5_tokenizer_folder() -> Path:
-    """ComfyUI ships the T5 tokenizer its own T5-XXL loader uses; single-file models borrow it."""
+    """ComfyUI ships the T5 tokenizer its own T5-XXL loader uses; single-file models borrow it. On 0.3.75 and 0.33
+    comfy.text_encoders is a namespace package, which has a search path but no __file__."""
     import comfy.text_encoders
 
-    folder = Path(list(comfy.text_encoders.__path__)[0]) / "t5_tokenizer"  # a namespace package in 0.33: no __file__
-    if not (folder / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"this ComfyUI has no T5 tokenizer at {folder}; load the model from a diffusers folder")
-    return folder
+    folders = [Path(root) / "t5_tokenizer" for root in comfy.text_encoders.__path__]
+    for folder in folders:
+        if (folder / "tokenizer.json").is_file():
+            return folder
+    raise FileNotFoundError(f"this ComfyUI has no T5 tokenizer (looked in {', '.join(map(str, folders))}); load "
+                            "the model from a diffusers folder instead")
+
+
+# --- result folders and files --------------------------------------------------------------------------------------
+
+LONGEST_RESULT_SUFFIX = ".transforms.json"  # the longest name a result file gets beside <prefix>_00001_
+
+
+def _result_place(filename_prefix: str, temp: bool, suffix: str) -> tuple[str, str, str, int, str]:
+    """(root, full folder, name, counter, subfolder) for a new numbered result, as ComfyUI numbers its files,
+    after checking the prefix: nothing outside the folder (links resolved), no hidden or empty name that no
+    loader would list, and a name that still fits the file system once the hidden temporary name is added."""
+    kind = "temp" if temp else "output"
+    root = folder_paths.get_temp_directory() if temp else folder_paths.get_output_directory()
+    if not isinstance(filename_prefix, str) or "\x00" in filename_prefix:
+        raise ValueError(f"filename_prefix {filename_prefix!r} contains a NUL character; use a plain name such as "
+                         "'DimensionX/scene'")
+    normal = os.path.normpath(filename_prefix)
+    name = os.path.basename(normal)
+    if name in ("", ".", "..") or name.startswith("."):
+        raise ValueError(f"filename_prefix {filename_prefix!r} gives the file name {name!r}; a result needs a name "
+                         "that does not start with '.' (hidden files are not listed by any loader), e.g. "
+                         "'DimensionX/scene'")
+    resolve_inside(root, os.path.dirname(normal), f"filename_prefix (in ComfyUI's {kind} folder)")
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, root)
+    longest = len(os.fsencode(name)) + temporary_length(f"_{counter:05d}_{suffix}")
+    try:
+        limit = os.pathconf(root, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        limit = 255
+    if longest > limit:
+        raise ValueError(f"filename_prefix: the name {name[:40]!r}... is {len(os.fsencode(name))} bytes long; with "
+                         f"the counter and the temporary name the pack writes first it needs {longest} bytes, but "
+                         f"this file system allows {limit}. Shorten it by {longest - limit}.")
+    return root, folder, name, counter, subfolder
+
+
 @contextlib.contextmanager
 def result_folder(filename_prefix: str, *, temp: bool = False) -> Iterator[tuple[Path, Path, str]]:
     """A new numbered folder `<prefix>_00001_/` under ComfyUI's output (or temp) directory, numbered as ComfyUI
     numbers its files. Yields (hidden folder to fill, final folder, the final folder's subfolder relative to the
     output directory, as ComfyUI's /view route takes it); the folder gets its final name only when the block
     finishes, and disappears if it fails."""
-    root = folder_paths.get_temp_directory() if temp else folder_paths.get_output_directory()
-    folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, root)
+    root, folder, name, counter, _ = _result_place(filename_prefix, temp, "")
     final = Path(folder) / f"{name}_{counter:05d}_"
-    if os.path.commonpath([os.path.abspath(root), os.path.abspath(final)]) != os.path.abspath(root):
-        raise ValueError(f"filename_prefix {filename_prefix!r} points outside ComfyUI's "
-                         f"{'temp' if temp else 'output'} folder")
-    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}", suffix=".part", dir=folder))
-    try:
+    with atomic_folder(final) as partial:
         yield partial, final, os.path.relpath(final, root).replace(os.sep, "/")
-        os.replace(partial, final)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial)
 
 
 def write_output_folder(filename_prefix: str, write: Callable[[Path], None]) -> Path:
@@ -124,43 +166,94 @@ def write_output_folder(filename_prefix: str, write: Callable[[Path], None]) -> 
     return final
 
 
+def result_path(filename_prefix: str, extension: str, *, temp: bool = False) -> tuple[str, str, str]:
+    """(full path, subfolder, file name) of a new numbered result file under ComfyUI's output (or temp)
+    folder, as SaveImage names them: <prefix>_00001_.<extension>. Refuses prefixes that leave the folder."""
+    _, folder, name, counter, subfolder = _result_place(filename_prefix, temp, LONGEST_RESULT_SUFFIX)
+    filename = f"{name}_{counter:05}_.{extension}"
+    return os.path.join(folder, filename), subfolder, filename
+
+
+# --- input files ---------------------------------------------------------------------------------------------------
+
 def input_camera_files() -> list[str]:
     """transforms.json files and COLMAP text folders in ComfyUI's input directory, relative to it."""
     return find_camera_files(folder_paths.get_input_directory())
 
 
-def input_path(relative: str) -> Path:
-    """`relative` inside ComfyUI's input directory; anything that leads outside it is refused."""
-    root = os.path.abspath(folder_paths.get_input_directory())
-    path = os.path.abspath(os.path.join(root, relative))
-    if os.path.commonpath([root, path]) != root:
-        raise ValueError(f"{relative!r} is outside ComfyUI's input folder")
-    if not os.path.exists(path):
-        raise ValueError(f"{relative!r} does not exist in ComfyUI's input folder ({root})")
-    return Path(path)
+def listed_file(name: str, listed: list[str], what: str) -> Path:
+    """The file behind a file combo's value: it must be one of the names the node offered (older ComfyUI does
+    not check), and it must lie inside its folder once links are resolved. `listed` names are relative to the
+    input folder, or to the output folder when annotated ' [output]' (ComfyUI's own convention)."""
+    if name not in listed:
+        raise ValueError(f"{what}: {name!r} is not one of the {len(listed)} files this node offers (from ComfyUI's "
+                         f"input folder {folder_paths.get_input_directory()}, or its output folder where marked "
+                         "[output]); put the file there and refresh the page")
+    relative, base = folder_paths.annotated_filepath(name)
+    return resolve_inside(base or folder_paths.get_input_directory(), relative, what)
 
 
-# --- result files --------------------------------------------------------------------------------------------------
+def input_folders_with(extensions: tuple[str, ...]) -> list[str]:
+    """Folders of ComfyUI's input directory ('.' for itself) directly holding files with these extensions; hidden
+    folders and links that lead outside the input folder are left out."""
+    root = folder_paths.get_input_directory()
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        relative = os.path.relpath(folder, root).replace(os.sep, "/")
+        if is_inside(root, relative) and any(name.lower().endswith(extensions) and not name.startswith(".")
+                                             for name in files):
+            found.append(relative)
+    return sorted(found)
 
-def result_path(filename_prefix: str, extension: str, *, temp: bool = False) -> tuple[str, str, str]:
-    """(full path, subfolder, file name) of a new numbered result file under ComfyUI's output (or temp)
-    folder, as SaveImage names them: <prefix>_00001_.<extension>. Refuses prefixes that leave the folder."""
-    folder = folder_paths.get_temp_directory() if temp else folder_paths.get_output_directory()
-    full_folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, folder)
-    filename = f"{name}_{counter:05}_.{extension}"
-    return os.path.join(full_folder, filename), subfolder, filename
+
+def listed_folder(name: str, listed: list[str], what: str) -> Path:
+    """The folder behind a folder combo's value: one of those the node offered, inside the input folder."""
+    if name not in listed:
+        raise ValueError(f"{what}: {name!r} is not one of the {len(listed)} folders this node offers (from ComfyUI's "
+                         f"input folder {folder_paths.get_input_directory()}); put it there and refresh the page")
+    return resolve_inside(folder_paths.get_input_directory(), name, what)
+
+
+def input_or_output_folder(relative: str, what: str) -> Path:
+    """A folder inside ComfyUI's input or output directory (looked for in that order, links resolved)."""
+    for root in (folder_paths.get_input_directory(), folder_paths.get_output_directory()):
+        try:
+            path = resolve_inside(root, relative, what)
+        except ValueError:
+            continue
+        if path.is_dir():
+            return path
+    raise ValueError(f"{what}: {relative!r} is not a folder inside ComfyUI's input or output directory")
+
+
+def new_model_file(folder: str, name: str, suffix: str, what: str, *, overwrite: bool) -> tuple[Path, str]:
+    """(path, name as the folder's loaders list it) for a file the pack writes into the first path of one of
+    ComfyUI's model folders (a trained LoRA into models/loras). Refuses names that leave the folder (links
+    resolved) or would be hidden, and an existing file unless `overwrite`."""
+    root = Path(folder_paths.get_folder_paths(folder)[0])
+    relative = name.strip().replace("\\", "/")
+    relative = relative if relative.endswith(suffix) else relative + suffix
+    if relative == suffix or Path(relative).name.startswith(".") or Path(relative).is_absolute():
+        raise ValueError(f"{what}: {name!r} is not a file name inside ComfyUI's '{folder}' folder ({root}); give a "
+                         "name such as 'dimensionx/my_director'")
+    path = resolve_inside(root, relative, what)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"'{path}' exists; choose another name or turn on overwrite")
+    return path, path.relative_to(root.resolve()).as_posix()
 
 
 def input_or_output_files(extensions: tuple[str, ...]) -> list[str]:
     """Files with these extensions in ComfyUI's input folder (plain names), then in its output folder
-    (annotated ' [output]', the form ComfyUI's own loaders resolve), each sorted."""
+    (annotated ' [output]', the form ComfyUI's own loaders resolve), each sorted. Hidden names (files still
+    being written) and links that lead outside their folder are left out."""
     found = []
     for folder, note in ((folder_paths.get_input_directory(), ""), (folder_paths.get_output_directory(), " [output]")):
         names = []
-        for root, _, files in os.walk(folder):  # hidden names are files still being written (atomic_path)
-            names += [os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/") + note
+        for root, _, files in os.walk(folder):
+            names += [os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
                       for name in files if name.lower().endswith(extensions) and not name.startswith(".")]
-        found += sorted(names)
+        found += sorted(name + note for name in names if is_inside(folder, name))
     return found
 
 

@@ -42,7 +42,8 @@ class SelectReferenceFrame(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, flow_threshold, mask=None) -> io.NodeOutput:
-        choice = select_reference_frame(frames, mask, flow_threshold)
+        with host.comfy_interrupts():
+            choice = select_reference_frame(frames, mask, flow_threshold, hooks=host.hooks(len(frames) - 1))
         chosen_mask = torch.from_numpy(choice.masks[choice.index].astype("float32"))[None]
         text = choice.describe()
         return io.NodeOutput(choice.index, frames[choice.index:choice.index + 1], chosen_mask, text,

@@ -204,10 +204,7 @@ class LoadGaussians(io.ComfyNode):
 
     @classmethod
     def execute(cls, scene) -> io.NodeOutput:
-        if scene not in host.input_or_output_files(SCENE_EXTENSIONS):
-            raise ValueError(f"scene: '{scene}' is not a {', '.join(SCENE_EXTENSIONS)} file in ComfyUI's input or "
-                             "output folder; put the file into ComfyUI/input and refresh the page")
-        path = host.annotated_path(scene)
+        path = str(host.listed_file(scene, host.input_or_output_files(SCENE_EXTENSIONS), "scene"))
         return io.NodeOutput(load_scene_4d(path) if is_manifest(path) else load_scene(path))
 
     @classmethod

@@ -60,10 +60,6 @@ def speed_input():
                                    "caching. Without it every lossless speed-up is on and nothing lossy.")
 
 
-_REQUIRED = ("model", "prompt", "negative_prompt", "steps", "guidance", "use_dynamic_cfg", "scheduler", "seed")
-_OPTIONAL = ("image", "positive", "negative", "speed")
-
-
 @dataclass(frozen=True)
 class Sampling:
     """The fragment's values as the library takes them."""
@@ -97,8 +93,9 @@ def runtime(model: "host.ManagedVideoModel", speed: SpeedOptions, total_steps: i
 
 def unpack(values: dict) -> Sampling:
     """A sampler node's `**sampling` keyword arguments -> Sampling; a name outside the fragment is a bug in the node."""
-    unknown = sorted(set(values) - set(_REQUIRED) - set(_OPTIONAL))
-    missing = sorted(set(_REQUIRED) - set(values))
+    fragment = inputs() + [speed_input()]
+    required = {item.id for item in fragment if not item.optional} - {"image"}  # absent where frames start videos
+    unknown, missing = sorted(set(values) - {item.id for item in fragment}), sorted(required - set(values))
     if unknown or missing:
         raise TypeError(f"sampler inputs: unexpected {unknown}, missing {missing}")
     model, image = values["model"], values.get("image")

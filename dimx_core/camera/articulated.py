@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hooks import NO_HOOKS, Hooks
 from . import patterns
-from .planner import finite_number, plan, whole_number
+from .planner import MAX_FRAMES, finite_number, plan, whole_number
 from .trajectory import Trajectory
+
+MAX_CLIPS = 360  # a full loop at one degree per clip; every clip is a video of its own
 
 
 @dataclass
@@ -48,13 +51,16 @@ class ArticulatedPath:
                                 "clip_frames": len(self.clips[0])})
 
 
-def chain(segments: list[tuple[str, float]], frames_per_clip: int = 49, **plan_options) -> ArticulatedPath:
+def chain(segments: list[tuple[str, float]], frames_per_clip: int = 49, hooks: Hooks = NO_HOOKS,
+          **plan_options) -> ArticulatedPath:
     """Clips for `segments` [(pattern, magnitude), ...], each starting where the previous one ended.
     plan_options (radius, elevation, fov_deg, focal_px, width, height) apply to every clip; clips run at
-    constant speed, since easing would stop the camera at every joint."""
+    constant speed, since easing would stop the camera at every joint. `hooks` sees each clip and may cancel."""
     if not segments:
         raise ValueError("an articulated path needs at least one (pattern, magnitude) segment")
-    frames_per_clip = whole_number("frames_per_clip", frames_per_clip, 2)
+    if len(segments) > MAX_CLIPS:
+        raise ValueError(f"an articulated path has at most {MAX_CLIPS} clips, got {len(segments)}")
+    frames_per_clip = whole_number("frames_per_clip", frames_per_clip, 2, MAX_FRAMES)
     if plan_options.get("easing", "linear") != "linear":
         raise ValueError("articulated clips run at constant speed; easing must be 'linear'")
     plan_options.pop("easing", None)
@@ -67,17 +73,23 @@ def chain(segments: list[tuple[str, float]], frames_per_clip: int = 49, **plan_o
         clips.append(clip)
         starts.append(start)
         start = start @ clip.c2w_opencv[-1]
+        hooks.step(index + 1, len(segments))
     return ArticulatedPath(clips, starts)
 
 
-def split_motion(pattern: str, total: float, max_clip: float, frames_per_clip: int = 49,
+def split_motion(pattern: str, total: float, max_clip: float, frames_per_clip: int = 49, hooks: Hooks = NO_HOOKS,
                  **plan_options) -> ArticulatedPath:
     """`total` of `pattern` as the fewest equal clips of at most `max_clip` each (degrees or scene units).
-    orbit_360 is split as a full orbit_left loop."""
+    orbit_360 is split as a full orbit_left loop. At most MAX_CLIPS clips: the count is checked before any
+    clip is planned."""
     if pattern == "orbit_360":
         pattern, total = "orbit_left", 360.0
     plan(pattern, 2, total, **plan_options)  # the direct path must be valid (a dolly_in short of the pivot...)
     unit = patterns.get(pattern).unit
     max_clip = finite_number("max_clip", max_clip, 0.0, what=f" ({unit} per clip)")
     count = max(1, math.ceil(total / max_clip - 1e-9))
-    return chain([(pattern, total / count)] * count, frames_per_clip, **plan_options)
+    if count > MAX_CLIPS:
+        raise ValueError(f"total {total:g} / max_clip {max_clip:g} makes {count} clips, but at most {MAX_CLIPS} are "
+                         f"planned (each clip is a video of its own): raise max_clip to at least "
+                         f"{total / MAX_CLIPS:.4g} {unit}")
+    return chain([(pattern, total / count)] * count, frames_per_clip, hooks, **plan_options)

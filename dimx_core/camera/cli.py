@@ -82,24 +82,16 @@ def _first_and_last_pose(path: Path) -> np.ndarray:
     return np.linalg.inv(trajectory.c2w_opencv[0]) @ trajectory.c2w_opencv[-1]
 
 
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as err:
-        raise ValueError(f"cannot read image '{path}' ({err})") from err
-
-
 def _director(args) -> None:
+    from ..images import read_rgb
     from .director_choice import RelativeMotion, choose_director, parse_candidates, score_table
     from .estimate import estimate_relative_motion
 
     if args.pose is not None:
         motion = RelativeMotion.from_pose(_first_and_last_pose(args.pose))
     else:
-        estimate = estimate_relative_motion(_read_image(args.images[0]), _read_image(args.images[1]), args.fov)
+        first, second = read_rgb(args.images[0], "--images A"), read_rgb(args.images[1], "--images B")
+        estimate = estimate_relative_motion(first, second, args.fov)
         motion = estimate.motion
         print(f"{estimate.inliers} of {estimate.matches} matches agree; parallax after the best pure rotation "
               f"{estimate.rotation_residual_px:.2f} px")
@@ -167,7 +159,8 @@ def register(commands) -> None:
     director.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                           help=f"horizontal field of view of the photos in degrees (default {DEFAULT_FOV_DEG:g})")
     director.add_argument("--candidates", default="all",
-                          help="'all', 'released' (the published LoRAs) or a comma list of directors (default all)")
+                          help="'all', 'released' (every basic move and orbit: all are published) or a comma list "
+                               "of directors (default all)")
     director.set_defaults(run=_director)
 
     bounds = commands.add_parser(

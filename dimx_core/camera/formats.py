@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_path
+from ..files import atomic_path, atomic_paths, is_inside
 from .conventions import opencv_to_opengl, opengl_to_opencv
 from .trajectory import Trajectory
 
@@ -44,33 +44,72 @@ def write_transforms_json(path: str | Path, trajectory: Trajectory, file_paths: 
     return Path(path)
 
 
+def _number(value, what: str, *, whole: bool = False, positive: bool = False) -> float:
+    """A number read from a camera file, or an error that names the field and says what was expected."""
+    expected = "a whole number" if whole else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{what} must be {expected}, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{what} must be {expected}, got {value!r}") from None
+    if not np.isfinite(number) or (whole and not number.is_integer()) or (positive and number <= 0):
+        raise ValueError(f"{what} must be {'a positive ' if positive else 'a finite '}{expected[2:]}, got {value!r}")
+    return number
+
+
+def _transform_matrix(frame: dict, where: str) -> np.ndarray:
+    matrix = frame.get("transform_matrix")
+    try:
+        matrix = np.array(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = None
+    if matrix is None or matrix.shape != (4, 4):
+        raise ValueError(f"{where} transform_matrix must be a 4x4 matrix of numbers (camera-to-world, OpenGL axes), "
+                         f"got {frame.get('transform_matrix')!r:.80}")
+    return opengl_to_opencv(matrix)
+
+
 def read_transforms_json(path: str | Path) -> tuple[Trajectory, list[str]]:
-    """The trajectory and each frame's file_path, in file order."""
+    """The trajectory and each frame's file_path, in file order. Every missing or malformed field is named."""
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        frames = document["frames"]
-        width, height = int(document.get("w") or frames[0]["w"]), int(document.get("h") or frames[0]["h"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"'{path}' is not a readable transforms.json ({type(err).__name__}: {err})") from err
+    frames = document.get("frames") if isinstance(document, dict) else None
+    if not isinstance(frames, list) or not frames or not all(isinstance(f, dict) for f in frames):
+        raise ValueError(f"'{path}' is not a transforms.json with cameras: it needs a non-empty list 'frames' of "
+                         f"objects, got {type(frames).__name__ if frames is not None else 'none'}"
+                         f"{' (empty)' if frames == [] else ''}")
     if document.get("camera_model", "OPENCV") not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE"):
         raise ValueError(f"'{path}' uses camera model {document['camera_model']}; only pinhole cameras are supported")
+    size = {}
+    for key, words in (("w", "width"), ("h", "height")):
+        value = document.get(key, frames[0].get(key))
+        if value is None:
+            raise ValueError(f"'{path}' gives no image {words}: add '{key}' (pixels) at the top level")
+        size[key] = int(_number(value, f"'{path}': '{key}' (image {words} in pixels)", whole=True, positive=True))
     poses, intrinsics, names = [], [], []
     for index, frame in enumerate(frames):
-        try:
-            poses.append(opengl_to_opencv(frame["transform_matrix"]))
-            fx = frame.get("fl_x", document.get("fl_x"))
-            fy = frame.get("fl_y", document.get("fl_y", fx))
-            cx = frame.get("cx", document.get("cx", width / 2))
-            cy = frame.get("cy", document.get("cy", height / 2))
-            intrinsics.append([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-            names.append(frame.get("file_path", frame_name(index)))
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"'{path}': frame {index} has no usable transform_matrix or focal length") from err
-    extra = document.get("dimensionx", {})
-    trajectory = Trajectory(np.stack(poses), np.asarray(intrinsics, dtype=np.float64), width, height,
-                            pattern=extra.get("pattern", "imported"), pivot=extra.get("pivot"),
-                            director=extra.get("director"), meta=extra.get("meta", {}))
+        where = f"'{path}': frame {index}"
+        poses.append(_transform_matrix(frame, where))
+        fx = frame.get("fl_x", document.get("fl_x"))
+        if fx is None:
+            raise ValueError(f"{where} has no focal length: give 'fl_x' (pixels), in the frame or at the top level")
+        fx = _number(fx, f"{where} 'fl_x' (focal length in pixels)", positive=True)
+        fy = _number(frame.get("fl_y", document.get("fl_y", fx)), f"{where} 'fl_y'", positive=True)
+        cx = _number(frame.get("cx", document.get("cx", size["w"] / 2)), f"{where} 'cx'")
+        cy = _number(frame.get("cy", document.get("cy", size["h"] / 2)), f"{where} 'cy'")
+        intrinsics.append([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        names.append(str(frame.get("file_path", frame_name(index))))
+    extra = document.get("dimensionx") or {}
+    try:
+        trajectory = Trajectory(np.stack(poses), np.asarray(intrinsics, dtype=np.float64), size["w"], size["h"],
+                                pattern=str(extra.get("pattern", "imported")), pivot=extra.get("pivot"),
+                                director=extra.get("director"), meta=dict(extra.get("meta") or {}))
+    except ValueError as err:
+        raise ValueError(f"'{path}': {err}") from err
     return trajectory, names
 
 
@@ -102,7 +141,8 @@ def quaternion_wxyz_to_rotation(q: np.ndarray) -> np.ndarray:
 
 
 def write_colmap_text(folder: str | Path, trajectory: Trajectory, names: list[str] | None = None) -> Path:
-    """cameras.txt (PINHOLE, one per distinct intrinsics), images.txt, and an empty points3D.txt."""
+    """cameras.txt (PINHOLE, one per distinct intrinsics), images.txt, and an empty points3D.txt, as one set: if
+    any of them cannot be written (a full disk), none of the three replaces what was there."""
     folder = Path(folder)
     names = names or [frame_name(i) for i in range(len(trajectory))]
     camera_ids: dict[tuple, int] = {}
@@ -117,37 +157,82 @@ def write_colmap_text(folder: str | Path, trajectory: Trajectory, names: list[st
     camera_lines = ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"]
     camera_lines += [f"{cid} PINHOLE {trajectory.width} {trajectory.height} {' '.join(repr(float(v)) for v in key)}"
                      for key, cid in camera_ids.items()]
-    for filename, lines in (("cameras.txt", camera_lines), ("images.txt", image_lines),
-                            ("points3D.txt", ["# 3D point list (empty: poses only)"])):
-        with atomic_path(folder / filename) as part:
+    files = {"cameras.txt": camera_lines, "images.txt": image_lines,
+             "points3D.txt": ["# 3D point list (empty: poses only)"]}
+    with atomic_paths([folder / name for name in files]) as parts:
+        for part, lines in zip(parts, files.values()):
             part.write_text("\n".join(lines) + "\n")
     return folder
+
+
+def _is_points_line(fields: list[str]) -> bool:
+    """COLMAP's second line per image: (X, Y, POINT3D_ID) triples, or nothing. An image line never is one: it has
+    ten fields or more and ends with a name."""
+    if len(fields) % 3:
+        return False
+    try:
+        [float(field) for field in fields]
+    except ValueError:
+        return False
+    return True
+
+
+def _colmap_cameras(path: Path) -> dict[str, tuple[int, int, np.ndarray]]:
+    cameras = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) < 5:
+            raise ValueError(f"{path.name} line {number} is not 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...'")
+        cid, model, width, height, *params = fields
+        if model not in ("PINHOLE", "SIMPLE_PINHOLE"):
+            raise ValueError(f"camera {cid} uses model {model}; only PINHOLE/SIMPLE_PINHOLE are supported")
+        if len(params) != (4 if model == "PINHOLE" else 3):
+            raise ValueError(f"{path.name} line {number}: a {model} camera has {4 if model == 'PINHOLE' else 3} "
+                             f"parameters, got {len(params)}")
+        fx, fy, cx, cy = (map(float, params) if model == "PINHOLE"
+                          else (float(params[0]), float(params[0]), float(params[1]), float(params[2])))
+        cameras[cid] = (int(width), int(height), np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]))
+    return cameras
+
+
+def _colmap_images(path: Path, cameras: dict) -> list[tuple[str, np.ndarray, tuple]]:
+    """Every image line, told from POINTS2D lines by its content (files written without the POINTS2D lines
+    exist, and reading every other line would drop half their cameras)."""
+    images, seen = [], set()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.startswith("#") or _is_points_line(line.split()):
+            continue
+        fields = line.split(maxsplit=9)
+        if len(fields) != 10:
+            raise ValueError(f"{path.name} line {number} is neither an image line 'IMAGE_ID QW QX QY QZ TX TY TZ "
+                             "CAMERA_ID NAME' nor a POINTS2D line")
+        image_id, qw, qx, qy, qz, tx, ty, tz, cid, name = fields
+        try:
+            rotation = quaternion_wxyz_to_rotation(np.array([qw, qx, qy, qz], dtype=np.float64))
+            translation = np.array([tx, ty, tz], dtype=np.float64)
+        except ValueError as err:
+            raise ValueError(f"{path.name} line {number}: the pose of image {image_id} is not numbers "
+                             f"({err})") from None
+        if image_id in seen:
+            raise ValueError(f"{path.name} line {number}: image id {image_id} appears twice")
+        if cid not in cameras:
+            raise ValueError(f"{path.name} line {number}: image {image_id} uses camera {cid}, which cameras.txt "
+                             f"does not define (it has {', '.join(cameras) or 'none'})")
+        seen.add(image_id)
+        w2c = np.eye(4)
+        w2c[:3, :3], w2c[:3, 3] = rotation, translation
+        images.append((name, np.linalg.inv(w2c), cameras[cid]))
+    return images
 
 
 def read_colmap_text(folder: str | Path) -> tuple[Trajectory, list[str]]:
     """Cameras ordered by image name, as COLMAP itself does not keep the capture order."""
     folder = Path(folder)
     try:
-        cameras = {}
-        for line in (folder / "cameras.txt").read_text().splitlines():
-            if line.strip() and not line.startswith("#"):
-                cid, model, width, height, *params = line.split()
-                if model not in ("PINHOLE", "SIMPLE_PINHOLE"):
-                    raise ValueError(f"camera {cid} uses model {model}; only PINHOLE/SIMPLE_PINHOLE are supported")
-                fx, fy, cx, cy = (map(float, params) if model == "PINHOLE"
-                                  else (float(params[0]), float(params[0]), float(params[1]), float(params[2])))
-                cameras[cid] = (int(width), int(height), np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]))
-        images = []
-        lines = [line for line in (folder / "images.txt").read_text().splitlines() if not line.startswith("#")]
-        for line in lines[::2]:
-            if not line.strip():
-                continue
-            _, qw, qx, qy, qz, tx, ty, tz, cid, name = line.split(maxsplit=9)
-            w2c = np.eye(4)
-            w2c[:3, :3] = quaternion_wxyz_to_rotation(np.array([qw, qx, qy, qz], dtype=np.float64))
-            w2c[:3, 3] = [float(tx), float(ty), float(tz)]
-            images.append((name, np.linalg.inv(w2c), cameras[cid]))
-    except (OSError, KeyError, ValueError) as err:
+        images = _colmap_images(folder / "images.txt", _colmap_cameras(folder / "cameras.txt"))
+    except (OSError, ValueError) as err:
         raise ValueError(f"'{folder}' does not hold readable COLMAP text files ({err})") from err
     if not images:
         raise ValueError(f"'{folder}/images.txt' lists no images")
@@ -169,7 +254,8 @@ def read_camera_file(path: str | Path) -> tuple[Trajectory, list[str]]:
 
 def find_camera_files(root: str | Path, max_depth: int = 4) -> list[str]:
     """Camera files under `root`, relative and '/'-separated: *transforms*.json files and folders holding
-    COLMAP cameras.txt + images.txt. Hidden folders are skipped; the walk stops `max_depth` folders down."""
+    COLMAP cameras.txt + images.txt. Hidden folders are skipped; the walk stops `max_depth` folders down; links
+    that lead outside `root` are left out."""
     root = Path(root)
     found = []
     for folder, subfolders, files in os.walk(root):
@@ -180,4 +266,4 @@ def find_camera_files(root: str | Path, max_depth: int = 4) -> list[str]:
             found.append(relative.as_posix())
         found += [(relative / name).as_posix() for name in files
                   if name.endswith(".json") and "transforms" in name and not name.startswith(".")]
-    return sorted(found)
+    return sorted(name for name in found if is_inside(root, name))

@@ -13,14 +13,16 @@ Kinds:
   down at the pivot from `elevation` degrees above the horizon).
 
 Director names (the pack's naming scheme, one name per motion, shared with the LoRA files people rename):
-the pattern name itself. `released_file` gives the file name of the public DimensionX release where one is
-known (github.com/wenqsun/DimensionX: a Google Drive "S-Director" archive, mirrored on Hugging Face under
-the same names): only orbit_left and orbit_up have been published; the README's to-do list still has "the rest
-S-Directors". `authors_name` is the motion's name in the authors' own inference configs
-(cogvideo/tools/batch_run_trans.py and batch_run_rotation.py in that repository), for readers of their code.
-`mirror` is the motion seen in a left-right mirrored image (x -> -x): running the mirror's director on the
-mirrored input image and mirroring the frames back gives this motion, so orbit_right can be had from the
-released orbit_left.
+the pattern name itself. `release` names where the public DimensionX release (github.com/wenqsun/DimensionX,
+README since 2025-08) publishes the director, as a Hugging Face repository: all 12 basic camera S-Directors
+(+-x, +-y, +-z translation; +-pitch, +-yaw, +-roll rotation) and the 4 orbits are diffusers-format LoRAs (rank 256,
+no alpha); the 360-degree orbit is a 145-frame fine-tuned transformer in SAT format, not a LoRA. The T-Director
+(ShuoChen20/DimensionX_T_director_lora) moves no camera and has no pattern. `authors_name` is the motion's name
+in the authors' own inference configs (cogvideo/tools/batch_run_trans.py and batch_run_rotation.py there:
+x_left ... z_zoom_out, pan_left/right/up/down, pan_rotation_left/right), which their released file names
+follow, for readers of their code and their files. `mirror` is the motion seen in a left-right mirrored image
+(x -> -x): running the mirror's director on the mirrored input image and mirroring the frames back gives this
+motion.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ class Pattern:
     axis: tuple[float, float, float]  # unit axis in the first camera's frame, sign included
     description: str
     mirror: str | None        # the pattern this one becomes in a left-right mirrored image, if any
-    released_file: str | None = None
+    release: str | None = None  # the Hugging Face repository of the released director
     authors_name: str | None = None
     loop: bool = False        # a closed loop: frames spread over [0, 360) without repeating the first
 
@@ -57,39 +59,45 @@ def _neg(axis: tuple[float, float, float]) -> tuple[float, float, float]:
     return tuple(-a for a in axis)
 
 
+_BASIC, _ORBITS = "ShuoChen20/DimensionX_12_basic_camera_lora", "ShuoChen20/DimensionX_4_orbit_camera_lora"
+ORBIT_360_RELEASE = "ShuoChen20/DimensionX_360orbit"  # mp_rank_00_model_states.pt (+ 'latest'): SAT, 145 frames
+T_DIRECTOR_RELEASE = "ShuoChen20/DimensionX_T_director_lora"
+
 # The table. Orbit axes of the horizontal orbits are given for elevation 0 and tilted by `elevation` on use.
 TABLE: tuple[Pattern, ...] = (
-    Pattern("truck_left", "translate", _neg(_RIGHT), "slide left (-x)", "truck_right", authors_name="x_left"),
-    Pattern("truck_right", "translate", _RIGHT, "slide right (+x)", "truck_left", authors_name="x_right"),
-    Pattern("pedestal_up", "translate", _neg(_DOWN), "rise (-y, OpenCV y points down)", "pedestal_up",
-            authors_name="y_up"),
-    Pattern("pedestal_down", "translate", _DOWN, "sink (+y)", "pedestal_down", authors_name="y_down"),
-    Pattern("dolly_in", "translate", _FORWARD, "move forward (+z)", "dolly_in", authors_name="z_zoom_in"),
-    Pattern("dolly_out", "translate", _neg(_FORWARD), "move back (-z)", "dolly_out", authors_name="z_zoom_out"),
-    Pattern("pan_left", "rotate", _neg(_DOWN), "turn left in place (yaw)", "pan_right", authors_name="pan_left"),
-    Pattern("pan_right", "rotate", _DOWN, "turn right in place (yaw)", "pan_left", authors_name="pan_right"),
-    Pattern("tilt_up", "rotate", _RIGHT, "look up in place (pitch)", "tilt_up", authors_name="pan_up"),
-    Pattern("tilt_down", "rotate", _neg(_RIGHT), "look down in place (pitch)", "tilt_down", authors_name="pan_down"),
+    Pattern("truck_left", "translate", _neg(_RIGHT), "slide left (-x)", "truck_right", _BASIC, "x_left"),
+    Pattern("truck_right", "translate", _RIGHT, "slide right (+x)", "truck_left", _BASIC, "x_right"),
+    Pattern("pedestal_up", "translate", _neg(_DOWN), "rise (-y, OpenCV y points down)", "pedestal_up", _BASIC, "y_up"),
+    Pattern("pedestal_down", "translate", _DOWN, "sink (+y)", "pedestal_down", _BASIC, "y_down"),
+    Pattern("dolly_in", "translate", _FORWARD, "move forward (+z)", "dolly_in", _BASIC, "z_zoom_in"),
+    Pattern("dolly_out", "translate", _neg(_FORWARD), "move back (-z)", "dolly_out", _BASIC, "z_zoom_out"),
+    Pattern("pan_left", "rotate", _neg(_DOWN), "turn left in place (yaw)", "pan_right", _BASIC, "pan_left"),
+    Pattern("pan_right", "rotate", _DOWN, "turn right in place (yaw)", "pan_left", _BASIC, "pan_right"),
+    Pattern("tilt_up", "rotate", _RIGHT, "look up in place (pitch)", "tilt_up", _BASIC, "pan_up"),
+    Pattern("tilt_down", "rotate", _neg(_RIGHT), "look down in place (pitch)", "tilt_down", _BASIC, "pan_down"),
     Pattern("roll_left", "rotate", _neg(_FORWARD),
-            "roll counter-clockwise seen from behind the camera (its up vector tips left)", "roll_right",
-            authors_name="pan_rotation_left"),
+            "roll counter-clockwise seen from behind the camera (its up vector tips left)", "roll_right", _BASIC,
+            "pan_rotation_left"),
     Pattern("roll_right", "rotate", _FORWARD,
-            "roll clockwise seen from behind the camera (its up vector tips right)", "roll_left",
-            authors_name="pan_rotation_right"),
-    Pattern("orbit_left", "orbit", _DOWN, "circle the pivot moving left, looking at it", "orbit_right",
-            released_file="orbit_left_lora_weights.safetensors"),
-    Pattern("orbit_right", "orbit", _neg(_DOWN), "circle the pivot moving right, looking at it", "orbit_left"),
-    Pattern("orbit_up", "orbit", _neg(_RIGHT), "circle the pivot moving up, looking down at it", "orbit_up",
-            released_file="orbit_up_lora_weights.safetensors"),
-    Pattern("orbit_down", "orbit", _RIGHT, "circle the pivot moving down, looking up at it", "orbit_down"),
+            "roll clockwise seen from behind the camera (its up vector tips right)", "roll_left", _BASIC,
+            "pan_rotation_right"),
+    Pattern("orbit_left", "orbit", _DOWN, "circle the pivot moving left, looking at it", "orbit_right", _ORBITS,
+            "orbit_left"),
+    Pattern("orbit_right", "orbit", _neg(_DOWN), "circle the pivot moving right, looking at it", "orbit_left",
+            _ORBITS, "orbit_right"),
+    Pattern("orbit_up", "orbit", _neg(_RIGHT), "circle the pivot moving up, looking down at it", "orbit_up", _ORBITS,
+            "orbit_up"),
+    Pattern("orbit_down", "orbit", _RIGHT, "circle the pivot moving down, looking up at it", "orbit_down", _ORBITS,
+            "orbit_down"),
     Pattern("orbit_360", "orbit", _DOWN, "a full circle around the pivot, moving left (DimensionX's 145-frame "
-            "360-degree model, a full SAT checkpoint rather than a LoRA; not publicly released)", None, loop=True),
+            "360-degree model: released as a fine-tuned SAT checkpoint, not a LoRA)", None, ORBIT_360_RELEASE,
+            loop=True),
 )
 
 BY_NAME: dict[str, Pattern] = {p.name: p for p in TABLE}
 PATTERNS: tuple[str, ...] = tuple(BY_NAME)
 TWO_VIEW_PATTERNS: tuple[str, ...] = tuple(p.name for p in TABLE if not p.loop)  # motions between two views
-RELEASED_DIRECTORS: tuple[str, ...] = tuple(p.name for p in TABLE if p.released_file)
+RELEASED_DIRECTORS: tuple[str, ...] = tuple(p.name for p in TABLE if p.release and not p.loop)  # LoRAs
 
 
 def get(pattern: str) -> Pattern:

@@ -19,6 +19,8 @@ DEFAULT_FOV_DEG = 60.0       # horizontal field of view when the input photo's l
 DEFAULT_RADIUS = 2.0         # pivot distance in scene units (the scale every other length is read against)
 DEFAULT_ANGLE_DEG = 30.0
 DEFAULT_DISTANCE_FRACTION = 0.25  # default translation, as a fraction of the pivot distance
+MAX_FRAMES = 1024            # one path; a longer one is an articulated path of several clips
+MAX_MAGNITUDE = 3600.0       # ten full turns, or 3600 scene units: beyond it a number is a typo, not a motion
 
 
 def finite_number(name: str, value, low: float | None = None, high: float | None = None, what: str = "") -> float:
@@ -36,12 +38,13 @@ def finite_number(name: str, value, low: float | None = None, high: float | None
     return number
 
 
-def whole_number(name: str, value, minimum: int) -> int:
+def whole_number(name: str, value, minimum: int, maximum: int | None = None) -> int:
+    bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
             isinstance(value, float) and value.is_integer()):
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {int(value)}")
+        raise ValueError(f"{name} must be a whole number {bounds}, got {value!r}")
+    if int(value) < minimum or (maximum is not None and int(value) > maximum):
+        raise ValueError(f"{name} must be a whole number {bounds}, got {int(value)}")
     return int(value)
 
 
@@ -91,7 +94,7 @@ def plan(pattern: str, frames: int = DEFAULT_FRAMES, magnitude: float | None = N
     easing: "linear" (constant speed) or "ease" (starts and stops gently, same end pose).
     """
     spec = patterns.get(pattern)
-    frames = whole_number("frames", frames, 2)
+    frames = whole_number("frames", frames, 2, MAX_FRAMES)
     width, height = whole_number("width", width, 1), whole_number("height", height, 1)
     radius = finite_number("radius", radius, 0.0, what=" (the pivot distance in scene units)")
     elevation = finite_number("elevation", elevation, -90.0, 90.0, what=" (degrees)")
@@ -106,6 +109,8 @@ def plan(pattern: str, frames: int = DEFAULT_FRAMES, magnitude: float | None = N
     else:
         total = default_magnitude(pattern, radius) if magnitude is None else finite_number(
             "magnitude", magnitude, 0.0, what=f" ({spec.unit} for {pattern})")
+        if total > MAX_MAGNITUDE:
+            raise ValueError(f"magnitude must be at most {MAX_MAGNITUDE:g} {spec.unit} for {pattern}, got {total:g}")
     if pattern == "dolly_in" and total >= radius:
         raise ValueError(f"dolly_in of {total:g} scene units would reach or pass the pivot {radius:g} units ahead; "
                          f"use a magnitude below the radius")

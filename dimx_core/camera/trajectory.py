@@ -31,15 +31,30 @@ class Trajectory:
         if self.intrinsics.shape != (n, 3, 3):
             raise ValueError(f"intrinsics must be ({n}, 3, 3) to match {n} poses, got {self.intrinsics.shape}")
         if not (np.isfinite(self.c2w_opencv).all() and np.isfinite(self.intrinsics).all()):
-            raise ValueError("trajectory poses or intrinsics contain NaN or infinity")
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
+            bad = sorted({int(i) for i in np.nonzero(~np.isfinite(self.c2w_opencv).all(axis=(1, 2))
+                                                    | ~np.isfinite(self.intrinsics).all(axis=(1, 2)))[0]})
+            raise ValueError(f"trajectory poses or intrinsics contain NaN or infinity (frames {bad[:5]})")
+        if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and v > 0
+                   and float(v).is_integer() for v in (self.width, self.height)):
+            raise ValueError(f"image size must be positive whole numbers of pixels, got {self.width!r}x{self.height!r}")
+        self.width, self.height = int(self.width), int(self.height)
+        bottom = np.abs(self.c2w_opencv[:, 3] - [0.0, 0.0, 0.0, 1.0]).max(axis=1)
+        if (bottom > 1e-9).any():
+            index = int(np.argmax(bottom > 1e-9))
+            raise ValueError(f"pose {index} has the bottom row {self.c2w_opencv[index, 3].tolist()}, not 0 0 0 1: it "
+                             "is not a rigid camera-to-world matrix (a projection or a scaled matrix?)")
         rotations = self.c2w_opencv[:, :3, :3]
         error = np.abs(rotations @ rotations.transpose(0, 2, 1) - np.eye(3)).max()
         if error > 1e-4 or (np.linalg.det(rotations) < 0).any():
             raise ValueError(f"trajectory rotations are not proper rotations (orthogonality error {error:.2g})")
         if self.pivot is not None:
-            self.pivot = np.asarray(self.pivot, dtype=np.float64).reshape(3)
+            try:
+                pivot = np.asarray(self.pivot, dtype=np.float64)
+            except (TypeError, ValueError):
+                pivot = np.empty(0)
+            if pivot.shape != (3,) or not np.isfinite(pivot).all():
+                raise ValueError(f"pivot must be 3 finite numbers (x, y, z), got {self.pivot!r}")
+            self.pivot = pivot
 
     def __len__(self) -> int:
         return len(self.c2w_opencv)

@@ -5,19 +5,25 @@ scale, so it costs no reload from disk and no copy of weights.
 """
 from __future__ import annotations
 
+import logging
+import math
 import warnings
 from dataclasses import dataclass
 
 import torch
 
 from ..optional import require
+from .compatibility import compatibility
 from .formats import LoraFile
 from .schedule import DirectorSchedule
 
 ROLES = ("S", "T")
+log = logging.getLogger("dimensionx")
 
 
-def _check_name_and_role(name: str, role: str) -> None:
+def _check_director(name: str, role: str, strength: float) -> None:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise ValueError(f"director '{name}': strength must be a finite number (1.0 = as trained), got {strength!r}")
     if role not in ROLES:
         raise ValueError(f"director role must be 'S' (camera) or 'T' (motion), got {role!r}")
     if not name or not all(c.isalnum() or c in "_-." for c in name):
@@ -35,7 +41,7 @@ class DirectorRef:
     fingerprint: str
 
     def __post_init__(self) -> None:
-        _check_name_and_role(self.name, self.role)
+        _check_director(self.name, self.role, self.strength)
 
     @property
     def adapter_name(self) -> str:
@@ -52,7 +58,7 @@ class Director:
     lora: LoraFile
 
     def __post_init__(self) -> None:
-        _check_name_and_role(self.name, self.role)
+        _check_director(self.name, self.role, self.strength)
 
     @property
     def ref(self) -> DirectorRef:
@@ -81,6 +87,12 @@ def check_fits(lora: LoraFile, transformer: torch.nn.Module, model_label: str) -
                          "model (DimensionX directors are made for CogVideoX-5b-I2V).")
     if len(lora.ranks) != 1:
         raise ValueError(f"LoRA '{lora.path}' mixes ranks {lora.ranks} across layers; one rank per file is supported")
+    refusals, warnings = compatibility(lora, transformer)
+    if refusals:
+        raise ValueError(f"LoRA '{lora.path}' fits {model_label} by shape, but {'; and '.join(refusals)}. "
+                         "DimensionX directors are made for CogVideoX-5b-I2V (1.0).")
+    for warning in warnings:
+        log.warning("DimensionX: LoRA '%s': %s", lora.path, warning)
 
 
 def attach(transformer: torch.nn.Module, directors: list[Director], model_label: str) -> tuple[DirectorRef, ...]:

@@ -9,6 +9,7 @@ import torch
 
 from ..cogvideox.spec import ModelSpec, spec_from_configs
 from ..optional import require
+from ..weight_files import check_safetensors_files
 
 EXPECTED_CLASSES = {
     "transformer": "CogVideoXTransformer3DModel",
@@ -78,6 +79,7 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     folder."""
     folder, given = Path(folder), dict(given or {})
     read_model_index(folder)
+    check_safetensors_files(folder, "model")  # a truncated file would fail deep in from_pretrained, cause unsaid
     diffusers = require("diffusers")
     transformers = require("transformers")
     as_dtype = {_dtype_kwarg(diffusers): dtype}
@@ -95,3 +97,17 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     spec = spec_from_configs(dict(parts["transformer"].config), dict(parts["vae"].config))
     return VideoComponents(parts["transformer"], parts["vae"], parts["text_encoder"], tokenizer, scheduler_config,
                            spec, str(folder))
+
+
+def read_spec(folder: str | Path) -> ModelSpec:
+    """What a diffusers folder's model makes (size, frames), from its configs alone: no weights are read."""
+    folder = Path(folder)
+    read_model_index(folder)
+    configs = []
+    for part in ("transformer", "vae"):
+        path = folder / part / "config.json"
+        try:
+            configs.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"'{path}' is not a readable config ({err})") from err
+    return spec_from_configs(*configs)

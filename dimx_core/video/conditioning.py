@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cogvideox.spec import ModelSpec
+from .finite import check_decoded
 
 log = logging.getLogger("dimensionx")
 
@@ -16,9 +17,10 @@ def fit_image(image: torch.Tensor, width: int, height: int) -> tuple[torch.Tenso
 
     Returns the fitted image and a note saying what was done (None if the size already matched).
     """
-    if image.ndim != 3 or image.shape[-1] not in (3, 4):
-        raise ValueError(f"expected one RGB image of shape (H, W, 3), got {tuple(image.shape)}")
-    image = image[..., :3]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"image: expected one RGB image of shape (H, W, 3) (or grayscale (H, W, 1)), got "
+                         f"{tuple(image.shape)}")
+    image = image[..., :3].expand(*image.shape[:2], 3)  # grayscale: the same value in every channel
     src_h, src_w = image.shape[:2]
     if (src_w, src_h) == (width, height):
         return image, None
@@ -91,5 +93,6 @@ def encode_image_latents(vae, image: torch.Tensor, spec: ModelSpec, latent_frame
 
 def decode_latents(vae, latents: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     """(B, F, C, h, w) latents -> (B, frames, H, W, 3) in 0..1."""
-    video = vae.decode(latents.permute(0, 2, 1, 3, 4).to(vae.dtype) / spec.vae_scaling_factor).sample
+    video = check_decoded(vae.decode(latents.permute(0, 2, 1, 3, 4).to(vae.dtype) / spec.vae_scaling_factor).sample,
+                          vae)
     return (video.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1)

@@ -22,6 +22,7 @@ from ..speed.options import SpeedOptions
 from ..speed.session import attention_shape, speed_applied
 from .components import VideoComponents
 from .conditioning import decode_latents, encode_image_latents, encode_prompt, fit_image
+from .finite import check_denoised
 from .guides import LatentBlend, LatentStart, StepGuides, check_latents
 from .preview import LatentPreviewer, PreviewQueue
 from .request import SCHEDULERS, SamplerSettings, VideoRequest
@@ -226,4 +227,4 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
                 notes.append(f"first step {time.perf_counter() - started:.1f} s on the host (compiling, or loading "
                              "the compiled block from the cache)")
             hooks.step(i + 1, len(timesteps), previews.push(i, denoised) if previews is not None else None)
-    return latents
+    return check_denoised(latents, transformer, {"prompt states (T5)": text_states, "image latents": conditioning})

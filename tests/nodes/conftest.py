@@ -1,5 +1,6 @@
 """Import the pack the way ComfyUI does (a package named after its folder), next to a real ComfyUI tree."""
 import asyncio
+import contextlib
 import importlib.util
 import sys
 
@@ -30,3 +31,26 @@ def pack():
 def node_classes(pack):
     extension = asyncio.run(pack.comfy_entrypoint())
     return {node.GET_SCHEMA().node_id: node for node in asyncio.run(extension.get_node_list())}
+
+
+@contextlib.contextmanager
+def comfy_directories(root, names=("output", "temp", "input")):
+    """ComfyUI's named folders (output, temp, input, user) pointed at new subfolders of `root`, restored after."""
+    import folder_paths
+
+    saved = {name: getattr(folder_paths, f"get_{name}_directory")() for name in names}
+    for name in names:
+        (root / name).mkdir()
+        getattr(folder_paths, f"set_{name}_directory")(str(root / name))
+    try:
+        yield root
+    finally:
+        for name, folder in saved.items():
+            getattr(folder_paths, f"set_{name}_directory")(folder)
+
+
+@pytest.fixture
+def comfy_folders(tmp_path, pack):
+    """ComfyUI's input, output and temp folders pointed at a fresh temporary tree."""
+    with comfy_directories(tmp_path) as root:
+        yield root

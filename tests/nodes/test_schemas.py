@@ -1,6 +1,8 @@
 """What every node promises a ComfyUI user: a prefixed id, a category, a description, tooltips, a help page."""
 import ast
 
+import pytest
+
 from harness.comfyhost import REPO
 from tests.expected_nodes import expected_nodes
 
@@ -29,6 +31,25 @@ def test_nodes_needing_a_host_feature_are_listed_only_where_the_host_has_it(pack
     only_cameras = nodes.available_nodes(bare | {"load3d_camera": True})
     assert nodes.recon.GaussiansToSplat not in only_cameras and nodes.camera.Load3DCamerasToViews in only_cameras
     assert set(needs.values()) <= set(nodes.host.host_features())
+
+
+SAMPLER_WIDGETS = ["model", "image", "prompt", "negative_prompt", "steps", "guidance", "use_dynamic_cfg", "scheduler",
+                   "seed", "positive", "negative"]  # saved workflows depend on these names and this order
+
+
+@pytest.mark.parametrize("node_id", ["DimensionXDirectorSampler", "DimensionXSwitchOnceSampler",
+                                     "DimensionXArticulatedVideo", "DimensionXMultiViewGenerate"])
+def test_samplers_share_the_sampler_inputs_in_their_saved_order(node_classes, node_id):
+    names = [item.id for item in node_classes[node_id].GET_SCHEMA().inputs]
+    fragment = [name for name in SAMPLER_WIDGETS if node_id != "DimensionXMultiViewGenerate" or name != "image"]
+    assert names[:len(fragment)] == fragment and "speed" in names
+
+
+def test_sampler_inputs_outside_the_fragment_are_a_named_error(pack):
+    values = dict(model=None, prompt="", negative_prompt="", stpes=2, guidance=6.0, use_dynamic_cfg=True,
+                  scheduler="ddim", seed=0)
+    with pytest.raises(TypeError, match=r"unexpected \['stpes'\], missing \['steps'\]"):
+        pack.nodes.sampling_inputs.unpack(values)
 
 
 def test_every_node_is_named_documented_and_has_tooltips(node_classes):

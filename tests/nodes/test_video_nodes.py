@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from dimx_core.tiny import build_tiny_lora
+from dimx_core.tiny import build_tiny_lora, build_tiny_t5_file
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +18,10 @@ def folders(pack, tiny_model_dir, tmp_path_factory):
         build_tiny_lora(tiny_model_dir, root / "loras" / "dimx" / f"{kind}.safetensors", kind, seed)
     (root / "loras" / "broken.safetensors").write_bytes(b"\x00" * 16)
     for folder, source in (("diffusion_models", "transformer/diffusion_pytorch_model.safetensors"),
-                           ("vae", "vae/diffusion_pytorch_model.safetensors"),
-                           ("text_encoders", "text_encoder/model.safetensors")):
+                           ("vae", "vae/diffusion_pytorch_model.safetensors")):
         (root / folder).mkdir()
         shutil.copy(tiny_model_dir / source, root / folder / f"tiny_{folder}.safetensors")
+    build_tiny_t5_file(root / "text_encoders" / "tiny_text_encoders.safetensors")  # pairs with ComfyUI's tokenizer
     for folder in ("dimensionx", "loras", "diffusion_models", "vae", "text_encoders"):
         folder_paths.add_model_folder_path(folder, str(root / folder), is_default=True)
     return root
@@ -73,7 +73,7 @@ def test_director_chain_names_and_defaults(node_classes):
 
 def test_loader_names_a_broken_file_and_a_file_outside_the_folders(node_classes):
     load = node_classes["DimensionXLoadDirectorLoRA"].execute
-    with pytest.raises(ValueError, match="broken.safetensors' is not a readable"):
+    with pytest.raises(ValueError, match="broken.safetensors' cannot be loaded: its header is not a .safetensors"):
         load("broken.safetensors", "S", "", 1.0)
     with pytest.raises(ValueError, match="is not in ComfyUI's 'loras' folder"):
         load("../../etc/passwd", "S", "", 1.0)
@@ -112,16 +112,18 @@ def test_t5_conditioning_replaces_the_prompt_and_short_states_are_refused(node_c
         sample(node_classes, model, positive=[[torch.zeros(1, 77, 768), {}]])
 
 
-def test_single_files_mode(node_classes, folders, monkeypatch, pack, tiny_model_dir):
-    host = pack.nodes.host
-    monkeypatch.setattr(host, "t5_tokenizer_folder", lambda: tiny_model_dir / "tokenizer")
+def test_single_files_mode_borrows_comfyuis_own_t5_tokenizer(node_classes, folders, pack):
+    tokenizer = pack.nodes.host.t5_tokenizer_folder()  # comfy.text_encoders is a namespace package on 0.3.75
+    assert (tokenizer / "tokenizer.json").is_file() and tokenizer.parent.name == "text_encoders"
     load = node_classes["DimensionXLoadVideoModel"].execute
     with pytest.raises(ValueError, match="needs vae_file, text_encoder_file"):
         load("(single files below)", "fp32", "tiny_diffusion_models.safetensors")
     loaded, info = load("(single files below)", "fp32", "tiny_diffusion_models.safetensors", "tiny_vae.safetensors",
                         "tiny_text_encoders.safetensors").result
     assert "CogVideoX 1.0 image-to-video, 144x96, 17 frames" in info
-    assert loaded.parts.transformer.config.num_layers == 2
+    assert loaded.parts.transformer.config.num_layers == 2 and len(loaded.parts.tokenizer) == 32100
+    frames = sample(node_classes, loaded, steps=1)[0]
+    assert frames.shape == (17, 96, 144, 3) and torch.isfinite(frames).all()
 
 
 def test_articulated_video_chains_clips_along_the_path(node_classes, model):

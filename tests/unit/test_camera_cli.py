@@ -48,7 +48,7 @@ def test_trajectory_writes_colmap_text(tmp_path):
 
 def test_bad_trajectory_parameters_exit_2_with_the_reason(tmp_path, capsys):
     assert main(["trajectory", "--pattern", "orbit_left", "--frames", "0", "--out", str(tmp_path / "t.json")]) == 2
-    assert "frames must be a whole number >= 2, got 0" in capsys.readouterr().err
+    assert "frames must be a whole number from 2 to 1024, got 0" in capsys.readouterr().err
     assert main(["trajectory", "--pattern", "orbit_left", "--radius", "-1", "--out", str(tmp_path / "t.json")]) == 2
     assert "radius must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "t.json").exists()

@@ -45,8 +45,9 @@ def test_a_pose_between_two_patterns_scores_both_partially():
 
 def test_candidates_limit_the_choice_and_the_table_lists_every_score():
     motion = RelativeMotion.from_pose(_last_pose("pan_right", 20.0))
-    best, scores = choose_director(motion, parse_candidates("released"))
+    best, scores = choose_director(motion, parse_candidates("orbit_left, orbit_up"))
     assert {s.director for s in scores} == {"orbit_left", "orbit_up"}
+    assert parse_candidates("released") == patterns.TWO_VIEW_PATTERNS  # every basic move and orbit is public
     table = score_table(best, scores)
     assert table.splitlines()[0].startswith("best director: ") and "orbit_up" in table
     assert parse_candidates("all") is None and parse_candidates(" pan_left , orbit_up") == ("pan_left", "orbit_up")

@@ -98,7 +98,7 @@ def test_truncated_and_foreign_files_are_named(release, tmp_path, parts):
     good = lora_writers.write(tmp_path / "good.safetensors", release)
     truncated = tmp_path / "half.safetensors"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(ValueError, match="half.safetensors. is not a readable .safetensors file"):
+    with pytest.raises(ValueError, match="half.safetensors. cannot be loaded: truncated: it holds"):
         read_lora(truncated)
     model_like = tmp_path / "model.safetensors"
     save_file({"transformer_blocks.0.attn1.to_q.weight": torch.zeros(4, 4)}, str(model_like))

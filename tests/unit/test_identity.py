@@ -190,3 +190,11 @@ def test_reference_frame_is_the_one_whose_motion_covers_the_most():
     with pytest.raises(ValueError, match="does not match 6 frames"):
         select_reference_frame(video, mask=torch.zeros(3, 10, 10))
     assert "reference frame" in choice.describe()
+
+
+def test_reference_frame_selection_honours_cancel_between_frame_pairs():
+    seen = []
+    hooks = Hooks(progress=lambda step, total, _: seen.append((step, total)), should_stop=lambda: len(seen) >= 2)
+    with pytest.raises(Interrupted):
+        select_reference_frame(torch.rand(40, 32, 48, 3, generator=torch.Generator().manual_seed(0)), hooks=hooks)
+    assert seen == [(1, 39), (2, 39)]

@@ -43,7 +43,8 @@ def test_mixed_segments_chain_and_keep_a_shared_pivot():
 @pytest.mark.parametrize("call, message", [
     (lambda: split_motion("orbit_left", 90.0, 0.0), "max_clip must be > 0"),
     (lambda: split_motion("dolly_in", 3.0, 1.0, radius=2.0), "would reach or pass the pivot"),
-    (lambda: split_motion("orbit_left", 90.0, 30.0, frames_per_clip=1), "frames_per_clip must be a whole number >= 2"),
+    (lambda: split_motion("orbit_left", 90.0, 30.0, frames_per_clip=1),
+     "frames_per_clip must be a whole number from 2 to 1024"),
     (lambda: chain([]), "at least one"),
     (lambda: chain([("orbit_360", 360.0)]), "closed loop"),
     (lambda: chain([("orbit_left", 30.0)], easing="ease"), "constant speed"),

@@ -28,7 +28,7 @@ def _angle_deg(a, b):
 def test_every_pattern_has_a_director_and_a_mirror_in_the_table():
     assert len(patterns.PATTERNS) == 17 and len(KINDS["translate"]) == 6 and len(KINDS["rotate"]) == 6
     assert {director_name(p) for p in patterns.PATTERNS} == set(patterns.PATTERNS)
-    assert patterns.RELEASED_DIRECTORS == ("orbit_left", "orbit_up")
+    assert patterns.RELEASED_DIRECTORS == patterns.TWO_VIEW_PATTERNS  # 12 basic moves + 4 orbits, all released
     for spec in patterns.TABLE:
         assert spec.mirror is None or patterns.get(spec.mirror).mirror == spec.name
 
@@ -139,8 +139,8 @@ def test_default_magnitudes_depend_on_the_kind_of_motion():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(pattern="orbit_sideways"), "unknown pattern 'orbit_sideways'; choose one of: truck_left"),
-    (dict(frames=0), "frames must be a whole number >= 2, got 0"),
-    (dict(frames=1), "frames must be a whole number >= 2, got 1"),
+    (dict(frames=0), "frames must be a whole number from 2 to 1024, got 0"),
+    (dict(frames=1), "frames must be a whole number from 2 to 1024, got 1"),
     (dict(frames=2.5), "frames must be a whole number"),
     (dict(magnitude=float("nan")), "magnitude must be a finite number"),
     (dict(magnitude=-5.0), "magnitude must be > 0 (degrees for orbit_left), got -5"),
@@ -158,3 +158,19 @@ def test_bad_parameters_give_specific_errors(kwargs, message):
     arguments = dict(pattern="orbit_left", frames=49, magnitude=30.0) | kwargs
     with pytest.raises(ValueError, match=re.escape(message)):
         plan(**arguments)
+
+
+@pytest.mark.parametrize("pattern, release, authors_name", [
+    ("truck_left", "ShuoChen20/DimensionX_12_basic_camera_lora", "x_left"),
+    ("pedestal_up", "ShuoChen20/DimensionX_12_basic_camera_lora", "y_up"),
+    ("dolly_out", "ShuoChen20/DimensionX_12_basic_camera_lora", "z_zoom_out"),
+    ("tilt_up", "ShuoChen20/DimensionX_12_basic_camera_lora", "pan_up"),
+    ("roll_right", "ShuoChen20/DimensionX_12_basic_camera_lora", "pan_rotation_right"),
+    ("orbit_down", "ShuoChen20/DimensionX_4_orbit_camera_lora", "orbit_down"),
+    ("orbit_360", "ShuoChen20/DimensionX_360orbit", None),
+])
+def test_every_released_director_maps_to_its_pattern(pattern, release, authors_name):
+    spec = patterns.get(pattern)
+    assert (spec.release, spec.authors_name) == (release, authors_name)
+    assert sum(p.release == "ShuoChen20/DimensionX_12_basic_camera_lora" for p in patterns.TABLE) == 12
+    assert sum(p.release == "ShuoChen20/DimensionX_4_orbit_camera_lora" for p in patterns.TABLE) == 4
