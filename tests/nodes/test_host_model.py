@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from dimx_core.directors.formats import read_lora
+from harness.assets import TINY_LORAS
+from harness.comfyhost import REPO
+from harness.workflows import load_workflow, ui_to_api
 from dimx_core.tiny import build_tiny_lora, build_tiny_model
 from dimx_core.video.sampling import rotary_embeddings
 from tests.core_models import core_cogvideox_model
@@ -73,36 +76,54 @@ def test_director_on_a_core_model_is_a_core_patch_of_strength_over_rank(node_cla
         apply(base, "core/for_another_model.safetensors", 1.0)
 
 
-def test_switch_once_on_core_advanced_samplers_runs_s_on_the_first_steps_then_t(node_classes, tiny_core):
-    """Two core sampler runs over step ranges (what two KSampler (Advanced) nodes do), each on a copy of the MODEL
-    with one director: the S-Director's weights are in place exactly for steps 0-1, the T-Director's after."""
-    import comfy.sample
+def test_core_switch_once_workflow_runs_its_s_director_on_the_first_steps_then_the_t_director(node_classes,
+                                                                                             tiny_core):
+    """workflows/newest-host/video_switch_once_core_samplers.json as core runs it: its two KSampler (Advanced)
+    nodes, with their own widget values, each on the MODEL through its Apply Director node (the workflow's LoRA
+    names built here from tiny-core LoRAs). The S-Director is in place exactly on steps 0..k-1, the T-Director on
+    steps k..end. The tiny weights cannot go through core's loaders (they build only the published sizes), so the
+    MODEL is built directly and the image condition left out."""
+    import nodes as core_nodes
+
+    workflow = load_workflow(REPO / "workflows" / "newest-host" / "video_switch_once_core_samplers.json")
+    info = {node["type"]: {"input": {}} for node in workflow["nodes"]}
+    info["KSamplerAdvanced"] = {"input": core_nodes.KSamplerAdvanced.INPUT_TYPES()}
+    info["DimensionXApplyDirectorToModel"] = {"input": node_classes["DimensionXApplyDirectorToModel"].INPUT_TYPES()}
+    prompt = ui_to_api(workflow, info)
+    samplers = sorted((node for node in prompt.values() if node["class_type"] == "KSamplerAdvanced"),
+                      key=lambda node: node["inputs"]["start_at_step"])
+    first, second = (node["inputs"] for node in samplers)
+    assert second["latent_image"][0] in prompt and prompt[second["latent_image"][0]] is samplers[0]
 
     base = core_cogvideox_model(tiny_core)
     weight = base.model.diffusion_model.blocks[0].q.weight.detach().clone()
-    loras = tiny_core.parent.parent / "loras" / "core"
-    expected = {"S": weight + lora_delta(loras / "s.safetensors"), "T": weight + lora_delta(loras / "t.safetensors")}
-    apply = node_classes["DimensionXApplyDirectorToModel"].execute
+    loras, expected, models = tiny_core.parent.parent / "loras", {}, []
+    for sampler in (first, second):
+        director = prompt[sampler["model"][0]]["inputs"]
+        kind, seed = TINY_LORAS[director["lora_name"]]
+        build_tiny_lora(tiny_core, loras / director["lora_name"], kind, seed)
+        expected[kind.upper()] = weight + lora_delta(loras / director["lora_name"], director["strength"])
+        models.append(node_classes["DimensionXApplyDirectorToModel"].execute(
+            base, director["lora_name"], director["strength"]).result[0])
     seen = []
-
-    def recording(model):
-        def wrapper(apply_model, args):
+    for model in models:
+        def wrapper(apply_model, args, model=model):
             active = model.model.diffusion_model.blocks[0].q.weight
-            seen.append([name for name, w in expected.items() if torch.allclose(active, w, atol=1e-6)])
+            seen.append("".join(name for name, w in expected.items() if torch.allclose(active, w, atol=1e-6)))
             return apply_model(args["input"], args["timestep"], **args["c"])
         model.set_model_unet_function_wrapper(wrapper)
-        return model
 
-    spatial = recording(apply(base, "core/s.safetensors", 1.0).result[0])
-    temporal = recording(apply(base, "core/t.safetensors", 1.0).result[0])
-    positive = [[torch.randn(1, 226, 32, generator=torch.Generator().manual_seed(0)), {}]]
-    latent = torch.zeros(1, 16, 5, 12, 18)
-    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(1))
-    common = dict(steps=5, cfg=1.0, sampler_name="euler", scheduler="simple", positive=positive, negative=positive)
-    half = comfy.sample.sample(spatial, noise, latent_image=latent, start_step=0, last_step=2, **common)
-    comfy.sample.sample(temporal, noise, latent_image=half, start_step=2, last_step=5, disable_noise=True,
-                        force_full_denoise=True, **common)
-    assert seen == [["S"], ["S"], ["T"], ["T"], ["T"]]
+    text = [[torch.randn(1, 226, 32, generator=torch.Generator().manual_seed(0)), {}]]
+    latent = {"samples": torch.zeros(1, 16, 5, 12, 18)}
+    widgets = ("add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "start_at_step",
+               "end_at_step", "return_with_leftover_noise")
+    for model, sampler in zip(models, (first, second)):
+        latent = core_nodes.KSamplerAdvanced().sample(model, positive=text, negative=text, latent_image=latent,
+                                                      **{name: sampler[name] for name in widgets})[0]
+    switch, steps = first["end_at_step"], first["steps"]
+    assert (second["start_at_step"], second["steps"], first["start_at_step"]) == (switch, steps, 0)
+    assert seen == ["S"] * switch + ["T"] * (steps - switch)
+    assert torch.isfinite(latent["samples"]).all()
 
 
 def step_outputs(model, node_classes, directors):
