@@ -26,9 +26,11 @@ TINY_TRANSFORMER_15 = dict(TINY_TRANSFORMER, patch_size_t=2, ofs_embed_dim=32, p
                            use_learned_positional_embeddings=False)
 # DimensionX's 360-degree orbit model: 145 frames (37 latent frames); 48x32 instead of 480x320 keeps it fast
 TINY_TRANSFORMER_145 = dict(TINY_TRANSFORMER, sample_frames=145, sample_height=4, sample_width=6)
+# 1.0 as ComfyUI's native CogVideoX can load it: its loader assumes 64-wide heads and a width divisible by 3
+TINY_TRANSFORMER_CORE = dict(TINY_TRANSFORMER, num_attention_heads=3, attention_head_dim=64)
 # version -> (transformer config, whether the VAE inverts its latent scale)
 TINY_VERSIONS = {"1.0": (TINY_TRANSFORMER, False), "1.5": (TINY_TRANSFORMER_15, True),
-                 "1.0-145": (TINY_TRANSFORMER_145, False)}
+                 "1.0-145": (TINY_TRANSFORMER_145, False), "1.0-core": (TINY_TRANSFORMER_CORE, False)}
 TINY_VAE = dict(in_channels=3, out_channels=3, down_block_types=["CogVideoXDownBlock3D"] * 4,
                 up_block_types=["CogVideoXUpBlock3D"] * 4, block_out_channels=[8, 8, 16, 16], latent_channels=16,
                 layers_per_block=1, act_fn="silu", norm_eps=1e-6, norm_num_groups=8, temporal_compression_ratio=4,
@@ -89,7 +91,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
 
     version "1.0" mirrors CogVideoX-5b-I2V (what DimensionX directors are made for); "1.5" mirrors
     CogVideoX1.5-5B-I2V, so the 1.5 conditioning paths can be tested too; "1.0-145" is 1.0 in the 145-frame layout
-    of DimensionX's 360-degree orbit model.
+    of DimensionX's 360-degree orbit model; "1.0-core" is 1.0 with heads ComfyUI's native CogVideoX loads.
     """
     if version not in TINY_VERSIONS:
         raise ValueError(f"version must be one of {', '.join(map(repr, TINY_VERSIONS))}, got {version!r}")

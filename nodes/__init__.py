@@ -16,6 +16,8 @@ NEEDS_HOST_FEATURE: dict[type[io.ComfyNode], str] = {
     camera.TrajectoryToLoad3DCamera: "load3d_camera",
     camera.Load3DCamerasToViews: "load3d_camera",
     recon.GaussiansToSplat: "core_splat_type",
+    recon.SplatToGaussians: "core_splat_type",
+    directors.ApplyDirectorToModel: "native_cogvideox",
 }
 
 

@@ -8,6 +8,7 @@ from ..dimx_core.camera.articulated import MAX_CLIPS
 from ..dimx_core.camera.conventions import to_load3d_camera, two_views_from_load3d
 from ..dimx_core.camera.estimate import estimate_relative_motion
 from ..dimx_core.camera.formats import read_camera_file, write_colmap_text, write_transforms_json
+from ..dimx_core.camera.paths import DEFAULT_AZIMUTH_RANGE, GENXD_HELP, PATH_PATTERNS, plan_path
 from . import host
 from .types import TrajectoryType, VideoModelType
 
@@ -62,7 +63,8 @@ class TrajectoryPlanner(io.ComfyNode):
                         "generated frame, the first being the input image's camera at the origin. Also names the "
                         "director LoRA that produces the motion.",
             inputs=[
-                io.Combo.Input("pattern", options=list(patterns.PATTERNS), default="orbit_left", tooltip=PATTERN_HELP),
+                io.Combo.Input("pattern", options=list(PATH_PATTERNS), default="orbit_left",
+                               tooltip=PATTERN_HELP + "; " + GENXD_HELP),
                 io.Int.Input("frames", default=0, min=0, max=planner.MAX_FRAMES,
                              tooltip="Frames of the video; 0: the connected model's (without one, CogVideoX-5b-I2V's "
                                      f"{planner.DEFAULT_FRAMES})."),
@@ -70,11 +72,18 @@ class TrajectoryPlanner(io.ComfyNode):
                                step=0.5,
                                tooltip="Total motion: degrees for rotations and orbits (typical 20-45), scene units "
                                        "for truck/pedestal/dolly (typical 0.2-1 with radius 2). The loops "
-                                       "(orbit_360, orbit_360_right) always turn a full circle and do not use it."),
+                                       "(orbit_360, orbit_360_right) and the GenXD modes do not use it."),
                 *_camera_inputs(),
                 io.Combo.Input("easing", options=list(planner.EASINGS), default="linear",
-                               tooltip="linear: constant speed. ease: starts and stops gently (same end pose)."),
+                               tooltip="linear: constant speed. ease: starts and stops gently (same end pose). The "
+                                       "GenXD modes keep GenXD's own spacing."),
                 _model_input(),
+                io.Float.Input("azimuth_start", default=DEFAULT_AZIMUTH_RANGE[0], min=-3600.0, max=3600.0, step=1.0,
+                               optional=True, tooltip="GenXD modes only: first azimuth of GenXD's azimuth range, in "
+                                                      "degrees (growing azimuth: the camera orbits left)."),
+                io.Float.Input("azimuth_end", default=DEFAULT_AZIMUTH_RANGE[1], min=-3600.0, max=3600.0, step=1.0,
+                               optional=True, tooltip="GenXD modes only: last azimuth of GenXD's azimuth range, in "
+                                                      "degrees (0 to 360 in orbit mode: a full circle)."),
             ],
             outputs=[TrajectoryType.Output(display_name="trajectory"),
                      io.String.Output(display_name="director",
@@ -82,11 +91,12 @@ class TrajectoryPlanner(io.ComfyNode):
 
     @classmethod
     def execute(cls, pattern, frames, magnitude, radius, elevation, fov_deg, width, height, easing,
-                model=None) -> io.NodeOutput:
+                model=None, azimuth_start=DEFAULT_AZIMUTH_RANGE[0],
+                azimuth_end=DEFAULT_AZIMUTH_RANGE[1]) -> io.NodeOutput:
         frames, width, height = video_geometry(model, frames, width, height)
-        path = planner.plan(pattern, frames, magnitude, radius=radius, elevation=elevation, fov_deg=fov_deg,
-                            width=width, height=height, easing=easing)
-        return io.NodeOutput(path, path.director)
+        path = plan_path(pattern, frames, magnitude, azimuth_range=(azimuth_start, azimuth_end), radius=radius,
+                         elevation=elevation, fov_deg=fov_deg, width=width, height=height, easing=easing)
+        return io.NodeOutput(path, path.director or "")
 
 
 class ArticulatedPathPlanner(io.ComfyNode):

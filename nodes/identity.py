@@ -198,7 +198,9 @@ class AppearanceRefine(io.ComfyNode):
             raise ValueError(f"{len(frames)} frames do not split into {videos} videos of equal length")
         chain, speed = tuple(directors or ()), speed or SpeedOptions()
         settings = SamplerSettings(steps=steps, guidance=guidance, seed=seed)  # the model's own solver and CFG
-        shared = VideoRequest(None, prompt, negative_prompt, settings, sampling_inputs.attached(model, chain),
+        shared = VideoRequest(None, model.prompt_states(prompt, "prompt"),
+                              model.prompt_states(negative_prompt, "negative_prompt"), settings,
+                              sampling_inputs.attached(model, chain),
                               schedules.constant([d.name for d in chain], steps), lossy=speed.lossy())
         batch = frames.reshape(videos, len(frames) // videos, *frames.shape[1:])
         passes = 2 if repeat else 1

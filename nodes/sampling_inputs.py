@@ -108,9 +108,10 @@ def unpack(values: dict) -> Sampling:
     # text, or T5 states from a ComfyUI CLIP loader fitted to the model, for each side of guidance
     width, tokens = model.parts.transformer.config.text_embed_dim, model.parts.spec.text_tokens
     positive, negative = values.get("positive"), values.get("negative")
-    prompt = fit_prompt_states(positive[0][0], tokens, width, "positive") if positive else values["prompt"]
+    prompt = (fit_prompt_states(positive[0][0], tokens, width, "positive") if positive
+              else model.prompt_states(values["prompt"], "prompt"))
     negative_prompt = (fit_prompt_states(negative[0][0], tokens, width, "negative") if negative
-                       else values["negative_prompt"])
+                       else model.prompt_states(values["negative_prompt"], "negative_prompt"))
     settings = SamplerSettings(steps=values["steps"], guidance=values["guidance"],
                                dynamic_cfg=values["use_dynamic_cfg"], scheduler=values["scheduler"],
                                seed=values["seed"])

@@ -102,26 +102,34 @@ def _dtype_kwarg(library) -> str:
     return "dtype" if Version(library.__version__) >= Version(renamed_in) else "torch_dtype"
 
 
-def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16) -> VideoComponents:
-    """Load every part on the CPU in `dtype`; the host decides when each part goes to the accelerator."""
-    folder = Path(folder)
+def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16,
+                          given: dict[str, torch.nn.Module] | None = None) -> VideoComponents:
+    """Load every part on the CPU in `dtype`; the host decides when each part goes to the accelerator. `given`
+    parts ("transformer", "vae", "text_encoder"; the host's own, bound) are used instead and not read from the
+    folder."""
+    folder, given = Path(folder), dict(given or {})
     index = read_model_index(folder)
     release = read_release_defaults(folder, index)  # a bad file fails before the long load
     check_safetensors_files(folder, "model")  # a truncated file would fail deep in from_pretrained, cause unsaid
     diffusers = require("diffusers")
     transformers = require("transformers")
     as_dtype = {_dtype_kwarg(diffusers): dtype}
-    transformer = diffusers.CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer", **as_dtype)
-    vae = diffusers.AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", **as_dtype)
-    text_encoder = transformers.T5EncoderModel.from_pretrained(folder, subfolder="text_encoder",
-                                                               **{_dtype_kwarg(transformers): dtype})
+    loaders = {
+        "transformer": lambda: diffusers.CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer",
+                                                                                    **as_dtype),
+        "vae": lambda: diffusers.AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", **as_dtype),
+        "text_encoder": lambda: transformers.T5EncoderModel.from_pretrained(folder, subfolder="text_encoder",
+                                                                            **{_dtype_kwarg(transformers): dtype}),
+    }
+    loaded = {part: load().eval().requires_grad_(False) for part, load in loaders.items() if part not in given}
+    parts = {**loaded, **given}
     tokenizer = transformers.T5Tokenizer.from_pretrained(folder, subfolder="tokenizer")
     scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    spec = spec_from_configs(dict(transformer.config), dict(vae.config))
-    for module in (transformer, vae, text_encoder):
-        module.eval().requires_grad_(False)
-    return VideoComponents(transformer, vae, text_encoder, tokenizer, scheduler_config, spec, str(folder), release,
-                           origin=ModelSource(dtype_name(dtype), folder=str(folder)))
+    spec = spec_from_configs(dict(parts["transformer"].config), dict(parts["vae"].config))
+    # host-bound parts carry the host's patches, which a worker loading the folder would not have
+    origin = None if given else ModelSource(dtype_name(dtype), folder=str(folder))
+    return VideoComponents(parts["transformer"], parts["vae"], parts["text_encoder"], tokenizer, scheduler_config,
+                           spec, str(folder), release, origin=origin)
 
 
 def read_spec(folder: str | Path) -> ModelSpec:

@@ -35,11 +35,7 @@ def _strip_prefix(state: dict) -> dict:
 def transformer_state(path: str | Path) -> dict[str, torch.Tensor]:
     state = _strip_prefix(load_state_dict(path, "transformer file")[0])
     if native_keys.is_native(state):
-        converted = {}
-        for key, value in state.items():
-            module, _, leaf = key.rpartition(".")
-            converted[f"{native_keys.to_diffusers(module)}.{leaf}" if module else key] = value
-        state = converted
+        state = {native_keys.tensor_to_diffusers(key): value for key, value in state.items()}
     if "patch_embed.proj.weight" not in state or "transformer_blocks.0.attn1.to_q.weight" not in state:
         raise ValueError(f"'{Path(path).name}' is not a CogVideoX transformer (no patch embedding or attention "
                          "weights found). Choose the diffusion-model file of CogVideoX-5b-I2V.")

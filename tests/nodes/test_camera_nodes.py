@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from dimx_core.camera import plan, split_motion
+from dimx_core.camera.genxd import genxd_trajectory
 from dimx_core.camera.formats import read_colmap_text, read_transforms_json, write_transforms_json
 from tests.synthetic_scene import Room
 
 PLANNER_DEFAULTS = dict(pattern="orbit_left", frames=0, magnitude=30.0, radius=2.0, elevation=0.0, fov_deg=60.0,
-                        width=0, height=0, easing="linear")  # 0: the connected model's, else 49 at 720x480
+                        width=0, height=0, easing="linear", azimuth_start=0.0,
+                        azimuth_end=30.0)  # 0: the connected model's, else 49 at 720x480
 MODEL_360 = SimpleNamespace(parts=SimpleNamespace(spec=SimpleNamespace(frames=145, width=480, height=320)))
 
 
@@ -61,6 +63,24 @@ def test_articulated_planner_clips_follow_the_model(node_classes):
     assert len(clips) == 4 and all(len(clip) == 145 and clip.width == 480 for clip in clips)
     np.testing.assert_allclose(whole.c2w_opencv, expected.combined().c2w_opencv)
     assert director == "orbit_right" and "145 frames each" in summary
+
+
+def test_planner_plans_genxd_modes_with_genxd_focal_from_the_fov(node_classes):
+    planner = node_classes["DimensionXTrajectoryPlanner"]
+    forward, director = planner.execute(**PLANNER_DEFAULTS | dict(pattern="genxd_forward", frames=16, elevation=15.0,
+                                                                  azimuth_start=-20.0, azimuth_end=20.0,
+                                                                  radius=3.0, fov_deg=90.0)).result
+    expected = genxd_trajectory("forward", 15.0, (-20.0, 20.0), radius=3.0, focal=0.5, frames=16)  # fx = w/2 at 90
+    np.testing.assert_allclose(forward.c2w_opencv, expected.c2w_opencv, atol=1e-12)
+    np.testing.assert_allclose(forward.intrinsics[0, 0, 0], 360.0)
+    assert director == "" and forward.pattern == "genxd_forward"
+    orbit, director = planner.execute(**PLANNER_DEFAULTS | dict(pattern="genxd_orbit", frames=8, azimuth_start=30.0,
+                                                                azimuth_end=-30.0)).result
+    assert director == "orbit_right"
+    np.testing.assert_allclose(orbit.c2w_opencv, genxd_trajectory("orbit", 0.0, (30, -30), frames=8).c2w_opencv,
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        planner.execute(**PLANNER_DEFAULTS | dict(pattern="genxd_forward", frames=10))
 
 
 def test_planner_refuses_bad_values_with_the_librarys_message(node_classes):
