@@ -229,7 +229,7 @@ class WorkerPool:
             return
         self.ensure(parts)
         hooks, speed = runtime.hooks, wire.encode(dataclasses.replace(runtime.speed, compile_cache=None))
-        queue, total, finished = deque(unique), sum(task.steps for task in unique), 0
+        queue, total, finished, shown = deque(unique), sum(task.steps for task in unique), 0, 0
         while queue or self._busy():
             if hooks.should_stop():
                 for task, frames, where in self._stop_all():  # what finished as the workers stopped is kept
@@ -253,7 +253,9 @@ class WorkerPool:
             if (queue or self._busy()) and not self.gangs:
                 raise RuntimeError("every worker stopped (see the Ray log); the finished videos are kept, run again "
                                    "to go on")
-            hooks.progress(finished + self._running_steps(), total, None)
+            # a worker too busy to answer in time reports nothing this round: the bar waits instead of going back
+            shown = max(shown, finished + self._running_steps())
+            hooks.progress(shown, total, None)
 
     def _busy(self) -> list[Gang]:
         return [gang for gang in self.gangs if gang.running is not None]
