@@ -28,7 +28,7 @@ def test_every_node_checks_its_widget_values_itself(node_classes):
     ("DimensionXPreviewGaussians", dict(gaussians=None, path="bogus", frames=36),
      "path: 'bogus' is not one of its options ('turntable', 'trajectory')"),
     ("DimensionXLoadDirectorLoRA", dict(strength=float("nan")), "strength must be a finite number, got nan"),
-    ("DimensionXTrajectoryPlanner", dict(PLANNER, frames=5000), "frames must be between 2 and 1024, got 5000"),
+    ("DimensionXTrajectoryPlanner", dict(PLANNER, frames=5000), "frames must be between 0 and 1024, got 5000"),
     ("DimensionXTrajectoryPlanner", dict(PLANNER, magnitude=float("inf")), "magnitude must be a finite number"),
     ("DimensionXSaveGaussians", dict(filename_prefix="scene\x00.ply"), "filename_prefix contains a NUL character"),
 ], ids=["combo", "combo-preview", "nan-strength", "int-range", "inf-float", "nul-string"])
