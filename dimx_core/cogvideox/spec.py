@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .layouts import LAYOUTS, REFERENCE_NOISE, interpolating_layouts, layout_for
+from .layouts import LAYOUTS, REFERENCE_NOISE, ConditioningLayout, interpolating_layouts, layout_for
 
 # The published CogVideoX-5b-I2V (1.0) transformer config; the benchmark builds it with random weights.
 COGVIDEOX_5B_I2V_TRANSFORMER = dict(
@@ -74,11 +74,8 @@ class ModelSpec:
                 f"{' (fixed size)' if self.fixed_size else ''}")
 
 
-def spec_from_configs(transformer_config: dict, vae_config: dict) -> ModelSpec:
-    """What a checkpoint makes, from its transformer and VAE configs (the raw config.json contents: CogVideoX-Fun
-    folders say `add_noise_in_inpaint_model` there, which diffusers' model config drops)."""
-    in_channels = transformer_config["in_channels"]
-    latent_channels = vae_config.get("latent_channels", 16)
+def conditioning_layout(in_channels: int, latent_channels: int = 16) -> ConditioningLayout:
+    """The layout of a transformer with `in_channels` inputs; a text-to-video or unknown one is refused."""
     layout = layout_for(in_channels, latent_channels)
     if layout is None and in_channels == latent_channels:
         raise ValueError(
@@ -90,6 +87,14 @@ def spec_from_configs(transformer_config: dict, vae_config: dict) -> ModelSpec:
             f"this transformer takes {in_channels} input channels, which matches no CogVideoX image-to-video layout "
             f"known to the pack: {2 * latent_channels} (CogVideoX-5b-I2V, first frame) or "
             f"{interpolating_layouts(latent_channels)}")
+    return layout
+
+
+def spec_from_configs(transformer_config: dict, vae_config: dict) -> ModelSpec:
+    """What a checkpoint makes, from its transformer and VAE configs (the raw config.json contents: CogVideoX-Fun
+    folders say `add_noise_in_inpaint_model` there, which diffusers' model config drops)."""
+    latent_channels = vae_config.get("latent_channels", 16)
+    layout = conditioning_layout(transformer_config["in_channels"], latent_channels)
     spatial = 2 ** (len(vae_config.get("block_out_channels", (0, 0, 0, 0))) - 1)
     is_15 = transformer_config.get("patch_size_t") is not None
     temporal = int(vae_config.get("temporal_compression_ratio", 4))
