@@ -164,8 +164,7 @@ class DirectorChooser(io.ComfyNode):
             first, second = image_a[0].cpu().numpy(), image_b[0].cpu().numpy()
             estimate = estimate_relative_motion(first, second, fov_deg)
             motion, (height, width) = estimate.motion, first.shape[:2]
-            note = (f"\n{estimate.inliers} of {estimate.matches} feature matches agree; parallax after the best pure "
-                    f"rotation: {estimate.rotation_residual_px:.2f} px")
+            note = f"\n{estimate.describe()}"
         best, scores = director_choice.choose_director(motion, director_choice.parse_candidates(candidates))
         table = director_choice.score_table(best, scores) + note
         pair = motion.two_views(fov_deg, width, height, director=best.director)
