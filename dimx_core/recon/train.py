@@ -34,6 +34,8 @@ PRESETS = {
     "high": Preset(steps=30_000, initial_points=100_000, refine_start=500, refine_stop=15_000, refine_every=100,
                    sh_interval=1000),
 }
+# which frames of a video are real photos: the first (one image to 3D), or first and last (two views to 3D)
+KNOWN_FRAMES = {"none": (), "first": (0,), "first and last": (0, -1)}
 RESIDUAL_WARMUP = 0.2      # share of steps before residual-based confidence starts to down-weight
 
 

@@ -118,3 +118,43 @@ def test_an_end_image_of_another_size_is_refused_by_name(inp):
 @pytest.fixture(scope="module")
 def parts_i2v(tiny_model_dir):
     return load_diffusers_folder(tiny_model_dir, dtype=torch.float32)
+
+
+def _ball_views(tmp_path):
+    """Two renders of the pack's example ball, 11 degrees of orbit apart, as PNG files."""
+    from pathlib import Path
+
+    import imageio.v3 as iio
+
+    from dimx_core.camera import Trajectory
+    from dimx_core.camera.formats import read_transforms_json
+    from dimx_core.recon.files import read_ply
+    from dimx_core.recon.render import render_views
+
+    inputs = Path(__file__).resolve().parents[2] / "workflows" / "inputs"
+    cameras, _ = read_transforms_json(inputs / "dimensionx_example_ball.transforms.json")
+    pair = Trajectory(cameras.c2w_opencv[[0, 2]], cameras.intrinsics[[0, 2]], cameras.width, cameras.height)
+    views = render_views(read_ply(inputs / "dimensionx_example_ball.ply"), pair)
+    paths = [tmp_path / f"view_{which}.png" for which in "ab"]
+    for path, view in zip(paths, views):
+        iio.imwrite(path, (view.numpy() * 255).round().astype("uint8"))
+    return paths
+
+
+def test_dimx_two_views_chooses_the_orbit_joins_the_views_and_fits_a_scene(tmp_path, capsys):
+    from dimx_core.cli import main
+    from dimx_core.recon.files import read_ply
+    from dimx_core.tiny import build_tiny_lora
+
+    model = build_tiny_model(tmp_path / "inp", version="1.0-inp")
+    lora = build_tiny_lora(model, tmp_path / "orbit_left.safetensors", "s")
+    view_a, view_b = _ball_views(tmp_path)
+    out = tmp_path / "scene.ply"
+    assert main(["two-views", "--model", str(model), "--images", str(view_a), str(view_b), "--prompt", "a ball",
+                 "--director", f"orbit_left={lora}", "--director", f"pan_right={lora}", "--fov", "50",
+                 "--steps", "2", "--guidance", "1", "--preset", "fast", "--recon-steps", "5", "--confidence", "none",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "dense-flow correspondences" in captured.err and "director: orbit_left" in captured.err
+    assert "joins the first and the end frame" in captured.err
+    assert (tmp_path / "scene.mp4").is_file() and read_ply(out).means.shape[1] == 3
