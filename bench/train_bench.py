@@ -36,7 +36,7 @@ from dimx_core.tiny import TINY_TRANSFORMER, TINY_VAE  # noqa: E402
 from dimx_core.training.lora import add_training_adapter, remove_training_adapter  # noqa: E402
 from dimx_core.training.options import OPTIMIZERS, TrainOptions  # noqa: E402
 from dimx_core.training.trainer import director_loss, optimizer_step  # noqa: E402
-from dimx_core.video.sampling import make_scheduler  # noqa: E402
+from dimx_core.video.solvers import make_scheduler  # noqa: E402
 from dimx_core.cogvideox.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
                                   COGVIDEOX_5B_I2V_VAE, spec_from_configs)
 

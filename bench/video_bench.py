@@ -55,7 +55,8 @@ from dimx_core.tiny import TINY_T5, TINY_TRANSFORMER, TINY_VAE, director_lora_te
 from dimx_core.video.components import VideoComponents  # noqa: E402
 from dimx_core.video.request import SamplerSettings, VideoRequest  # noqa: E402
 from dimx_core.video.runtime import Runtime  # noqa: E402
-from dimx_core.video.sampling import denoise, generate, make_scheduler, rotary_embeddings  # noqa: E402
+from dimx_core.video.sampling import denoise, generate, rotary_embeddings  # noqa: E402
+from dimx_core.video.solvers import make_scheduler  # noqa: E402
 
 GB = 1e9
 BUDGET_24GB = 22 * GB
@@ -110,6 +111,104 @@ def synchronize(device) -> None:
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.float(), b.float()
     return ((a - b).norm() / b.norm()).item()
+
+
+def loop_settings(steps: int) -> SamplerSettings:
+    """The settings of the loop variants, which build their DDIM scheduler themselves (5b-I2V's release)."""
+    return SamplerSettings(steps=steps, scheduler="ddim", cfg_schedule="timestep")
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":  # the allocator's own bookkeeping: no need to wait for the GPU
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / GB if device.type == "cuda" else None
+
+
+def cap_memory(device: torch.device, limit: float | None) -> None:
+    """Free what is unreferenced, then cap PyTorch's allocator at `limit` bytes (None: the whole GPU)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total) if limit else 1.0, device)
+
+
+@dataclass
+class WholeRun:
+    """One image->video run of a few steps; its 50-step time is extrapolated as fixed costs + 50 x step."""
+    result: object                     # the VideoResult
+    steps: int
+    total_s: float
+    per_step_s: float
+    first_step_s: float                # to the end of step 1: T5, image encode, step 1
+    decode_s: float                    # from the end of the last step: the VAE decode
+    peaks_gb: list[float]              # up to step 1 / in the loop / decoding (CUDA only)
+
+    @property
+    def fixed_s(self) -> float:
+        return self.total_s - self.steps * self.per_step_s
+
+    @property
+    def total_50(self) -> float:
+        return self.fixed_s + 50 * self.per_step_s
+
+    def notes(self) -> list[str]:
+        notes = [f"{self.steps} steps in {self.total_s:.1f} s; fixed costs {self.fixed_s:.1f} s (T5, VAE encode and "
+                 f"decode, transfers); to the end of step 1 {self.first_step_s:.1f} s, decode {self.decode_s:.1f} s"]
+        if self.peaks_gb:
+            notes.append("peak GB up to step 1 / in the loop / decoding: "
+                         + " / ".join(f"{p:.1f}" for p in self.peaks_gb))
+        return notes
+
+
+def whole_run(parts: VideoComponents, image: torch.Tensor, speed: SpeedOptions, device: torch.device,
+              steps: int = 3) -> WholeRun:
+    """The pack's whole image->video run (generate) with `steps` steps, the model's own sampler ("auto"), timed on
+    the device's timeline, with the allocator's peak up to step 1, in the loop and while decoding."""
+    clock, peaks = Clock(device), []
+
+    def progress(step, total, preview):
+        clock.mark()
+        if step in (1, total):  # peak up to the first step (T5, VAE encode, step 1), then of the loop
+            peaks.append(peak_gb(device))
+            reset_peak(device)
+
+    reset_peak(device)
+    synchronize(device)
+    started = time.perf_counter()
+    clock.mark()
+    request = VideoRequest(image, "a cat walks on the moon", settings=SamplerSettings(steps=steps),
+                           lossy=speed.lossy())
+    result = generate(parts, request, Runtime.on_device(device, hooks=Hooks(progress=progress), speed=speed,
+                                                        preview_every=0))
+    clock.mark()
+    total = time.perf_counter() - started
+    intervals = clock.intervals()
+    return WholeRun(result, steps, total, statistics.median(intervals[1:steps]), intervals[0], intervals[-1],
+                    [p for p in peaks + [peak_gb(device)] if p is not None])
+
+
+def low_memory_whole_run(parts: VideoComponents, image: torch.Tensor, device: torch.device,
+                         steps: int = 3) -> tuple[WholeRun, str]:
+    """The whole run in the 24 GB mode with PyTorch's allocator capped at 22 GB (a 24 GB card, as far as the
+    allocator can tell); out of memory under the cap, once more uncapped to show its peak. T5 starts on the host,
+    where a run in this mode leaves it. Returns the run and what happened."""
+    parts.text_encoder.to("cpu")
+    try:
+        cap_memory(device, BUDGET_24GB)
+        return whole_run(parts, image, SpeedOptions(low_memory=True), device, steps), \
+            "ran with PyTorch's allocator capped at 22 GB"
+    except torch.OutOfMemoryError:
+        traceback.print_exc()
+        cap_memory(device, None)
+        parts.text_encoder.to("cpu")
+        return whole_run(parts, image, SpeedOptions(low_memory=True), device, steps), \
+            "OVER the 22 GB cap: ran out of memory under it, so ran again uncapped to show its peak"
+    finally:
+        cap_memory(device, None)
 
 
 # --- what is built ---------------------------------------------------------------------------------------------------
@@ -296,7 +395,7 @@ class Bench:
                 traceback.print_exc()
                 if self.args.tiny and not isinstance(err, (torch.OutOfMemoryError, _Timeout)):
                     raise
-        self._cap_memory(None)
+        cap_memory(self.device, None)
 
     def add(self, row: Row) -> Row:
         if row.seconds is not None:
@@ -310,11 +409,10 @@ class Bench:
     # --- measuring helpers ------------------------------------------------------------------------------------------
 
     def _peak_start(self) -> None:
-        if self.device.type == "cuda":  # the allocator's own bookkeeping: no need to wait for the GPU
-            torch.cuda.reset_peak_memory_stats(self.device)
+        reset_peak(self.device)
 
     def _peak(self) -> float | None:
-        return torch.cuda.max_memory_allocated(self.device) / GB if self.device.type == "cuda" else None
+        return peak_gb(self.device)
 
     def _call(self):
         return self.transformer(hidden_states=self.model_input, encoder_hidden_states=self.text,
@@ -345,7 +443,7 @@ class Bench:
         self._peak_start()
         clock.mark()
         out = denoise(self.transformer, make_scheduler("ddim", COGVIDEOX_5B_I2V_SCHEDULER), self.latents.clone(),
-                      self.image_latents, self.states, SamplerSettings(steps=steps), directors=control, speed=speed,
+                      self.image_latents, self.states, loop_settings(steps), directors=control, speed=speed,
                       hooks=Hooks(progress=clock.mark), notes=notes, compile_backend=self.backend)
         steps_s = clock.intervals()
         error = rel_l2(out, reference) if reference is not None else None
@@ -376,7 +474,7 @@ class Bench:
                 self.call_variant(f"attention {name} (unfused QKV)", SpeedOptions(attention=name, fuse_qkv=False))
             except ValueError as err:  # the pack's own "cannot run here" explanation
                 self.add(Row(f"attention {name}", "call", status=f"not available: {err}"))
-        missing = [f"{n}: {OPTIONAL_KERNELS[n][1]}" for n in OPTIONAL_KERNELS if not installed(n)]
+        missing = [f"{n}: {OPTIONAL_KERNELS[n].what}" for n in OPTIONAL_KERNELS if not installed(n)]
         if missing:
             self.facts["optional_kernels_not_installed"] = missing
         if self.device.type == "cuda":
@@ -508,65 +606,18 @@ class Bench:
                                 WordTokenizer(self.configs[2]["vocab_size"]), COGVIDEOX_5B_I2V_SCHEDULER, self.spec,
                                 "random weights")
         image = torch.rand(self.spec.height, self.spec.width, 3, generator=torch.Generator().manual_seed(0))
-        normal, normal_row = self._whole_run("whole run, unconstrained", parts, image, SpeedOptions())
-        normal_row.notes.append("T5 resident, VAE untiled")
-        parts.text_encoder.to("cpu")  # where a previous run in this mode left it
-        try:
-            self._cap_memory(BUDGET_24GB)  # a 24 GB card, as far as PyTorch's allocator can tell
-            low, row = self._whole_run("whole run, 24 GB mode", parts, image, SpeedOptions(low_memory=True))
-            row.notes.append("ran with PyTorch's allocator capped at 22 GB")
-        except torch.OutOfMemoryError:
-            traceback.print_exc()
-            self._cap_memory(None)
-            parts.text_encoder.to("cpu")
-            low, row = self._whole_run("whole run, 24 GB mode (over the 22 GB cap)", parts, image,
-                                       SpeedOptions(low_memory=True))
-            row.notes.append("ran out of memory under a 22 GB cap; run again uncapped to show its peak")
-        finally:
-            self._cap_memory(None)
-        row.error, row.reference = rel_l2(low.frames, normal.frames), "unconstrained frames (tiles vs whole)"
-        row.notes.append(f"latents identical: {torch.equal(low.latents, normal.latents)}")
+        normal = whole_run(parts, image, SpeedOptions(), self.device)
+        normal_row = self._run_row("whole run, unconstrained", normal, "T5 resident, VAE untiled")
+        low, what = low_memory_whole_run(parts, image, self.device)
+        capped = "OVER" not in what
+        row = self._run_row("whole run, 24 GB mode" + ("" if capped else " (over the 22 GB cap)"), low, what)
+        row.error, row.reference = rel_l2(low.result.frames, normal.result.frames), "unconstrained frames (tiles vs whole)"
+        row.notes.append(f"latents identical: {torch.equal(low.result.latents, normal.result.latents)}")
         row.notes.append(f"50-step time vs unconstrained: x{row.total_50 / normal_row.total_50:.3f}")
 
-    def _cap_memory(self, limit: float | None) -> None:
-        """Free what is unreferenced, then cap PyTorch's allocator at `limit` bytes (None: the whole GPU)."""
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-            total = torch.cuda.get_device_properties(self.device).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total) if limit else 1.0, self.device)
-
-    def _whole_run(self, name, parts, image, speed):
-        clock, peaks = Clock(self.device), []
-
-        def progress(step, total, preview):
-            clock.mark()
-            if step in (1, total):  # peak up to the first step (T5, VAE encode, step 1), then of the loop
-                peaks.append(self._peak())
-                self._peak_start()
-
-        steps = 3
-        self._peak_start()
-        synchronize(self.device)
-        started = time.perf_counter()
-        clock.mark()
-        request = VideoRequest(image, "a cat walks on the moon", settings=SamplerSettings(steps=steps),
-                               lossy=speed.lossy())
-        result = generate(parts, request, Runtime.on_device(self.device, hooks=Hooks(progress=progress), speed=speed,
-                                                            preview_every=0))
-        clock.mark()
-        total = time.perf_counter() - started
-        intervals = clock.intervals()
-        per_step = statistics.median(intervals[1:steps])
-        fixed = total - steps * per_step
-        peaks = [p for p in peaks + [self._peak()] if p is not None]
-        notes = [f"{steps} steps in {total:.1f} s; fixed costs {fixed:.1f} s (T5, VAE encode and decode, transfers); "
-                 f"to the end of step 1 {intervals[0]:.1f} s, decode {intervals[-1]:.1f} s"]
-        if peaks:
-            notes.append("peak GB up to step 1 / in the loop / decoding: " + " / ".join(f"{p:.1f}" for p in peaks))
-        row = self.add(Row(name, "run", per_step, total_50=fixed + 50 * per_step, peak_gb=max(peaks, default=None),
-                           notes=notes))
-        return result, row
+    def _run_row(self, name: str, run: WholeRun, note: str) -> Row:
+        return self.add(Row(name, "run", run.per_step_s, total_50=run.total_50, peak_gb=max(run.peaks_gb, default=None),
+                            notes=run.notes() + [note]))
 
     def pipeline_and_syncs(self) -> None:
         diffusers = __import__("diffusers")
@@ -600,7 +651,7 @@ class Bench:
         if self.device.type == "cuda":
             pack = _syncs(lambda s: denoise(self.transformer, make_scheduler("ddim", COGVIDEOX_5B_I2V_SCHEDULER),
                                             self.latents.clone(), self.image_latents, self.states,
-                                            SamplerSettings(steps=s), speed=SpeedOptions()))
+                                            loop_settings(s), speed=SpeedOptions()))
             self.facts["host_syncs_per_step_pack_loop"] = pack
             self.facts["host_syncs_per_step_diffusers_pipeline"] = _syncs(run)
 
@@ -773,20 +824,30 @@ def _time_limit(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_parser(description: str, results: str, budget: float) -> argparse.ArgumentParser:
+    """The options every video benchmark takes: --tiny, --budget, --out, --device."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks the script's logic")
-    parser.add_argument("--quick", action="store_true", help="2 timed repeats, no second compile (~5 minutes)")
-    parser.add_argument("--budget", type=float, default=510, help="seconds for the whole run (default 510)")
+    parser.add_argument("--budget", type=float, default=budget, help=f"seconds for the whole run (default {budget:g})")
     parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "bench"),
-                        help="folder for RESULTS.md and results.json (default $OUT, else bench/)")
+                        help=f"folder for {results} (default $OUT, else bench/)")
     parser.add_argument("--device", default="cuda", help="default cuda")
-    parser.add_argument("--only", help="comma-separated variant groups to run (names as printed)")
-    parser.add_argument("--step-cache", type=float, default=0.1, help="step cache threshold to measure (0.1)")
+    return parser
+
+
+def parsed(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.tiny and not torch.cuda.is_available():
         parser.error("no CUDA GPU: run on the GPU machine, or use --tiny to check the logic on the CPU")
     return args
+
+
+def parse_args(argv=None):
+    parser = bench_parser(__doc__.split("\n\n")[0], "RESULTS.md and results.json", 510)
+    parser.add_argument("--quick", action="store_true", help="2 timed repeats, no second compile (~5 minutes)")
+    parser.add_argument("--only", help="comma-separated variant groups to run (names as printed)")
+    parser.add_argument("--step-cache", type=float, default=0.1, help="step cache threshold to measure (0.1)")
+    return parsed(parser, argv)
 
 
 def main(argv=None) -> int:

@@ -21,11 +21,13 @@ KNOWN = {
     "cv2": ("opencv-python-headless", "optical flow and image features"),
     "imageio": ("imageio", "reading and writing video files"),
     "bitsandbytes": ("bitsandbytes", "8-bit AdamW for director training"),
+    "ray": ("ray", "workers on several GPUs or a Ray cluster"),
+    "yunchang.comm.all_to_all": ("yunchang", "Ulysses sequence parallelism (one video's tokens across GPUs)"),
 }
 
 
 # optional extras that requirements.txt does not install (platform-specific wheels, one feature each)
-EXTRAS = {"bitsandbytes"}
+EXTRAS = {"bitsandbytes", "ray", "yunchang.comm.all_to_all"}  # the last two: requirements-distributed.txt
 
 
 class MissingDependency(ImportError):

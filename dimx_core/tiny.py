@@ -26,6 +26,8 @@ TINY_TRANSFORMER_15 = dict(TINY_TRANSFORMER, patch_size_t=2, ofs_embed_dim=32, p
                            use_learned_positional_embeddings=False)
 # DimensionX's 360-degree orbit model: 145 frames (37 latent frames); 48x32 instead of 480x320 keeps it fast
 TINY_TRANSFORMER_145 = dict(TINY_TRANSFORMER, sample_frames=145, sample_height=4, sample_width=6)
+# 1.0 as ComfyUI's native CogVideoX can load it: its loader assumes 64-wide heads and a width divisible by 3
+TINY_TRANSFORMER_CORE = dict(TINY_TRANSFORMER, num_attention_heads=3, attention_head_dim=64)
 # CogVideoX-Fun's start/end-frame ("InP") models: noisy latents + a one-channel frame mask + masked-video latents
 # (33 channels), or the 48-channel layout whose mask is VAE-encoded (cogvideox/layouts.py); Fun 1.5 has no `ofs`
 TINY_TRANSFORMER_INP = dict(TINY_TRANSFORMER, in_channels=33)
@@ -37,6 +39,7 @@ FUN_CONFIG = {"add_noise_in_inpaint_model": True}  # what the published Fun InP 
 TINY_VERSIONS = {"1.0": (TINY_TRANSFORMER, False, I2V_PIPELINE, {}),
                  "1.5": (TINY_TRANSFORMER_15, True, I2V_PIPELINE, {}),
                  "1.0-145": (TINY_TRANSFORMER_145, False, I2V_PIPELINE, {}),
+                 "1.0-core": (TINY_TRANSFORMER_CORE, False, I2V_PIPELINE, {}),
                  "1.0-inp": (TINY_TRANSFORMER_INP, False, FUN_PIPELINE, FUN_CONFIG),
                  "1.5-inp": (TINY_TRANSFORMER_15_INP, True, FUN_PIPELINE, FUN_CONFIG),
                  "1.0-inp48": (TINY_TRANSFORMER_INP48, False, FUN_PIPELINE, FUN_CONFIG)}
@@ -100,8 +103,9 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
 
     version "1.0" mirrors CogVideoX-5b-I2V (what DimensionX directors are made for); "1.5" mirrors
     CogVideoX1.5-5B-I2V, so the 1.5 conditioning paths can be tested too; "1.0-145" is 1.0 in the 145-frame layout
-    of DimensionX's 360-degree orbit model; "1.0-inp" and "1.5-inp" mirror CogVideoX-Fun V1.1-5b-InP and
-    V1.5-5b-InP (start and end frame), "1.0-inp48" the 48-channel inpaint layout.
+    of DimensionX's 360-degree orbit model; "1.0-core" is 1.0 with heads ComfyUI's native CogVideoX loads;
+    "1.0-inp" and "1.5-inp" mirror CogVideoX-Fun V1.1-5b-InP and V1.5-5b-InP (start and end frame), "1.0-inp48"
+    the 48-channel inpaint layout.
     """
     if version not in TINY_VERSIONS:
         raise ValueError(f"version must be one of {', '.join(map(repr, TINY_VERSIONS))}, got {version!r}")

@@ -7,8 +7,12 @@ from pathlib import Path
 
 from dimx_core import tiny
 from dimx_core.tiny import build_tiny_lora, build_tiny_model, build_tiny_t5_file
+from dimx_core.video import release, sat_convert
+from tests import sat_writers
 
 TINY_MODEL = "dimx-tiny-i2v"
+# DimensionX's 360-degree model in its 145-frame layout, converted from a tiny SAT checkpoint by the real converter
+TINY_360_MODEL = "dimx-tiny-360"
 # The same tiny model as single files in ComfyUI's own folders (Load Video Model's single-file mode); the T5 file
 # has T5-XXL's vocabulary, so it pairs with the tokenizer ComfyUI ships.
 TINY_SINGLE_FILES = {
@@ -25,10 +29,13 @@ TINY_LORAS = {
 
 
 def ensure_tiny_models(cache: Path) -> Path:
-    """Build (once) and return a models/ tree holding the tiny model and tiny director LoRAs."""
+    """Build (once) and return a models/ tree holding the tiny model, tiny director LoRAs and the tiny 360-degree
+    model (converted from SAT, using the tiny model's VAE and T5)."""
     models = cache / "tiny-models"
     marker = models / ".complete"
-    recipe = hashlib.sha1(Path(tiny.__file__).read_bytes() + Path(__file__).read_bytes()).hexdigest()
+    sources = (tiny, sat_writers, sat_convert, release)
+    recipe = hashlib.sha1(b"".join(Path(module.__file__).read_bytes() for module in sources)
+                          + Path(__file__).read_bytes()).hexdigest()
     if marker.is_file() and marker.read_text() == recipe:  # rebuilt whenever the tiny recipe changes
         return models
     if models.exists():
@@ -36,6 +43,7 @@ def ensure_tiny_models(cache: Path) -> Path:
     model_dir = build_tiny_model(models / "dimensionx" / TINY_MODEL, seed=0)
     for name, (kind, seed) in TINY_LORAS.items():
         build_tiny_lora(model_dir, models / "loras" / name, kind=kind, seed=seed)
+    sat_writers.build_tiny_360_model(models / "dimensionx" / TINY_360_MODEL, base=model_dir)
     for folder, source in (("diffusion_models", "transformer/diffusion_pytorch_model.safetensors"),
                            ("vae", "vae/diffusion_pytorch_model.safetensors")):
         (models / folder).mkdir(parents=True)

@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO",
+                "LOAD_3D"}  # the 3D viewport's state (core's splat/3D save and preview nodes): a widget value too
 MUTED, BYPASSED = 2, 4
 
 
@@ -60,6 +61,34 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
                 inputs[slot["name"]] = source(slot["link"])
         prompt[str(node["id"])] = {"class_type": kind, "inputs": inputs}
     return prompt
+
+
+def missing_node_types(workflow: dict, object_info: dict) -> list[str]:
+    """Node types of `workflow` this ComfyUI does not have (e.g. core nodes of a newer release)."""
+    return sorted({node["type"] for node in workflow["nodes"]} - set(object_info) - FRONTEND_ONLY - {"Reroute"})
+
+
+def _choices(spec: list) -> list | None:
+    """A combo input's options, in either form /object_info gives (a list, or COMBO with an options list)."""
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
+        return spec[1].get("options")
+    return None
+
+
+def unavailable_choices(prompt: dict, object_info: dict) -> list[tuple[str, str, str]]:
+    """(node type, input, value) of every combo value in `prompt` this ComfyUI does not offer, such as a model
+    file its folders do not hold."""
+    missing = []
+    for node in prompt.values():
+        info = object_info[node["class_type"]]["input"]
+        specs = {**info.get("required", {}), **info.get("optional", {})}
+        for name, value in node["inputs"].items():
+            options = _choices(specs[name]) if name in specs else None
+            if options is not None and isinstance(value, str) and value not in options:
+                missing.append((node["class_type"], name, value))
+    return missing
 
 
 def load_workflow(path: Path) -> dict:

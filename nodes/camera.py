@@ -8,8 +8,9 @@ from ..dimx_core.camera.articulated import MAX_CLIPS
 from ..dimx_core.camera.conventions import to_load3d_camera, two_views_from_load3d
 from ..dimx_core.camera.estimate import estimate_relative_motion
 from ..dimx_core.camera.formats import read_camera_file, write_colmap_text, write_transforms_json
+from ..dimx_core.camera.paths import DEFAULT_AZIMUTH_RANGE, GENXD_HELP, PATH_PATTERNS, plan_path
 from . import host
-from .types import TrajectoryType
+from .types import TrajectoryType, VideoModelType
 
 CATEGORY = "DimensionX/camera"
 EXPORT_FORMATS = ("transforms.json", "colmap")
@@ -28,11 +29,28 @@ def _camera_inputs() -> list:
         io.Float.Input("fov_deg", default=planner.DEFAULT_FOV_DEG, min=1.0, max=179.0, step=1.0,
                        tooltip="Horizontal field of view of the input image in degrees; sets the focal length "
                                "(60 suits most photos, 40 a 50 mm lens)."),
-        io.Int.Input("width", default=planner.DEFAULT_SIZE[0], min=16, max=8192, step=8,
-                     tooltip="Width of the generated frames in pixels (CogVideoX-5b-I2V: 720)."),
-        io.Int.Input("height", default=planner.DEFAULT_SIZE[1], min=16, max=8192, step=8,
-                     tooltip="Height of the generated frames in pixels (CogVideoX-5b-I2V: 480)."),
+        io.Int.Input("width", default=0, min=0, max=8192, step=8,
+                     tooltip="Width of the generated frames in pixels; 0: the connected model's (without one, "
+                             f"CogVideoX-5b-I2V's {planner.DEFAULT_SIZE[0]})."),
+        io.Int.Input("height", default=0, min=0, max=8192, step=8,
+                     tooltip="Height of the generated frames in pixels; 0: the connected model's (without one, "
+                             f"{planner.DEFAULT_SIZE[1]})."),
     ]
+
+
+def _model_input():
+    return VideoModelType.Input("model", optional=True,
+                                tooltip="The video model the path is for (Load Video Model): frames, width and "
+                                        "height left at 0 follow its videos (CogVideoX-5b-I2V: 49 frames at "
+                                        "720x480; DimensionX's 360-degree model: 145 at 480x320).")
+
+
+def video_geometry(model, frames: int, width: int, height: int) -> tuple[int, int, int]:
+    """(frames, width, height) with every 0 replaced by the model's value, or CogVideoX-5b-I2V's without a model;
+    values the user set stay as set."""
+    spec = model.parts.spec if model is not None else None
+    defaults = (spec.frames, spec.width, spec.height) if spec else (planner.DEFAULT_FRAMES, *planner.DEFAULT_SIZE)
+    return tuple(value or default for value, default in zip((frames, width, height), defaults))
 
 
 class TrajectoryPlanner(io.ComfyNode):
@@ -45,27 +63,40 @@ class TrajectoryPlanner(io.ComfyNode):
                         "generated frame, the first being the input image's camera at the origin. Also names the "
                         "director LoRA that produces the motion.",
             inputs=[
-                io.Combo.Input("pattern", options=list(patterns.PATTERNS), default="orbit_left", tooltip=PATTERN_HELP),
-                io.Int.Input("frames", default=planner.DEFAULT_FRAMES, min=2, max=planner.MAX_FRAMES,
-                             tooltip="Frames of the video (49 for CogVideoX; 145 for DimensionX's 360-degree model)."),
+                io.Combo.Input("pattern", options=list(PATH_PATTERNS), default="orbit_left",
+                               tooltip=PATTERN_HELP + "; " + GENXD_HELP),
+                io.Int.Input("frames", default=0, min=0, max=planner.MAX_FRAMES,
+                             tooltip="Frames of the video; 0: the connected model's (without one, CogVideoX-5b-I2V's "
+                                     f"{planner.DEFAULT_FRAMES})."),
                 io.Float.Input("magnitude", default=planner.DEFAULT_ANGLE_DEG, min=0.001, max=planner.MAX_MAGNITUDE,
                                step=0.5,
                                tooltip="Total motion: degrees for rotations and orbits (typical 20-45), scene units "
-                                       "for truck/pedestal/dolly (typical 0.2-1 with radius 2). orbit_360 always "
-                                       "turns a full circle and does not use it."),
+                                       "for truck/pedestal/dolly (typical 0.2-1 with radius 2). The loops "
+                                       "(orbit_360, orbit_360_right) and the GenXD modes do not use it."),
                 *_camera_inputs(),
                 io.Combo.Input("easing", options=list(planner.EASINGS), default="linear",
-                               tooltip="linear: constant speed. ease: starts and stops gently (same end pose)."),
+                               tooltip="linear: constant speed. ease: starts and stops gently (same end pose). The "
+                                       "GenXD modes keep GenXD's own spacing."),
+                _model_input(),
+                io.Float.Input("azimuth_start", default=DEFAULT_AZIMUTH_RANGE[0], min=-3600.0, max=3600.0, step=1.0,
+                               optional=True, tooltip="GenXD modes only: first azimuth of GenXD's azimuth range, in "
+                                                      "degrees (growing azimuth: the camera orbits left)."),
+                io.Float.Input("azimuth_end", default=DEFAULT_AZIMUTH_RANGE[1], min=-3600.0, max=3600.0, step=1.0,
+                               optional=True, tooltip="GenXD modes only: last azimuth of GenXD's azimuth range, in "
+                                                      "degrees (0 to 360 in orbit mode: a full circle)."),
             ],
             outputs=[TrajectoryType.Output(display_name="trajectory"),
                      io.String.Output(display_name="director",
                                       tooltip="Name of the S-Director LoRA that produces this motion.")])
 
     @classmethod
-    def execute(cls, pattern, frames, magnitude, radius, elevation, fov_deg, width, height, easing) -> io.NodeOutput:
-        path = planner.plan(pattern, frames, magnitude, radius=radius, elevation=elevation, fov_deg=fov_deg,
-                            width=width, height=height, easing=easing)
-        return io.NodeOutput(path, path.director)
+    def execute(cls, pattern, frames, magnitude, radius, elevation, fov_deg, width, height, easing,
+                model=None, azimuth_start=DEFAULT_AZIMUTH_RANGE[0],
+                azimuth_end=DEFAULT_AZIMUTH_RANGE[1]) -> io.NodeOutput:
+        frames, width, height = video_geometry(model, frames, width, height)
+        path = plan_path(pattern, frames, magnitude, azimuth_range=(azimuth_start, azimuth_end), radius=radius,
+                         elevation=elevation, fov_deg=fov_deg, width=width, height=height, easing=easing)
+        return io.NodeOutput(path, path.director or "")
 
 
 class ArticulatedPathPlanner(io.ComfyNode):
@@ -79,17 +110,20 @@ class ArticulatedPathPlanner(io.ComfyNode):
                         "previous clip's last frame. Outputs the whole path and every clip in its own start frame.",
             inputs=[
                 io.Combo.Input("pattern", options=list(patterns.PATTERNS), default="orbit_left", tooltip=PATTERN_HELP
-                               + ". orbit_360 is split as a full orbit_left loop."),
+                               + ". A loop is split as a full loop of the motion it repeats (orbit_360: "
+                               "orbit_left; orbit_360_right: orbit_right)."),
                 io.Float.Input("total", default=120.0, min=0.001, max=planner.MAX_MAGNITUDE, step=1.0,
                                tooltip="Whole motion: degrees for rotations and orbits, scene units for translations "
-                                       "(not used by orbit_360)."),
+                                       "(not used by the loops)."),
                 io.Float.Input("max_clip", default=30.0, min=0.001, max=planner.MAX_MAGNITUDE, step=1.0,
                                tooltip="Largest motion one clip may cover; the path is cut into the fewest equal "
                                        "clips below it (20-45 degrees keeps a director in its comfort zone; at "
                                        f"most {MAX_CLIPS} clips)."),
-                io.Int.Input("frames_per_clip", default=planner.DEFAULT_FRAMES, min=2, max=planner.MAX_FRAMES,
-                             tooltip="Frames of each clip, its shared first frame included (49 for CogVideoX)."),
+                io.Int.Input("frames_per_clip", default=0, min=0, max=planner.MAX_FRAMES,
+                             tooltip="Frames of each clip, its shared first frame included; 0: the connected "
+                                     f"model's (without one, {planner.DEFAULT_FRAMES})."),
                 *_camera_inputs(),
+                _model_input(),
             ],
             outputs=[TrajectoryType.Output(display_name="path", tooltip="The whole path, joints counted once."),
                      TrajectoryType.Output(display_name="clips", is_output_list=True,
@@ -100,7 +134,8 @@ class ArticulatedPathPlanner(io.ComfyNode):
 
     @classmethod
     def execute(cls, pattern, total, max_clip, frames_per_clip, radius, elevation, fov_deg, width,
-                height) -> io.NodeOutput:
+                height, model=None) -> io.NodeOutput:
+        frames_per_clip, width, height = video_geometry(model, frames_per_clip, width, height)
         with host.comfy_interrupts():
             path = split_motion(pattern, total, max_clip, frames_per_clip, hooks=host.hooks(1), radius=radius,
                                 elevation=elevation, fov_deg=fov_deg, width=width, height=height)

@@ -54,4 +54,35 @@ class LoadDirectorLoRA(io.ComfyNode):
         return io.NodeOutput(chain + (director,))
 
 
-NODES = [LoadDirectorLoRA]
+class ApplyDirectorToModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXApplyDirectorToModel",
+            display_name="Apply Director to Model (DimensionX)",
+            category="DimensionX/video",
+            description="Applies a DimensionX director LoRA (any key format the pack reads) to ComfyUI's own "
+                        "CogVideoX-5b-I2V MODEL through core's model patcher, for core samplers: core's LoRA loader "
+                        "has no CogVideoX key map, so a director loaded there does nothing. Strength 1.0 is the "
+                        "effect as trained (1/rank for the released files, which carry no alpha). For Switch-Once "
+                        "with core nodes, apply the S-Director and the T-Director to two copies and run two "
+                        "KSampler (Advanced) nodes over the step ranges.",
+            inputs=[
+                io.Model.Input("model", tooltip="ComfyUI's native CogVideoX image-to-video MODEL (Load Diffusion "
+                                                "Model)."),
+                io.Combo.Input("lora_name", options=host.list_files("loras"),
+                               tooltip="A director LoRA for CogVideoX-5b-I2V from models/loras."),
+                io.Float.Input("strength", default=1.0, min=-4.0, max=4.0, step=0.05,
+                               tooltip="1.0 applies the LoRA as it was trained (W + B·A/rank for DimensionX files). "
+                                       "Other LoRAs applied to the model stay applied."),
+            ],
+            outputs=[io.Model.Output(display_name="model", tooltip="The model with the director applied.")],
+        )
+
+    @classmethod
+    def execute(cls, model, lora_name, strength) -> io.NodeOutput:
+        lora = read_lora(host.resolve_file("loras", lora_name))
+        return io.NodeOutput(host.with_director(model, lora, strength))
+
+
+NODES = [LoadDirectorLoRA, ApplyDirectorToModel]

@@ -9,7 +9,7 @@ import importlib.util
 import os
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
@@ -21,9 +21,16 @@ import torch
 from comfy_api.latest import io
 
 from ..dimx_core.camera.formats import find_camera_files
+from ..dimx_core.distributed.executor import WorkerPool, WorkersSpec, pool_for
 from ..dimx_core.files import atomic_folder, is_inside, resolve_inside, temporary_length
 from ..dimx_core.hooks import Hooks, Interrupted
+from ..dimx_core.cogvideox import native_keys
+from ..dimx_core.directors.formats import LoraFile
+from ..dimx_core.directors.native import native_patch_tensors
+from ..dimx_core.cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, spec_from_configs
+from ..dimx_core.video.bound import BoundModule, bound_transformer, bound_vae, weights_fingerprint
 from ..dimx_core.video.components import VideoComponents
+from ..dimx_core.video.conditioning import fit_prompt_states, prompt_token_ids
 
 MODEL_FOLDER = "dimensionx"  # CogVideoX image-to-video diffusers folders
 DIFFUSERS_FOLDER = "diffusers"  # ComfyUI's own folder for diffusers models; searched too
@@ -95,8 +102,8 @@ def resolve_file(folder: str, name: str) -> Path:
 
 
 def t5_tokenizer_folder() -> Path:
-    """ComfyUI ships the T5 tokenizer its own T5-XXL loader uses; single-file models borrow it. On some versions
-    (0.3.75) comfy.text_encoders is a namespace package, which has a search path but no __file__."""
+    """ComfyUI ships the T5 tokenizer its own T5-XXL loader uses; single-file models borrow it. On 0.3.75 and 0.33
+    comfy.text_encoders is a namespace package, which has a search path but no __file__."""
     import comfy.text_encoders
 
     folders = [Path(root) / "t5_tokenizer" for root in comfy.text_encoders.__path__]
@@ -332,28 +339,101 @@ def managed(module: torch.nn.Module, load_device, offload_device) -> "comfy.mode
 
 
 @dataclass
-class ManagedVideoModel:
-    """DIMX_VIDEO_MODEL: the parts of a CogVideoX model, each under ComfyUI's memory manager."""
-    parts: VideoComponents
-    patchers: dict[int, "comfy.model_patcher.ModelPatcher"]
+class HostParts:
+    """The CogVideoX parts the host already loaded (its MODEL, VAE, T5 CLIP), each optional, as the pack's modules
+    over the host's own weights (dimx_core.video.bound): no second copy. `modules` are what VideoComponents takes
+    for them (the text encoder is None: prompts are encoded through the CLIP itself, see prompt_states)."""
+    bound: dict[str, BoundModule] = field(default_factory=dict)
+    patchers: dict[str, "comfy.model_patcher.ModelPatcher"] = field(default_factory=dict)
+    clip: object | None = None
+    clip_tokenizer: object | None = None
 
     @classmethod
-    def wrap(cls, parts: VideoComponents) -> "ManagedVideoModel":
-        mm = model_management
-        patchers = {
-            id(parts.transformer): managed(parts.transformer, mm.get_torch_device(), mm.unet_offload_device()),
-            id(parts.vae): managed(parts.vae, mm.vae_device(), mm.vae_offload_device()),
-            id(parts.text_encoder): managed(parts.text_encoder, mm.text_encoder_device(),
-                                            mm.text_encoder_offload_device()),
-        }
-        return cls(parts, patchers)
+    def of(cls, model=None, vae=None, clip=None) -> "HostParts":
+        parts = cls()
+        if model is not None:
+            model = _without_dynamic(model)
+            core = _cogvideox_module(model)
+            parts.bound["transformer"] = bound_transformer(core, _diffusers_named(core))
+            parts.patchers["transformer"] = model
+        if vae is not None:
+            core = getattr(vae, "first_stage_model", None)
+            if type(core).__module__ != "comfy.ldm.cogvideo.vae":
+                raise ValueError(f"host_vae: this VAE is a {type(core).__name__}, not ComfyUI's CogVideoX VAE: load "
+                                 "the CogVideoX VAE with Load VAE (ComfyUI 0.33 or newer)")
+            transformer = parts.bound.get("transformer")
+            inverts = transformer is not None and transformer.module.config.patch_size_t is not None
+            parts.bound["vae"] = bound_vae(core, inverts_scale=inverts)
+            parts.patchers["vae"] = _without_dynamic(vae.patcher)
+        if clip is not None:
+            parts.clip, parts.clip_tokenizer = clip, _host_t5_tokenizer(clip)
+        return parts
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module | None]:
+        given = {name: binding.module for name, binding in self.bound.items()}
+        return given | ({"text_encoder": None} if self.clip is not None else {})
+
+    @property
+    def complete(self) -> bool:
+        return set(self.bound) == {"transformer", "vae"} and self.clip is not None
+
+    def components(self) -> VideoComponents:
+        """All three parts from the host: the video model without any folder."""
+        if not self.complete:
+            raise ValueError("without a model folder, connect all three of host_model, host_clip and host_vae")
+        transformer, vae = self.bound["transformer"].module, self.bound["vae"].module
+        spec = spec_from_configs(dict(transformer.config), dict(vae.config))
+        return VideoComponents(transformer, vae, None, self.clip_tokenizer, dict(COGVIDEOX_5B_I2V_SCHEDULER), spec,
+                               f"ComfyUI's MODEL (weights {weights_fingerprint(transformer)}), CLIP and VAE")
+
+
+@dataclass
+class ManagedVideoModel:
+    """DIMX_VIDEO_MODEL: the parts of a CogVideoX model, each under ComfyUI's memory manager. Parts bound to the
+    host's own modules (HostParts) are placed through the host's patchers and re-bound after every placement; with
+    the host's CLIP, `prompt_states` encodes text through it."""
+    parts: VideoComponents
+    patchers: dict[int, "comfy.model_patcher.ModelPatcher"]
+    host: HostParts = field(default_factory=HostParts)
+
+    @classmethod
+    def wrap(cls, parts: VideoComponents, host: HostParts | None = None) -> "ManagedVideoModel":
+        mm, host = model_management, host or HostParts()
+        devices = {"transformer": (mm.get_torch_device(), mm.unet_offload_device()),
+                   "vae": (mm.vae_device(), mm.vae_offload_device()),
+                   "text_encoder": (mm.text_encoder_device(), mm.text_encoder_offload_device())}
+        patchers = {}
+        for name, (load_device, offload_device) in devices.items():
+            module = getattr(parts, name)
+            if module is not None:
+                patchers[id(module)] = host.patchers.get(name) or managed(module, load_device, offload_device)
+        return cls(parts, patchers, host)
+
+    def _binding(self, module: torch.nn.Module) -> BoundModule | None:
+        return next((b for b in self.host.bound.values() if b.module is module), None)
+
+    def prompt_states(self, text: str, what: str) -> str | torch.Tensor:
+        """What a request takes for this prompt: the text itself (the pack's own T5 encodes it in the run), or
+        the host CLIP's T5 states of it, padded to the model's tokens before encoding as CogVideoX was trained."""
+        if self.host.clip is None:
+            return text
+        ids = prompt_token_ids(self.host.clip_tokenizer, text, self.parts.spec.text_tokens)[0].tolist()
+        states = self.host.clip.encode_from_tokens({HOST_T5: [[(token, 1.0) for token in ids]]})
+        width = self.parts.transformer.config.text_embed_dim
+        return fit_prompt_states(states.to(intermediate_device()), self.parts.spec.text_tokens, width, what)
 
     def place(self, module: torch.nn.Module) -> torch.device:
         """Ask ComfyUI to load `module` fully onto its device (offloading other models if needed)."""
-        patcher = self.patchers[id(module)]
-        patcher.size = 0  # recomputed: attached director adapters make the module larger
+        patcher, binding = self.patchers[id(module)], self._binding(module)
+        if binding is None:
+            patcher.size = 0  # recomputed: attached director adapters make the module larger
         model_management.load_models_gpu([patcher], force_full_load=True)
-        return torch.device(patcher.load_device)
+        device = torch.device(patcher.load_device)
+        if binding is not None:
+            binding.rebind()  # the host's weight patches may have replaced tensors
+            module.to(device)  # what the host does not hold: director adapters
+        return device
 
     def offload(self, module: torch.nn.Module) -> None:
         """Have ComfyUI unload `module` to its offload device now, as its memory manager would when short of memory
@@ -366,6 +446,78 @@ class ManagedVideoModel:
                     loaded.pop(index)
                     model_management.soft_empty_cache()
                 return
+
+
+@contextlib.contextmanager
+def workers_lent(spec: WorkersSpec | None) -> Iterator[WorkerPool | None]:
+    """The workers `spec` names, for one node's run (None: none, the node runs here). They live in their own
+    processes, where ComfyUI's memory manager cannot see them: when they may run on ComfyUI's own GPU (its id is
+    among theirs, or Ray chooses the GPUs), ComfyUI's models are unloaded first, and load again when a later node
+    needs them. The workers keep their model between runs; choose GPUs other than ComfyUI's, or a memory cap, to
+    keep both."""
+    if spec is None:
+        yield None
+        return
+    device = model_management.get_torch_device()
+    if device.type == "cuda" and not spec.cpu and (not spec.gpus or (device.index or 0) in spec.gpus):
+        model_management.unload_all_models()
+        model_management.soft_empty_cache()
+    yield pool_for(spec).with_messages(progress_text)
+
+
+HOST_T5 = "t5xxl"  # the key of T5-XXL tokens in every ComfyUI CLIP that holds one
+
+
+def _without_dynamic(patcher):
+    """ComfyUI 0.33's dynamic VRAM keeps weights in its own virtual memory and streams them layer by layer; the
+    pack's modules need plain tensors, so they run on core's non-dynamic delegate of the same model."""
+    if getattr(patcher, "is_dynamic", lambda: False)():
+        return patcher.clone(disable_dynamic=True)
+    return patcher
+
+
+def _cogvideox_module(model, what: str = "host_model") -> torch.nn.Module:
+    diffusion_model = getattr(getattr(model, "model", None), "diffusion_model", None)
+    kind = type(diffusion_model)
+    if diffusion_model is None or kind.__module__ != "comfy.ldm.cogvideo.model":
+        raise ValueError(f"{what}: this MODEL is a {kind.__module__}.{kind.__name__}, not ComfyUI's native "
+                         "CogVideoX: load CogVideoX-5b-I2V with Load Diffusion Model (ComfyUI 0.33 or newer), or "
+                         "choose a model folder instead")
+    if diffusion_model.in_channels != 32:
+        raise ValueError(f"{what}: this CogVideoX takes {diffusion_model.in_channels} input channels; "
+                         "DimensionX needs the image-to-video model (32: video + image latents), CogVideoX-5b-I2V")
+    return diffusion_model
+
+
+def with_director(model, lora: LoraFile, strength: float):
+    """A clone of the host's CogVideoX MODEL with the director applied as core weight patches (core's own LoRA
+    loader and model patcher: its memory manager, hooks and other LoRAs keep working); strength 1.0 = as trained."""
+    import comfy.lora
+
+    _cogvideox_module(model, "model")
+    shapes = {key: tensor.shape for key, tensor in model.model.state_dict(keep_vars=True).items()}
+    tensors, key_map = native_patch_tensors(lora, shapes, "this CogVideoX MODEL")
+    patched = model.clone()
+    applied = patched.add_patches(comfy.lora.load_lora(tensors, key_map, log_missing=False), strength)
+    if len(applied) != len(key_map):
+        raise ValueError(f"LoRA '{lora.path}': core applied {len(applied)} of its {len(key_map)} layers")
+    return patched
+
+
+def _diffusers_named(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The native model's tensors under diffusers' names (their shapes give the configuration)."""
+    return {native_keys.tensor_to_diffusers(name): tensor for name, tensor in module.state_dict(keep_vars=True).items()}
+
+
+def _host_t5_tokenizer(clip):
+    """The Hugging Face T5 tokenizer inside the host's CLIP; a CLIP without T5-XXL is refused."""
+    outer = getattr(clip, "tokenizer", None)  # SD3-style wrappers name the T5 part t5xxl, SD1-style clip_t5xxl
+    inner = getattr(outer, HOST_T5, None) or getattr(outer, f"clip_{HOST_T5}", None)
+    tokenizer = getattr(inner, "tokenizer", None)
+    if tokenizer is None or set(clip.tokenize("")) != {HOST_T5}:
+        raise ValueError("host_clip: this CLIP is not a T5-XXL text encoder alone; load t5xxl with Load CLIP "
+                         "(type cogvideox where this ComfyUI has it; sd3, mochi or ltxv otherwise)")
+    return tokenizer
 
 
 def compile_cache_folder() -> str:
@@ -418,6 +570,22 @@ def add_get_route(path: str, respond: Callable[[Mapping[str, str]], tuple[int, d
     return True
 
 
+# --- core value types ---------------------------------------------------------------------------------------------
+
+def has_core_video() -> bool:
+    return hasattr(io, "Video")
+
+
+def core_video(frames: torch.Tensor, fps: float):
+    """Frames (F, H, W, 3) in 0..1 as ComfyUI's VIDEO value (for Save Video, Get Video Components, ...)."""
+    from fractions import Fraction
+
+    from comfy_api.latest import InputImpl, Types
+
+    return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, audio=None,
+                                                               frame_rate=Fraction(fps).limit_denominator(1000)))
+
+
 # --- what this ComfyUI offers --------------------------------------------------------------------------------------
 
 def host_features() -> dict[str, str | bool]:
@@ -429,6 +597,7 @@ def host_features() -> dict[str, str | bool]:
     return {
         "comfyui": version,
         "core_splat_type": hasattr(io, "Splat"),
+        "core_video_type": has_core_video(),
         "native_cogvideox": importlib.util.find_spec("comfy.ldm.cogvideo") is not None,
         "load3d_camera": hasattr(io, "Load3DCamera"),
     }

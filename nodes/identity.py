@@ -11,9 +11,15 @@ from ..dimx_core.identity.refine import refine_videos
 from ..dimx_core.speed.options import SpeedOptions
 from ..dimx_core.video.request import SamplerSettings, VideoRequest
 from . import host, sampling_inputs
-from .types import DirectorsType, IdentityGuideType, VideoModelType
+from .types import DirectorsType, IdentityGuideType, VideoModelType, WorkersType
 
 CATEGORY = "DimensionX/4D"
+
+
+def workers_input():
+    return WorkersType.Input("workers", optional=True,
+                             tooltip="From Workers (DimensionX): the videos run on Ray workers (one per GPU, or a "
+                                     "cluster) instead of in ComfyUI's process; the same frames either way.")
 
 
 class SelectReferenceFrame(io.ComfyNode):
@@ -107,10 +113,12 @@ class MultiViewGenerate(io.ComfyNode):
                 IdentityGuideType.Input("guide", optional=True,
                                         tooltip="From Reference Latent Share; without it the videos drift apart."),
                 io.Int.Input("views", default=0, min=0, max=1024,
-                             tooltip="Cameras kept from each video, evenly spaced (0: every frame, K = 49)."),
+                             tooltip="Cameras kept from each video, evenly spaced (0: every frame, K = the model's "
+                                     "frame count)."),
                 io.Boolean.Input("resume", default=True,
                                  tooltip="Reuse videos already generated for exactly these inputs."),
                 sampling_inputs.speed_input(),
+                workers_input(),
             ],
             outputs=[io.Image.Output(display_name="multiview", tooltip="K per-camera videos of N frames, camera "
                                                                        "after camera."),
@@ -120,7 +128,8 @@ class MultiViewGenerate(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, temporal_frames, directors, views, resume, guide=None, **sampling) -> io.NodeOutput:
+    def execute(cls, temporal_frames, directors, views, resume, guide=None, workers=None,
+                **sampling) -> io.NodeOutput:
         run = sampling_inputs.unpack(sampling)
         model, steps = run.model, run.settings.steps
         names = [d.name for d in directors]
@@ -132,11 +141,11 @@ class MultiViewGenerate(io.ComfyNode):
 
         shared = run.request(directors, schedules.constant(names, steps), start=guide.start if guide else None,
                              blend=guide.blend if guide else None)
-        with host.comfy_interrupts():
+        with host.comfy_interrupts(), host.workers_lent(workers) as pool:
             grid = generate_multiview(model.parts, per_frame_requests(temporal_frames, shared),
                                       run.runtime(total * steps),
                                       cache=VideoCache(host.cache_folder("multiview")) if resume else None,
-                                      views=kept, on_video=announce)
+                                      views=kept, on_video=announce, workers=pool)
         videos = per_camera(grid)
         cameras, times = videos.shape[:2]
         info = (f"{total} per-frame videos -> {cameras} cameras x {times} frames"
@@ -177,24 +186,27 @@ class AppearanceRefine(io.ComfyNode):
                 DirectorsType.Input("directors", optional=True,
                                     tooltip="The T-Director (all connected directors are active)."),
                 sampling_inputs.speed_input(),
+                workers_input(),
             ],
             outputs=[io.Image.Output(display_name="frames", tooltip="The refined videos, in the same order.")],
         )
 
     @classmethod
     def execute(cls, model, frames, videos, prompt, negative_prompt, strength, repeat, steps, guidance, seed,
-                directors=None, speed=None) -> io.NodeOutput:
+                directors=None, speed=None, workers=None) -> io.NodeOutput:
         if len(frames) % videos:
             raise ValueError(f"{len(frames)} frames do not split into {videos} videos of equal length")
         chain, speed = tuple(directors or ()), speed or SpeedOptions()
-        settings = SamplerSettings(steps=steps, guidance=guidance, seed=seed)
-        shared = VideoRequest(None, prompt, negative_prompt, settings, sampling_inputs.attached(model, chain),
+        settings = SamplerSettings(steps=steps, guidance=guidance, seed=seed)  # the model's own solver and CFG
+        shared = VideoRequest(None, model.prompt_states(prompt, "prompt"),
+                              model.prompt_states(negative_prompt, "negative_prompt"), settings,
+                              sampling_inputs.attached(model, chain),
                               schedules.constant([d.name for d in chain], steps), lossy=speed.lossy())
         batch = frames.reshape(videos, len(frames) // videos, *frames.shape[1:])
         passes = 2 if repeat else 1
-        with host.comfy_interrupts():
+        with host.comfy_interrupts(), host.workers_lent(workers) as pool:
             refined = refine_videos(model.parts, batch, shared, strength, repeat,
-                                    sampling_inputs.runtime(model, speed, videos * passes * steps))
+                                    sampling_inputs.runtime(model, speed, videos * passes * steps), workers=pool)
         return io.NodeOutput(refined.reshape(frames.shape).to(host.intermediate_device()))
 
 

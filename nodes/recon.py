@@ -19,6 +19,7 @@ from comfy_api.latest import io
 from ..dimx_core.camera.formats import write_transforms_json
 from ..dimx_core.recon.files import SCENE_EXTENSIONS as SCENE_FILE_EXTENSIONS
 from ..dimx_core.recon.files import SCENE_FORMATS, cameras_path, load_scene, save_scene, write_ply
+from ..dimx_core.recon.gaussians import Gaussians, check_renderable
 from ..dimx_core.recon.loss import LPIPS_FILE
 from ..dimx_core.recon.files4d import MANIFEST_NAME, MANIFEST_SUFFIX, is_manifest, load_scene_4d, save_scene_4d
 from ..dimx_core.recon.poses import POSE_MODES
@@ -294,5 +295,34 @@ class GaussiansToSplat(io.ComfyNode):
         return io.NodeOutput(splat)
 
 
+class SplatToGaussians(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DimensionXSplatToGaussians",
+            display_name="Splat to Gaussians (DimensionX)",
+            category=CATEGORY,
+            description="Converts ComfyUI's core SPLAT value (from core's splat loaders, renderers and transforms) "
+                        "into a DimensionX scene, for the pack's viewer, preview, save and reconstruction nodes.",
+            inputs=[io.Splat.Input("splat", tooltip="A core SPLAT value (a batch of scenes)."),
+                    io.Int.Input("index", default=0, min=0, max=4096,
+                                 tooltip="Which scene of the SPLAT batch to take (0: the first).")],
+            outputs=[GaussiansType.Output(display_name="gaussians", tooltip="The scene as DimensionX Gaussians.")],
+        )
+
+    @classmethod
+    def execute(cls, splat, index=0) -> io.NodeOutput:
+        batch = splat.positions.shape[0]
+        if not 0 <= index < batch:
+            raise ValueError(f"index {index} is outside this SPLAT batch of {batch} scene(s)")
+        count = splat.positions.shape[1] if splat.counts is None else int(splat.counts[index])
+        if count == 0:
+            raise ValueError(f"scene {index} of this SPLAT holds no Gaussians")
+        values = (splat.positions, splat.scales, splat.rotations, splat.opacities, splat.sh)
+        scene = Gaussians.from_activated(*(tensor[index, :count].detach().cpu() for tensor in values))
+        check_renderable(scene, "this SPLAT")
+        return io.NodeOutput(scene)
+
+
 NODES: list[type[io.ComfyNode]] = [GaussianReconstruct, SaveGaussians, LoadGaussians, PreviewGaussians,
-                                   GaussiansToSplat]
+                                   GaussiansToSplat, SplatToGaussians]

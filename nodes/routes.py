@@ -4,7 +4,7 @@ GET /dimensionx/trajectory (also under /api/...): the path the Trajectory Planne
 the node before anything runs. Contract (the JS relies on it):
 - query parameters: the Trajectory Planner's widget names (pattern, frames, magnitude, radius, elevation,
   fov_deg, width, height, easing) with their values as strings; a missing one takes the widget's default; an
-  unknown one is an error;
+  unknown one is an error; frames, width and height 0 are CogVideoX-5b-I2V's (the route sees no model);
 - 200: dimx_core.camera.preview.preview_document: {"pattern", "director", "width", "height", "c2w_opencv":
   [4x4 per frame], "intrinsics": [3x3 per frame], "pivot": [x, y, z] | null}, OpenCV camera axes;
 - 400: {"error": "<what was wrong, naming the parameter>"}.
@@ -41,7 +41,8 @@ def _parse(item, text: str):
 
 def trajectory_preview(query: Mapping[str, str]) -> tuple[int, dict]:
     """(HTTP status, JSON body) for the planner's widget values as strings; the same code path as the node."""
-    widgets = {item.id: item for item in TrajectoryPlanner.GET_SCHEMA().inputs}
+    widgets = {item.id: item for item in TrajectoryPlanner.GET_SCHEMA().inputs
+               if isinstance(item, (io.Int.Input, io.Float.Input, io.Combo.Input))}  # no sockets (the model)
     unknown = sorted(set(query) - set(widgets))
     try:
         if unknown:

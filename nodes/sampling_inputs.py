@@ -17,8 +17,9 @@ from ..dimx_core.directors.adapters import DirectorRef, attach
 from ..dimx_core.directors.schedule import DirectorSchedule
 from ..dimx_core.speed.options import SpeedOptions
 from ..dimx_core.video.conditioning import fit_prompt_states
-from ..dimx_core.video.request import SCHEDULERS, SamplerSettings, VideoRequest
+from ..dimx_core.video.request import SamplerSettings, VideoRequest
 from ..dimx_core.video.runtime import Runtime
+from ..dimx_core.video.solvers import AUTO, SOLVERS
 from . import host
 from .types import SpeedType, VideoModelType
 
@@ -46,9 +47,12 @@ def inputs(first_frame: bool = True) -> list:
         io.Float.Input("guidance", default=6.0, min=0.0, max=30.0, step=0.1,
                        tooltip="Classifier-free guidance; 6 as released. 1 or less turns guidance off (2x faster)."),
         io.Boolean.Input("use_dynamic_cfg", default=True,
-                         tooltip="Vary guidance over the run as DimensionX did (diffusers' dynamic CFG)."),
-        io.Combo.Input("scheduler", options=list(SCHEDULERS), default="ddim",
-                       tooltip="ddim: CogVideoX DDIM (the model's default). dpm: CogVideoX DPM, sharper, stochastic."),
+                         tooltip="Vary guidance over the run as the model's release did (dynamic CFG, by timestep "
+                                 "value: diffusers' and SAT's schedule)."),
+        io.Combo.Input("scheduler", options=[AUTO, *SOLVERS], default=AUTO,
+                       tooltip=f"{AUTO}: what the model was released with (Load Video Model's info says which: "
+                               "CogVideoX-5b-I2V ddim, DimensionX's 360-degree model sat_dpmpp2m). "
+                               + "; ".join(f"{kind}: {solver.description}" for kind, solver in SOLVERS.items())),
         io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
                      tooltip="Seed of the starting noise; the same seed gives the same video."),
         io.Conditioning.Input("positive", optional=True,
@@ -113,9 +117,10 @@ def unpack(values: dict) -> Sampling:
     # text, or T5 states from a ComfyUI CLIP loader fitted to the model, for each side of guidance
     width, tokens = model.parts.transformer.config.text_embed_dim, model.parts.spec.text_tokens
     positive, negative = values.get("positive"), values.get("negative")
-    prompt = fit_prompt_states(positive[0][0], tokens, width, "positive") if positive else values["prompt"]
+    prompt = (fit_prompt_states(positive[0][0], tokens, width, "positive") if positive
+              else model.prompt_states(values["prompt"], "prompt"))
     negative_prompt = (fit_prompt_states(negative[0][0], tokens, width, "negative") if negative
-                       else values["negative_prompt"])
+                       else model.prompt_states(values["negative_prompt"], "negative_prompt"))
     settings = SamplerSettings(steps=values["steps"], guidance=values["guidance"],
                                dynamic_cfg=values["use_dynamic_cfg"], scheduler=values["scheduler"],
                                seed=values["seed"])

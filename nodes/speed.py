@@ -19,7 +19,7 @@ class SpeedOptionsNode(io.ComfyNode):
             inputs=[
                 io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="auto",
                                tooltip="auto: the fastest exact kernel measured on this GPU (PyTorch's cuDNN, flash "
-                                       "or memory-efficient attention; FlashAttention-3 if installed). sdpa: "
+                                       "or memory-efficient attention; FlashAttention-3 or -4 if installed). sdpa: "
                                        "PyTorch's own choice. sage: SageAttention if installed (faster, slightly "
                                        "lossy)."),
                 io.Boolean.Input("fuse_qkv", default=True,

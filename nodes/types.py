@@ -9,3 +9,4 @@ SpeedType = io.Custom("DIMX_SPEED")                     # dimx_core.speed.option
 GaussiansType = io.Custom("DIMX_GAUSSIANS")             # dimx_core.recon Gaussians (optionally deformable, 4D)
 IdentityGuideType = io.Custom("DIMX_IDENTITY_GUIDE")    # dimx_core.identity.latents.IdentityGuide
 DatasetType = io.Custom("DIMX_DATASET")                 # dimx_core.datasets.layout.Dataset (a dataset folder)
+WorkersType = io.Custom("DIMX_WORKERS")                 # dimx_core.distributed.executor.WorkersSpec

@@ -13,6 +13,7 @@ from .types import DirectorsType, TrajectoryType, VideoModelType
 
 log = logging.getLogger("dimensionx")
 SINGLE_FILES = "(single files below)"
+HOST_PARTS = "(host model, clip and vae below)"
 NONE = "(none)"
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -29,9 +30,10 @@ class LoadVideoModel(io.ComfyNode):
                         "files you already have (transformer, VAE, T5-XXL). The model version (1.0 or 1.5) and its "
                         "size are read from the weights.",
             inputs=[
-                io.Combo.Input("model", options=host.list_model_folders() + [SINGLE_FILES],
+                io.Combo.Input("model", options=host.list_model_folders() + [SINGLE_FILES, HOST_PARTS],
                                tooltip="A diffusers folder (with model_index.json) from models/dimensionx or "
-                                       f"models/diffusers, or '{SINGLE_FILES}' to use the three files below."),
+                                       f"models/diffusers, '{SINGLE_FILES}' to use the three files below, or "
+                                       f"'{HOST_PARTS}' to use what ComfyUI already loaded."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="bf16",
                                tooltip="Weight precision. bf16 is what CogVideoX-5b was trained in; fp32 for exact "
                                        "CPU runs; fp16 only on GPUs without bf16."),
@@ -44,16 +46,34 @@ class LoadVideoModel(io.ComfyNode):
                 io.Combo.Input("text_encoder_file", options=[NONE] + host.list_files("text_encoders"), default=NONE,
                                optional=True,
                                tooltip="Single-file mode: the T5-XXL encoder (fp16/bf16) from models/text_encoders."),
+                io.Model.Input("host_model", optional=True,
+                               tooltip="ComfyUI's own CogVideoX-5b-I2V MODEL (Load Diffusion Model, ComfyUI 0.33 and "
+                                       "newer): the samplers run on its weights, no second copy (with a model "
+                                       "folder, the folder's transformer is then not loaded). Core LoRAs applied "
+                                       "to it stay applied."),
+                io.Clip.Input("host_clip", optional=True,
+                              tooltip="ComfyUI's T5-XXL CLIP (Load CLIP, type cogvideox, sd3, mochi or ltxv): prompts "
+                                      "are encoded through it with CogVideoX's 226-token padding; the folder's T5 is "
+                                      "then not loaded."),
+                io.Vae.Input("host_vae", optional=True,
+                             tooltip="ComfyUI's CogVideoX VAE (Load VAE): used instead of the folder's."),
             ],
             outputs=[VideoModelType.Output(display_name="model"),
                      io.String.Output(display_name="info", tooltip="What was loaded: version, size, frames.")],
         )
 
     @classmethod
-    def execute(cls, model, precision, transformer_file=NONE, vae_file=NONE, text_encoder_file=NONE) -> io.NodeOutput:
+    def execute(cls, model, precision, transformer_file=NONE, vae_file=NONE, text_encoder_file=NONE,
+                host_model=None, host_clip=None, host_vae=None) -> io.NodeOutput:
         dtype = PRECISIONS[precision]
-        if model != SINGLE_FILES:
-            parts = load_diffusers_folder(host.resolve_model_folder(model), dtype)
+        given = host.HostParts.of(host_model, host_vae, host_clip)
+        if model == HOST_PARTS:
+            parts = given.components()
+        elif model != SINGLE_FILES:
+            parts = load_diffusers_folder(host.resolve_model_folder(model), dtype, given.modules)
+        elif given.modules:
+            raise ValueError(f"host_model, host_clip and host_vae work with a model folder or '{HOST_PARTS}', "
+                             f"not with '{SINGLE_FILES}'")
         else:
             chosen = {"transformer_file": transformer_file, "vae_file": vae_file,
                       "text_encoder_file": text_encoder_file}
@@ -64,14 +84,29 @@ class LoadVideoModel(io.ComfyNode):
                                       host.resolve_file("vae", vae_file),
                                       host.resolve_file("text_encoders", text_encoder_file),
                                       host.t5_tokenizer_folder(), dtype)
-        info = f"{parts.spec.describe()}, {precision}, from {parts.source}"
-        return io.NodeOutput(host.ManagedVideoModel.wrap(parts), info)
+        from_host = ", ".join(f"{name} from ComfyUI's own model" for name in given.modules)
+        info = f"{parts.spec.describe()}, {precision}, from {parts.source}" + (f"; {from_host}" if from_host else "")
+        info += f"\n{parts.release.describe()}"
+        return io.NodeOutput(host.ManagedVideoModel.wrap(parts, given), info)
 
 
-_OUTPUTS = [io.Image.Output(display_name="frames", tooltip="The video as an image batch."),
+def video_output() -> list:
+    """The VIDEO output, last of a node's outputs, where the host has the type."""
+    return [io.Video.Output(display_name="video", tooltip="The same frames as ComfyUI's VIDEO (8 fps), for Save "
+                                                          "Video.")] if host.has_core_video() else []
+
+
+def with_video(values: tuple, frames: torch.Tensor, fps: float) -> tuple:
+    """A node's output values, followed by the frames as a VIDEO where the host has the type (see video_output)."""
+    return (*values, host.core_video(frames, fps)) if host.has_core_video() else values
+
+
+def _outputs() -> list:
+    return [io.Image.Output(display_name="frames", tooltip="The video as an image batch."),
             io.Latent.Output(display_name="latent", tooltip="The final video latents (B, C, T, H, W)."),
             io.Float.Output(display_name="fps", tooltip="Frame rate for Create Video / Save Video (8 for CogVideoX)."),
-            io.String.Output(display_name="info", tooltip="What the run did: model, directors per step, notes.")]
+            io.String.Output(display_name="info", tooltip="What the run did: model, directors per step, notes."),
+            *video_output()]
 
 
 def _run(run: sampling_inputs.Sampling, directors, plan: schedules.DirectorSchedule) -> io.NodeOutput:
@@ -82,7 +117,8 @@ def _run(run: sampling_inputs.Sampling, directors, plan: schedules.DirectorSched
         log.info("DimensionX: %s", note)
     info = "\n".join([parts.spec.describe(), f"directors: {plan.describe()}", *result.notes])
     latent = {"samples": result.latents.permute(0, 2, 1, 3, 4).to(host.intermediate_device())}
-    return io.NodeOutput(result.frames.to(host.intermediate_device()), latent, float(result.fps), info)
+    frames = result.frames.to(host.intermediate_device())
+    return io.NodeOutput(*with_video((frames, latent, float(result.fps), info), frames, result.fps))
 
 
 class DirectorSampler(io.ComfyNode):
@@ -105,7 +141,7 @@ class DirectorSampler(io.ComfyNode):
                                         "or percent: '0-3: orbit_left' then '3-50: motion@0.8'. Steps no line "
                                         "covers run without directors."),
             ],
-            outputs=_OUTPUTS,
+            outputs=_outputs(),
         )
 
     @classmethod
@@ -153,7 +189,7 @@ class SwitchOnceSampler(io.ComfyNode):
                 io.String.Input("temporal_director", default="", optional=True,
                                 tooltip="Name of the T-Director to use; empty: the only one with role T."),
             ],
-            outputs=_OUTPUTS,
+            outputs=_outputs(),
         )
 
     @classmethod
@@ -178,7 +214,8 @@ class ArticulatedVideo(io.ComfyNode):
                         "frames match the path's poses one to one, ready for reconstruction.",
             inputs=sampling_inputs.inputs() + [
                 TrajectoryType.Input("path", tooltip="The 'path' output of the Articulated Path Planner; its clip "
-                                                     "count and clip length (= the model's frames, 49) come from it."),
+                                                     "count and clip length (the model's frame count) come from "
+                                                     "it."),
                 DirectorsType.Input("directors", tooltip="S-Directors named after the motions the path uses (e.g. a "
                                                          "Load Director LoRA named 'orbit_left')."),
                 sampling_inputs.speed_input(),
@@ -186,7 +223,8 @@ class ArticulatedVideo(io.ComfyNode):
             outputs=[io.Image.Output(display_name="frames", tooltip="All clips, one frame per pose of the path."),
                      io.Float.Output(display_name="fps", tooltip="Frame rate for Create Video (8)."),
                      TrajectoryType.Output(display_name="path", tooltip="The same path, to pair with the frames."),
-                     io.String.Output(display_name="info", tooltip="Clips, directors and notes.")],
+                     io.String.Output(display_name="info", tooltip="Clips, directors and notes."),
+                     *video_output()],
         )
 
     @classmethod
@@ -197,7 +235,8 @@ class ArticulatedVideo(io.ComfyNode):
             frames, notes = generate_chain(run.model.parts, run.request(directors), path,
                                            run.runtime(len(clips) * run.settings.steps))
         info = "\n".join([f"{len(clips)} clips ({', '.join(clips)}), {len(frames)} frames", *notes])
-        return io.NodeOutput(frames.to(host.intermediate_device()), float(FPS), path, info)
+        frames = frames.to(host.intermediate_device())
+        return io.NodeOutput(*with_video((frames, float(FPS), path, info), frames, FPS))
 
 
 NODES = [LoadVideoModel, DirectorSampler, SwitchOnceSampler, ArticulatedVideo]

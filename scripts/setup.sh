@@ -9,7 +9,7 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip install --disable-pip-version-check -q -c scripts/constraints.txt)
 "${pip[@]}" --upgrade pip
-"${pip[@]}" torch torchvision -r requirements.txt -r scripts/requirements-test.txt
+"${pip[@]}" torch torchvision -r requirements.txt -r requirements-distributed.txt -r scripts/requirements-test.txt
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

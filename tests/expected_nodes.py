@@ -12,6 +12,7 @@ EXPECTED_NODES = {
     "DimensionXReferenceLatentShare",
     "DimensionXMultiViewGenerate",
     "DimensionXAppearanceRefine",
+    "DimensionXWorkers",
     "DimensionXTrajectoryPlanner",
     "DimensionXArticulatedPathPlanner",
     "DimensionXDirectorChooser",
@@ -29,8 +30,10 @@ EXPECTED_NODES = {
     "DimensionXCurateTemporalDataset",
     "DimensionXTrainDirectorLoRA",
 }
-NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat"}  # registered only on hosts with the core SPLAT type
+NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat", "DimensionXSplatToGaussians"}  # registered only on hosts with the core SPLAT type
+NEEDS_NATIVE_COGVIDEOX = {"DimensionXApplyDirectorToModel"}  # only on hosts with ComfyUI's native CogVideoX
 
 
-def expected_nodes(core_splat: bool) -> set[str]:
-    return EXPECTED_NODES | (NEEDS_CORE_SPLAT if core_splat else set())
+def expected_nodes(core_splat: bool, native_cogvideox: bool = False) -> set[str]:
+    return (EXPECTED_NODES | (NEEDS_CORE_SPLAT if core_splat else set())
+            | (NEEDS_NATIVE_COGVIDEOX if native_cogvideox else set()))

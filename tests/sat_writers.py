@@ -10,6 +10,7 @@ SAT's client state (rng states, lr scheduler), in a folder with `latest` naming 
 """
 import math
 import random
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -131,6 +132,21 @@ def write_sat_folder(root: Path, record: dict, tag: str = "1") -> Path:
     torch.save(record, root / tag / "mp_rank_00_model_states.pt")
     (root / "latest").write_text(tag)
     return root
+
+
+def build_tiny_360_model(out: Path, base: Path, seed: int = 0) -> Path:
+    """A tiny model folder in the layout of DimensionX's 360-degree model (145 frames, 37 latent frames), made the
+    way a user makes the real one: a SAT checkpoint as DeepSpeed saves it (bf16, LoRA r = 4, SAT's client state,
+    `latest`) converted by the pack's SAT converter, with `base`'s VAE, T5, tokenizer and scheduler linked."""
+    from dimx_core.tiny import TINY_TRANSFORMER_145
+    from dimx_core.video.sat_convert import convert_sat_checkpoint
+
+    state = sat_transformer_state(latent_frames=37, latent_height=TINY_TRANSFORMER_145["sample_height"],
+                                  latent_width=TINY_TRANSFORMER_145["sample_width"], lora_rank=4, seed=seed,
+                                  dtype=torch.bfloat16)
+    with tempfile.TemporaryDirectory(prefix="dimx-sat-") as scratch:
+        folder = write_sat_folder(Path(scratch) / "DimensionX_360orbit", deepspeed_record(state))
+        return convert_sat_checkpoint(folder, out, base=base).folder
 
 
 # --- the reference: DiffusionTransformer.forward computed from the SAT tensors ---------------------------------------

@@ -29,9 +29,10 @@ def _texture(rng: np.random.Generator, size: int = 512) -> np.ndarray:
 
 
 class Room:
-    """Walls around the camera at the origin (OpenCV axes): back wall, floor, ceiling, sides, and a box."""
+    """Walls around the camera at the origin (OpenCV axes): back wall, floor, ceiling, sides, and a box; `closed`:
+    also a wall behind the camera, so that an orbit all the way round sees walls everywhere."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, closed: bool = False):
         rng = np.random.default_rng(seed)
         # (origin, u edge, v edge) of each rectangle in world coordinates
         self.walls = [
@@ -42,6 +43,8 @@ class Room:
             (np.array([3.5, -4.0, -3.0]), np.array([0, 0, 9.0]), np.array([0, 8.0, 0])),       # right wall x=3.5
             (np.array([-0.6, -0.6, 2.6]), np.array([1.2, 0, 0]), np.array([0, 1.2, 0])),       # box front z=2.6
         ]
+        if closed:
+            self.walls.append((np.array([-6.0, -4.0, -3.0]), np.array([12.0, 0, 0]), np.array([0, 8.0, 0])))
         self.textures = [_texture(rng) for _ in self.walls]
 
     def render(self, c2w: np.ndarray, intrinsics: np.ndarray, width: int, height: int) -> np.ndarray:

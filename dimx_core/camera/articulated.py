@@ -15,7 +15,7 @@ import numpy as np
 
 from ..hooks import NO_HOOKS, Hooks
 from . import patterns
-from .planner import MAX_FRAMES, finite_number, plan, whole_number
+from .planner import DEFAULT_FRAMES, MAX_FRAMES, finite_number, plan, whole_number
 from .trajectory import Trajectory
 
 MAX_CLIPS = 360  # a full loop at one degree per clip; every clip is a video of its own
@@ -51,7 +51,7 @@ class ArticulatedPath:
                                 "clip_frames": len(self.clips[0])})
 
 
-def chain(segments: list[tuple[str, float]], frames_per_clip: int = 49, hooks: Hooks = NO_HOOKS,
+def chain(segments: list[tuple[str, float]], frames_per_clip: int = DEFAULT_FRAMES, hooks: Hooks = NO_HOOKS,
           **plan_options) -> ArticulatedPath:
     """Clips for `segments` [(pattern, magnitude), ...], each starting where the previous one ended.
     plan_options (radius, elevation, fov_deg, focal_px, width, height) apply to every clip; clips run at
@@ -67,7 +67,8 @@ def chain(segments: list[tuple[str, float]], frames_per_clip: int = 49, hooks: H
     clips, starts, start = [], [], np.eye(4)
     for index, (pattern, magnitude) in enumerate(segments):
         if patterns.get(pattern).loop:
-            raise ValueError(f"segment {index}: {pattern} is a closed loop; chain orbit_left clips instead")
+            raise ValueError(f"segment {index}: {pattern} is a closed loop; chain {patterns.unrolled(pattern)} clips "
+                             "instead")
         clip = plan(pattern, frames_per_clip, magnitude, **plan_options)
         clip.meta.update(clip_index=index, clip_count=len(segments), start_c2w_opencv=start.tolist())
         clips.append(clip)
@@ -77,13 +78,13 @@ def chain(segments: list[tuple[str, float]], frames_per_clip: int = 49, hooks: H
     return ArticulatedPath(clips, starts)
 
 
-def split_motion(pattern: str, total: float, max_clip: float, frames_per_clip: int = 49, hooks: Hooks = NO_HOOKS,
-                 **plan_options) -> ArticulatedPath:
+def split_motion(pattern: str, total: float, max_clip: float, frames_per_clip: int = DEFAULT_FRAMES,
+                 hooks: Hooks = NO_HOOKS, **plan_options) -> ArticulatedPath:
     """`total` of `pattern` as the fewest equal clips of at most `max_clip` each (degrees or scene units).
-    orbit_360 is split as a full orbit_left loop. At most MAX_CLIPS clips: the count is checked before any
-    clip is planned."""
-    if pattern == "orbit_360":
-        pattern, total = "orbit_left", 360.0
+    A loop pattern is split as a full loop of the motion it repeats (orbit_360: orbit_left). At most MAX_CLIPS
+    clips: the count is checked before any clip is planned."""
+    if patterns.get(pattern).loop:
+        pattern, total = patterns.unrolled(pattern), 360.0
     plan(pattern, 2, total, **plan_options)  # the direct path must be valid (a dolly_in short of the pivot...)
     unit = patterns.get(pattern).unit
     max_clip = finite_number("max_clip", max_clip, 0.0, what=f" ({unit} per clip)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import patterns
+from .paths import DEFAULT_AZIMUTH_RANGE, GENXD_HELP, PATH_PATTERNS
 from .planner import DEFAULT_FOV_DEG, DEFAULT_FRAMES, DEFAULT_RADIUS, DEFAULT_SIZE, EASINGS
 
 FORMATS = ("transforms", "colmap")
@@ -46,10 +47,11 @@ def _write(trajectory, out: Path, form: str) -> Path:
 
 
 def _trajectory(args) -> None:
-    from .planner import plan
+    from .paths import plan_path
 
-    path = plan(args.pattern, args.frames, args.magnitude, **_camera_options(args))
-    print(f"{_write(path, args.out, args.format)}  ({len(path)} frames, director {path.director})")
+    path = plan_path(args.pattern, args.frames, args.magnitude, azimuth_range=tuple(args.azimuth),
+                     **_camera_options(args))
+    print(f"{_write(path, args.out, args.format)}  ({len(path)} frames, director {path.director or 'none'})")
 
 
 def _articulate(args) -> None:
@@ -111,13 +113,18 @@ def register(commands) -> None:
         description="Plan the camera path one DimensionX S-Director produces (one pose per generated frame; the "
                     "first camera is the input image's, at the origin) and write it for other tools. Motions: "
                     + "; ".join(f"{p.name}: {p.description}" for p in patterns.TABLE) + ".")
-    trajectory.add_argument("--pattern", required=True, choices=patterns.PATTERNS, metavar="NAME",
-                            help="camera motion: " + ", ".join(patterns.PATTERNS))
+    trajectory.add_argument("--pattern", required=True, choices=PATH_PATTERNS, metavar="NAME",
+                            help="camera motion: " + ", ".join(PATH_PATTERNS) + ". " + GENXD_HELP)
     trajectory.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                            help=f"number of frames (default {DEFAULT_FRAMES}, what CogVideoX generates)")
+                            help=f"number of frames: the video model's (default {DEFAULT_FRAMES}, CogVideoX-5b-I2V's; "
+                                 "145 for DimensionX's 360-degree model)")
     trajectory.add_argument("--magnitude", type=float, default=None,
                             help="total motion: degrees for rotations and orbits (default 30), scene units for "
-                                 "translations (default a quarter of --radius); not used by orbit_360")
+                                 "translations (default a quarter of --radius); not used by the loops orbit_360 and "
+                                 "orbit_360_right, nor by the GenXD modes")
+    trajectory.add_argument("--azimuth", type=float, nargs=2, default=DEFAULT_AZIMUTH_RANGE, metavar=("A1", "A2"),
+                            help="GenXD modes only: the azimuth range in degrees (default 0 30); --focal (pixels) "
+                                 "or --fov gives GenXD's focal, normalised by --width")
     _add_camera_options(trajectory)
     trajectory.add_argument("--out", type=Path, required=True, help="transforms.json file, or folder for COLMAP")
     trajectory.set_defaults(run=_trajectory)
@@ -129,9 +136,9 @@ def register(commands) -> None:
                     "and, under clips/, every clip in its own start frame (its start pose is in its metadata).")
     articulate.add_argument("--pattern", required=True, choices=patterns.PATTERNS, metavar="NAME",
                             help="camera motion of every clip: " + ", ".join(patterns.TWO_VIEW_PATTERNS)
-                                 + " (orbit_360: a full orbit_left loop)")
+                                 + " (the loops: orbit_360 a full orbit_left loop, orbit_360_right orbit_right)")
     articulate.add_argument("--total", type=float, required=True,
-                            help="total motion, degrees or scene units (ignored for orbit_360)")
+                            help="total motion, degrees or scene units (ignored for the loops)")
     articulate.add_argument("--max-clip", type=float, default=30.0, help="largest motion of one clip (default 30)")
     articulate.add_argument("--frames-per-clip", type=int, default=DEFAULT_FRAMES,
                             help=f"frames of each clip, including its shared first frame (default {DEFAULT_FRAMES})")

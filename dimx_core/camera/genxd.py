@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import patterns
-from .planner import finite_number, pinhole, plan, whole_number
+from .planner import DEFAULT_FRAMES, DEFAULT_SIZE, finite_number, pinhole, plan, whole_number
 from .trajectory import Trajectory
 
 MODES = ("orbit", "forward")
@@ -28,7 +28,8 @@ def sphere_poses(azimuth_deg: np.ndarray, elevation_deg: np.ndarray, radius: flo
 
 
 def genxd_trajectory(mode: str, elevation: float, azimuth_range: tuple[float, float], radius: float = 2.0,
-                     focal: float = 1.0938, frames: int = 49, width: int = 720, height: int = 480) -> Trajectory:
+                     focal: float = 1.0938, frames: int = DEFAULT_FRAMES, width: int = DEFAULT_SIZE[0],
+                     height: int = DEFAULT_SIZE[1]) -> Trajectory:
     if mode not in MODES:
         raise ValueError(f"GenXD mode must be one of {', '.join(MODES)}, got {mode!r}")
     frames = whole_number("frames", frames, 2)
@@ -43,8 +44,8 @@ def genxd_trajectory(mode: str, elevation: float, azimuth_range: tuple[float, fl
             raise ValueError("azimuth_range is empty: GenXD's orbit needs two different azimuths")
         span = abs(a2 - a1)
         options = dict(radius=radius, elevation=elevation, focal_px=focal_px, width=width, height=height)
-        if span == 360.0 and a2 > a1:
-            return plan("orbit_360", frames, **options)
+        if span == 360.0:
+            return plan("orbit_360" if a2 > a1 else "orbit_360_right", frames, **options)
         # N cameras over [a1, a2) are the N frames of a path of span * (N - 1) / N that includes both ends.
         return plan("orbit_left" if a2 > a1 else "orbit_right", frames, span * (frames - 1) / frames, **options)
     if frames % 4:

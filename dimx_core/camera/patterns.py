@@ -89,9 +89,14 @@ TABLE: tuple[Pattern, ...] = (
             "orbit_up"),
     Pattern("orbit_down", "orbit", _RIGHT, "circle the pivot moving down, looking up at it", "orbit_down", _ORBITS,
             "orbit_down"),
-    Pattern("orbit_360", "orbit", _DOWN, "a full circle around the pivot, moving left (DimensionX's 145-frame "
-            "360-degree model: released as a fine-tuned SAT checkpoint, not a LoRA)", None, ORBIT_360_RELEASE,
-            loop=True),
+    Pattern("orbit_360", "orbit", _DOWN, "a full circle around the pivot, moving left (a loop of chained "
+            "orbit_left clips, or GenXD's orbit over 0-360 degrees)", "orbit_360_right", loop=True),
+    # The released 145-frame 360-degree model (a fine-tuned SAT checkpoint, not a LoRA) circles to the right: in
+    # both of DimensionX's sample videos (assets/videos/360) the camera reaches the subject's back on the side the
+    # image shows it at a quarter of the way, and the far background flows right all along.
+    Pattern("orbit_360_right", "orbit", _neg(_DOWN), "a full circle around the pivot, moving right: the path of "
+            "DimensionX's 145-frame 360-degree model (released as a fine-tuned SAT checkpoint, not a LoRA)",
+            "orbit_360", ORBIT_360_RELEASE, loop=True),
 )
 
 BY_NAME: dict[str, Pattern] = {p.name: p for p in TABLE}
@@ -105,6 +110,14 @@ def get(pattern: str) -> Pattern:
         return BY_NAME[pattern]
     except (KeyError, TypeError):
         raise ValueError(f"unknown pattern {pattern!r}; choose one of: {', '.join(PATTERNS)}") from None
+
+
+def unrolled(pattern: str) -> str:
+    """The open motion a loop pattern repeats (orbit_360 -> orbit_left); any other pattern is itself."""
+    spec = get(pattern)
+    if not spec.loop:
+        return pattern
+    return next(p.name for p in TABLE if not p.loop and p.kind == spec.kind and p.axis == spec.axis)
 
 
 def director_name(pattern: str) -> str:

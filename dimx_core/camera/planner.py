@@ -13,8 +13,10 @@ from . import patterns
 from .trajectory import Trajectory
 
 EASINGS = ("linear", "ease")
-DEFAULT_FRAMES = 49          # CogVideoX-5b-I2V generates 49 frames
-DEFAULT_SIZE = (720, 480)    # ... at 720x480
+# The size of CogVideoX-5b-I2V's videos, where no model says otherwise: the nodes and CLIs pass the loaded model's
+# frame count and size (ModelSpec) when one is known (DimensionX's 360-degree model: 145 frames at 480x320).
+DEFAULT_FRAMES = 49
+DEFAULT_SIZE = (720, 480)
 DEFAULT_FOV_DEG = 60.0       # horizontal field of view when the input photo's lens is unknown
 DEFAULT_RADIUS = 2.0         # pivot distance in scene units (the scale every other length is read against)
 DEFAULT_ANGLE_DEG = 30.0
@@ -86,7 +88,8 @@ def plan(pattern: str, frames: int = DEFAULT_FRAMES, magnitude: float | None = N
     """The path of `pattern` over `frames` frames.
 
     magnitude: total motion, degrees for rotations and orbits, scene units for translations (None: 30 degrees,
-        or a quarter of the pivot distance). orbit_360 always turns a full circle and does not use it.
+        or a quarter of the pivot distance). The loops (orbit_360, orbit_360_right) always turn a full circle and
+        do not use it.
     radius: pivot distance, the orbit radius (scene units). dolly_in must stay short of the pivot.
     elevation: degrees the first camera looks down at the pivot; horizontal orbits turn about the world's
         vertical, so they keep this elevation. Other patterns move in the camera's own axes and ignore it.

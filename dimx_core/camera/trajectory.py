@@ -62,3 +62,28 @@ class Trajectory:
     @property
     def positions(self) -> np.ndarray:
         return self.c2w_opencv[:, :3, 3]
+
+    @property
+    def closes_loop(self) -> bool:
+        """Whether the path comes back to its start, so its last camera sees what its first one sees: the step from
+        the last camera back to the first is no longer (in position and in rotation) than 1.5 of the path's longest
+        step, on a path of at least 8 cameras that goes away from its start (turns 90 degrees or more, or moves
+        5 steps or more away from it). Read from the poses, whatever made them (orbit_360, a loaded file)."""
+        if len(self) < 8:
+            return False
+        poses = self.c2w_opencv
+        step_angles = _angles_deg(poses[:-1, :3, :3], poses[1:, :3, :3])
+        step_lengths = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
+        closing_angle = _angles_deg(poses[-1:, :3, :3], poses[:1, :3, :3])[0]
+        closing_length = np.linalg.norm(poses[-1, :3, 3] - poses[0, :3, 3])
+        longest_angle, longest_step = step_angles.max(), step_lengths.max()
+        leaves = (_angles_deg(poses[:1, :3, :3], poses[:, :3, :3]).max() >= 90.0
+                  or np.linalg.norm(poses[:, :3, 3] - poses[0, :3, 3], axis=1).max() >= 5 * max(longest_step, 1e-12))
+        return bool(leaves and closing_angle <= 1.5 * longest_angle + 1e-6
+                    and closing_length <= 1.5 * longest_step + 1e-9)
+
+
+def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles of the rotations taking each of `a` (N, 3, 3) to the matching one of `b`, in degrees."""
+    cosine = (np.trace(np.einsum("nji,njk->nik", a, b), axis1=1, axis2=2) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))

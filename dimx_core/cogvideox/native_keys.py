@@ -29,6 +29,23 @@ def to_diffusers(module: str) -> str:
     return TOP.get(module, module)
 
 
+def to_native(module: str) -> str:
+    """Module path in diffusers' CogVideoXTransformer3DModel -> module path in ComfyUI's model (to_diffusers'
+    inverse)."""
+    if match := re.match(r"transformer_blocks\.(\d+)\.(.+)$", module):
+        native = next((name for name, inner in BLOCK.items() if inner == match[2]), None)
+        if native is None:
+            raise ValueError(f"diffusers layer '{module}' has no ComfyUI CogVideoX counterpart")
+        return f"blocks.{match[1]}.{native}"
+    return next((name for name, inner in TOP.items() if inner == module), module)
+
+
+def tensor_to_diffusers(key: str) -> str:
+    """A parameter or buffer name in ComfyUI's model (`blocks.3.q.weight`) -> its name in diffusers' model."""
+    module, _, leaf = key.rpartition(".")
+    return f"{to_diffusers(module)}.{leaf}" if module else key
+
+
 def flat_to_diffusers_flat(flat: str) -> str:
     """The same for kohya-style names, where every dot became an underscore."""
     if match := re.match(r"blocks_(\d+)_(.+)$", flat):

@@ -11,9 +11,10 @@ import torch
 
 from ..video.components import VideoComponents
 from ..video.guides import LatentStart, check_strength, skipped_steps
-from ..video.request import VideoRequest
+from ..video.request import VideoRequest, content_key
 from ..video.runtime import Runtime
 from ..video.sampling import generate
+from ..video.workers import Task, Workers
 from .latents import encode_video
 
 
@@ -51,14 +52,22 @@ def refine_video(parts: VideoComponents, video: torch.Tensor, shared: VideoReque
 
 
 def refine_videos(parts: VideoComponents, videos: torch.Tensor, shared: VideoRequest, strength: float, repeat: bool,
-                  runtime: Runtime) -> torch.Tensor:
+                  runtime: Runtime, workers: Workers | None = None) -> torch.Tensor:
     """videos: (V, F, H, W, 3) at the model's size. strength (t0) 0 returns them unchanged; 1 ignores them.
-    `shared`: what every pass of every video uses (each pass has its own first frame and start)."""
+    `shared`: what every pass of every video uses (each pass has its own first frame and start). With `workers`,
+    each video is refined by one of them."""
     passes = refinement_passes(strength, repeat)
     if strength == 0:
         return videos
     per_video = sum(pass_steps(passes, shared.settings.steps))
     total = len(videos) * per_video
-    return torch.stack([refine_video(parts, video, shared, passes,
-                                     runtime.with_hooks(runtime.hooks.offset(index * per_video, total)))
-                        for index, video in enumerate(videos)])
+    if workers is None:
+        return torch.stack([refine_video(parts, video, shared, passes,
+                                         runtime.with_hooks(runtime.hooks.offset(index * per_video, total)))
+                            for index, video in enumerate(videos)])
+    tasks = [Task(content_key(parts.identity, "refine", video, shared, passes), "refine",
+                  (video.clone(), shared, tuple(passes)), per_video, f"refinement {index + 1} of {len(videos)}")
+             for index, video in enumerate(videos)]
+    refined: dict[str, torch.Tensor] = {}
+    workers.run(parts, tasks, runtime, lambda task, frames, where: refined.__setitem__(task.key, frames))
+    return torch.stack([refined[task.key] for task in tasks])

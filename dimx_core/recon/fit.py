@@ -171,6 +171,11 @@ class SceneOptimizer:
                                                fused=fused) if refine_poses else None
         self.anchored = torch.ones(len(cameras), 1, device=device)
         self.anchored[0] = 0.0  # the first camera anchors the frame (it is the input image's camera)
+        # A closed loop's last camera sees what the first sees, one step before it: it keeps its planned pose
+        # beside the first (loop closure), so the refined ring cannot drift open or turn about the first camera.
+        self.closes_loop = refine_poses and cameras.closes_loop
+        if self.closes_loop:
+            self.anchored[-1] = 0.0
 
     def colours(self) -> torch.Tensor:
         return torch.cat([self.params["sh0"], self.params["shN"]], dim=1)
@@ -215,7 +220,9 @@ class SceneOptimizer:
             refined = _refined_c2w(self.c2w, self.pose_delta * self.anchored).cpu().double().numpy()
         refined[:, :3, :3] = _orthonormal(refined[:, :3, :3])
         cameras = replace(requested, c2w_opencv=refined)
-        return cameras, [describe_refinement(requested, cameras)]
+        loop = ["closed loop: the last camera kept its planned pose beside the first (loop closure), the others "
+                "were refined"] if self.closes_loop else []
+        return cameras, [describe_refinement(requested, cameras)] + loop
 
 
 # --- what each step fits ---------------------------------------------------------------------------------------------

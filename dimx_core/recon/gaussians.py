@@ -51,6 +51,16 @@ class Gaussians:
             raise ValueError(f"Gaussians.sh must have shape ({n}, K, 3), got {tuple(self.sh.shape)}")
         sh_degree_of(self.sh.shape[1])
 
+    @classmethod
+    def from_activated(cls, means: torch.Tensor, scales: torch.Tensor, quats_wxyz: torch.Tensor,
+                       opacities: torch.Tensor, sh: torch.Tensor) -> "Gaussians":
+        """From render-ready values (linear scales, opacities in 0..1), as other tools hand them over (ComfyUI's core
+        SPLAT). Scales are floored and opacities kept inside (0, 1) so their logarithm and logit stay finite."""
+        tiny = torch.finfo(torch.float32).tiny
+        opacity = opacities.float().reshape(-1).clamp(1e-7, 1 - 1e-7)
+        return cls(means=means.float(), log_scales=scales.float().clamp_min(tiny).log(),
+                   quats_wxyz=quats_wxyz.float(), opacity_logits=torch.logit(opacity), sh=sh.float())
+
     def __len__(self) -> int:
         return self.means.shape[0]
 

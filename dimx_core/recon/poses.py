@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..camera import Trajectory
 from ..hooks import NO_HOOKS, Hooks
@@ -55,6 +56,7 @@ class PoseCheck:
     direction_error_deg: np.ndarray     # per registered frame that moved away from the first one
     rotation_span_ratio: float | None   # total turn of the video / total turn requested
     scale: float                        # trajectory units per SfM unit
+    loop_closure_deg: float | None = None  # closed loops: how far the last frame is from its place beside the first
 
     @property
     def max_rotation_error(self) -> float:
@@ -76,10 +78,13 @@ class PoseCheck:
     def summary(self) -> str:
         span = ("" if self.rotation_span_ratio is None
                 else f", the video turns {self.rotation_span_ratio:.2f}x the requested angle")
+        loop = ("" if self.loop_closure_deg is None else
+                f"; closed loop (its ends matched to each other): the last frame is {self.loop_closure_deg:.2f} deg "
+                "from its requested place beside the first")
         return (f"SfM placed {self.registered}/{self.frames} frames; against the trajectory: relative "
                 f"rotation error median {np.median(self.rotation_error_deg):.2f} deg, max "
                 f"{self.max_rotation_error:.2f} deg; translation-direction error median "
-                f"{self.median_direction_error:.1f} deg{span} -> {self.verdict}")
+                f"{self.median_direction_error:.1f} deg{span}{loop} -> {self.verdict}")
 
 
 @dataclass
@@ -95,9 +100,21 @@ class PoseChoice:
 
 # --- structure from motion -----------------------------------------------------------------------------------------
 
-def run_sfm(frames: np.ndarray, intrinsics: np.ndarray, *, hooks: Hooks = NO_HOOKS,
+SEQUENTIAL_OVERLAP = 8  # frames each frame is matched with, forward along the video
+
+
+def loop_closing_pairs(count: int, overlap: int = SEQUENTIAL_OVERLAP) -> list[tuple[int, int]]:
+    """The pairs sequential matching would add if the video wrapped around: each of the last frames with the first
+    frames fewer than `overlap` steps ahead of it across the seam (the last frame with the first, ...)."""
+    return [(i, j) for i in range(max(count - overlap, 0), count) for j in range(min(overlap, count))
+            if 0 < (j - i) % count <= overlap and j < i]
+
+
+def run_sfm(frames: np.ndarray, intrinsics: np.ndarray, *, loop: bool = False, hooks: Hooks = NO_HOOKS,
             workdir: str | Path | None = None) -> SfmResult | None:
-    """pycolmap on (N, H, W, 3) frames in 0..1 with known pinhole intrinsics; None when no model forms."""
+    """pycolmap on (N, H, W, 3) frames in 0..1 with known pinhole intrinsics; None when no model forms. `loop`: the
+    video is a closed loop (its last frame sees what its first one sees), so the frames across the seam are matched
+    as well and the mapper's bundle adjustment closes the loop instead of letting it drift open."""
     pycolmap = require("pycolmap", "structure-from-motion poses")
     from PIL import Image
 
@@ -123,9 +140,15 @@ def run_sfm(frames: np.ndarray, intrinsics: np.ndarray, *, hooks: Hooks = NO_HOO
         matching = pycolmap.FeatureMatchingOptions()
         matching.use_gpu = False
         pairing = pycolmap.SequentialPairingOptions()
-        pairing.overlap = 8
+        pairing.overlap = SEQUENTIAL_OVERLAP
         pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing,
                                   device=pycolmap.Device.cpu)
+        if loop:
+            pairs = root / "loop_pairs.txt"
+            pairs.write_text("".join(f"{i:05d}.png {j:05d}.png\n" for i, j in loop_closing_pairs(len(frames))))
+            pycolmap.match_image_pairs(database, matching_options=matching,
+                                       pairing_options=pycolmap.ImportedPairingOptions(match_list_path=pairs),
+                                       device=pycolmap.Device.cpu)
         hooks.step(2, 3)
         options = pycolmap.IncrementalPipelineOptions()
         options.ba_refine_focal_length = False   # the trajectory's intrinsics are what the frames were made with
@@ -189,9 +212,23 @@ def rotation_angle_deg(rotations: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
-def compare_poses(estimated_c2w: np.ndarray, requested_c2w: np.ndarray, frames: int) -> tuple[PoseCheck, tuple]:
+def unwrapped_turn_deg(relative: np.ndarray, axis: np.ndarray) -> float:
+    """The total turn about `axis` of rotations relative to the first camera (N, 3, 3), unwrapped across 180
+    degrees: a full loop reads about 360, where the end-to-end angle would read a few degrees."""
+    axis = axis / np.linalg.norm(axis)
+    across = np.cross(axis, np.eye(3)[np.argmin(np.abs(axis))])
+    across /= np.linalg.norm(across)
+    turned = relative @ across
+    angles = np.arctan2(np.cross(across, turned) @ axis, turned @ across)
+    return float(np.degrees(np.unwrap(angles))[-1])
+
+
+def compare_poses(estimated_c2w: np.ndarray, requested_c2w: np.ndarray, frames: int,
+                  loop: bool = False) -> tuple[PoseCheck, tuple]:
     """Fit `estimated` to `requested` (same frames, in order) and measure what the fit cannot explain:
-    each camera's rotation relative to the first one, and its direction of travel from the first one."""
+    each camera's rotation relative to the first one, and its direction of travel from the first one. `loop`: the
+    frames are a closed loop from its first to its last frame; the turn is then the unwrapped turn, and the last
+    frame's rotation error says how well the loop closes."""
     sim3 = align_sim3(estimated_c2w, requested_c2w)
     aligned = apply_sim3(estimated_c2w, *sim3)
     relative_requested = np.einsum("ji,njk->nik", requested_c2w[0, :3, :3], requested_c2w[:, :3, :3])
@@ -207,9 +244,15 @@ def compare_poses(estimated_c2w: np.ndarray, requested_c2w: np.ndarray, frames: 
         direction_error = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
     else:
         direction_error = np.zeros(0)
-    requested_turn = rotation_angle_deg(relative_requested[-1])
-    ratio = float(rotation_angle_deg(relative_estimated[-1]) / requested_turn) if requested_turn > 1.0 else None
-    check = PoseCheck(len(estimated_c2w), frames, rotation_error, direction_error, ratio, sim3[0])
+    if loop:
+        axis = Rotation.from_matrix(relative_requested[1]).as_rotvec()
+        requested_turn = unwrapped_turn_deg(relative_requested, axis)
+        ratio = unwrapped_turn_deg(relative_estimated, axis) / requested_turn
+    else:
+        requested_turn = rotation_angle_deg(relative_requested[-1])
+        ratio = float(rotation_angle_deg(relative_estimated[-1]) / requested_turn) if requested_turn > 1.0 else None
+    check = PoseCheck(len(estimated_c2w), frames, rotation_error, direction_error, ratio, sim3[0],
+                      float(rotation_error[-1]) if loop else None)
     return check, sim3
 
 
@@ -230,8 +273,9 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
         return PoseChoice("trajectory", trajectory, everything,
                           notes=["poses: the requested trajectory, refined jointly with the scene (first camera "
                                  "fixed); the video's motion was not checked by SfM"])
+    loop = trajectory.closes_loop
     try:
-        sfm = run_sfm(frames, trajectory.intrinsics[0], hooks=hooks, workdir=workdir)
+        sfm = run_sfm(frames, trajectory.intrinsics[0], loop=loop, hooks=hooks, workdir=workdir)
         failure = "it found no consistent model" if sfm is None else None
     except ImportError as err:
         if mode == "sfm":
@@ -248,7 +292,8 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
                                  f"the video's motion ({failure})"])
     registered = sfm.registered
     estimated = np.stack([sfm.c2w_opencv[i] for i in registered])
-    check, sim3 = compare_poses(estimated, trajectory.c2w_opencv[registered], len(frames))
+    both_ends = loop and registered[0] == 0 and registered[-1] == len(frames) - 1
+    check, sim3 = compare_poses(estimated, trajectory.c2w_opencv[registered], len(frames), loop=both_ends)
     enough = len(registered) >= MIN_REGISTERED_SHARE * len(frames)
     notes = [check.summary()]
     support = float(np.median([sfm.observations.get(i, 0) for i in registered]))

@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -22,13 +22,60 @@ from ..optional import require
 
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                  "efficient": SDPBackend.EFFICIENT_ATTENTION}
-# Optional kernels: import name, what to install, and whether the result equals SDPA's up to rounding.
-OPTIONAL_KERNELS = {
-    "fa3": ("flash_attn_interface", "FlashAttention-3 (build flash-attention's hopper/ folder; Hopper GPUs only)",
-            True),
-    "sage": ("sageattention", "SageAttention (pip install sageattention); lossy: 8-bit Q·K, fp8 P·V", False),
-}
+
+
 Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (B, heads, tokens, head_dim) each
+
+
+@dataclass(frozen=True)
+class TokensMajorFlash:
+    """A FlashAttention-style `flash_attn_func`, which takes (B, tokens, heads, head_dim) and may return (out, lse)."""
+    function: Callable
+
+    def __call__(self, query, key, value):
+        out = self.function(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), causal=False)
+        return (out[0] if isinstance(out, tuple) else out).transpose(1, 2)
+
+
+@dataclass(frozen=True)
+class SageAttention:
+    function: Callable
+
+    def __call__(self, query, key, value):
+        return self.function(query, key, value, tensor_layout="HND", is_causal=False)
+
+
+@dataclass(frozen=True)
+class OptionalKernel:
+    """A kernel from a package the pack does not require: where it lives, how to call it, what to install."""
+    module: str
+    function: str
+    wrapper: Callable[[Callable], Kernel]
+    what: str
+    lossless: bool  # equals SDPA's result up to rounding, so 'auto' may choose it
+
+
+OPTIONAL_KERNELS = {
+    "fa3": OptionalKernel("flash_attn_interface", "flash_attn_func", TokensMajorFlash,
+                          "FlashAttention-3 (build flash-attention's hopper/ folder; Hopper GPUs only)", True),
+    # FlashAttention-4 is written in CUTLASS's CuTe DSL and compiled on first call; it has SM90 and SM100 paths.
+    "fa4": OptionalKernel("flash_attn.cute", "flash_attn_func", TokensMajorFlash,
+                          "FlashAttention-4 (pip install flash-attn-4 'nvidia-cutlass-dsl[cu13]'; Hopper and "
+                          "Blackwell GPUs)", True),
+    "sage": OptionalKernel("sageattention", "sageattn", SageAttention,
+                           "SageAttention (pip install sageattention); lossy: 8-bit Q·K, fp8 P·V", False),
+}
+
+
+class SequenceShards(Protocol):
+    """A video's tokens split among processes (distributed.parallel): each holds the text and a run of the video."""
+
+    def local_rotary(self, rotary: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of the whole video's RoPE tables (cos, sin) that belong to this process's tokens."""
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, text_tokens: int,
+               kernel: Kernel) -> torch.Tensor:
+        """Attention of this process's tokens (B, heads, text + local video, head_dim) over every process's."""
 
 
 def sdpa(query, key, value):
@@ -45,24 +92,6 @@ class SdpaBackend:
             return sdpa(query, key, value)
 
 
-@dataclass(frozen=True)
-class FlashAttention3:
-    """flash_attn_interface.flash_attn_func, which takes (B, tokens, heads, head_dim)."""
-    function: Callable
-
-    def __call__(self, query, key, value):
-        out = self.function(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), causal=False)
-        return (out[0] if isinstance(out, tuple) else out).transpose(1, 2)
-
-
-@dataclass(frozen=True)
-class SageAttention:
-    function: Callable
-
-    def __call__(self, query, key, value):
-        return self.function(query, key, value, tensor_layout="HND", is_causal=False)
-
-
 # One object per kernel for the process: a compiled block guards on the kernel it was traced with.
 _KERNELS: dict[str, Kernel] = {"sdpa": sdpa, **{name: SdpaBackend(b) for name, b in SDPA_BACKENDS.items()}}
 
@@ -70,13 +99,16 @@ _KERNELS: dict[str, Kernel] = {"sdpa": sdpa, **{name: SdpaBackend(b) for name, b
 def kernel_named(name: str) -> Kernel:
     """The kernel called `name`; optional ones are imported here, before any tracing sees them."""
     if name not in _KERNELS:
-        module = importlib.import_module(OPTIONAL_KERNELS[name][0])
-        _KERNELS[name] = FlashAttention3(module.flash_attn_func) if name == "fa3" else SageAttention(module.sageattn)
+        row = OPTIONAL_KERNELS[name]
+        _KERNELS[name] = row.wrapper(getattr(importlib.import_module(row.module), row.function))
     return _KERNELS[name]
 
 
 def installed(name: str) -> bool:
-    return importlib.util.find_spec(OPTIONAL_KERNELS[name][0]) is not None
+    try:
+        return importlib.util.find_spec(OPTIONAL_KERNELS[name].module) is not None
+    except ModuleNotFoundError:  # the parent package of a dotted name is absent
+        return False
 
 
 # --- choosing a kernel ---------------------------------------------------------------------------------------------
@@ -105,8 +137,8 @@ def measure_kernels(shape: tuple[int, ...], dtype: torch.dtype, device: torch.de
     the projections are)."""
     key = (tuple(shape), dtype, str(device), names)
     if key not in _MEASURED:
-        candidates = names or (*SDPA_BACKENDS, *(n for n, (_, _, lossless) in OPTIONAL_KERNELS.items()
-                                                 if lossless and installed(n)))
+        candidates = names or (*SDPA_BACKENDS, *(n for n, row in OPTIONAL_KERNELS.items()
+                                                 if row.lossless and installed(n)))
         generator = torch.Generator(device=device).manual_seed(0)
         batch, heads, tokens, head_dim = shape
         inputs = tuple(torch.randn(batch, tokens, heads, head_dim, generator=generator, device=device,
@@ -137,8 +169,8 @@ def choose_kernel(choice: str, shape: tuple[int, ...], dtype: torch.dtype,
     if choice == "sdpa" or (choice == "auto" and device.type != "cuda"):
         return sdpa, "attention: PyTorch SDPA, its own backend choice"
     if choice in OPTIONAL_KERNELS and not installed(choice):
-        module, what, _ = OPTIONAL_KERNELS[choice]
-        raise ValueError(f"attention '{choice}' needs {what}, but '{module}' is not installed. Install it, or choose "
+        row = OPTIONAL_KERNELS[choice]
+        raise ValueError(f"attention '{choice}' needs {row.what}, but '{row.module}' is not installed. Install it, or choose "
                          "'auto' (the fastest kernel PyTorch has here).")
     if device.type != "cuda":
         raise ValueError(f"attention '{choice}' runs on CUDA GPUs only; this run is on {device.type}. Choose 'auto'.")
@@ -146,7 +178,7 @@ def choose_kernel(choice: str, shape: tuple[int, ...], dtype: torch.dtype,
         timing = measure_kernels(shape, dtype, device, names=(choice,), repeats=1)[choice]
         if isinstance(timing, str):
             raise ValueError(f"attention '{choice}' {timing}. Choose 'auto'.")
-        lossy = "" if choice not in OPTIONAL_KERNELS or OPTIONAL_KERNELS[choice][2] else " (lossy)"
+        lossy = "" if choice not in OPTIONAL_KERNELS or OPTIONAL_KERNELS[choice].lossless else " (lossy)"
         return kernel_named(choice), f"attention: {choice}{lossy}, as chosen ({timing:.1f} ms per call)"
     timings = measure_kernels(shape, dtype, device)
     usable = {name: ms for name, ms in timings.items() if not isinstance(ms, str)}
@@ -166,9 +198,9 @@ def describe_kernels() -> list[str]:
                                                   for name, b in SDPA_BACKENDS.items()))
     else:
         lines.append("SDPA backends: CPU only (cudnn/flash/efficient need a CUDA GPU)")
-    for name, (module, what, lossless) in OPTIONAL_KERNELS.items():
+    for name, row in OPTIONAL_KERNELS.items():
         state = "installed" if installed(name) else "not installed"
-        lines.append(f"{name}: {state} - {what}{'' if lossless else ' (never chosen by auto)'}")
+        lines.append(f"{name}: {state} - {row.what}{'' if row.lossless else ' (never chosen by auto)'}")
     return lines
 
 
@@ -203,6 +235,9 @@ class PackAttention:
     def __init__(self):
         self.kernel: Kernel = sdpa
         self.qkv: Callable[[torch.Tensor], torch.Tensor] | None = None
+        # while a video's tokens are split among processes (distributed.parallel.SequenceShards): this process's
+        # rows of the rotary tables, and the attention over every process's tokens
+        self.sequence: SequenceShards | None = None
         # looked up once here: an import inside the call would break a compiled block's graph
         self.apply_rotary_emb = require("diffusers.models.embeddings").apply_rotary_emb
 
@@ -226,11 +261,16 @@ class PackAttention:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
         if image_rotary_emb is not None:
+            if self.sequence is not None:
+                image_rotary_emb = self.sequence.local_rotary(image_rotary_emb)
             query[:, :, text_seq_length:] = self.apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
             if not attn.is_cross_attention:
                 key[:, :, text_seq_length:] = self.apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
 
-        hidden_states = self.kernel(query, key, value)
+        if self.sequence is None:
+            hidden_states = self.kernel(query, key, value)
+        else:
+            hidden_states = self.sequence.attend(query, key, value, text_seq_length, self.kernel)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         encoder_hidden_states, hidden_states = hidden_states.split(
@@ -247,12 +287,16 @@ def attention_modules(transformer: torch.nn.Module) -> list[torch.nn.Module]:
     return [block.attn1 for block in transformer.transformer_blocks]
 
 
+def pack_processors(transformer: torch.nn.Module) -> list[PackAttention]:
+    """The pack's processor of every block (installed in the blocks only while `pack_attention` runs)."""
+    return [_PROCESSORS.setdefault(attn, PackAttention()) for attn in attention_modules(transformer)]
+
+
 @contextlib.contextmanager
 def pack_attention(transformer: torch.nn.Module):
     """The pack's processor in every block for one run; diffusers' own processors are put back afterwards."""
     pairs, originals = [], []
-    for attn in attention_modules(transformer):
-        processor = _PROCESSORS.setdefault(attn, PackAttention())
+    for attn, processor in zip(attention_modules(transformer), pack_processors(transformer)):
         originals.append(attn.processor)
         attn.set_processor(processor)
         pairs.append((attn, processor))
@@ -260,7 +304,7 @@ def pack_attention(transformer: torch.nn.Module):
         yield pairs
     finally:
         for (attn, processor), original in zip(pairs, originals):
-            processor.kernel, processor.qkv = sdpa, None
+            processor.kernel, processor.qkv, processor.sequence = sdpa, None, None
             attn.set_processor(original)
 
 

@@ -12,8 +12,11 @@ from ..optional import require
 def tiled_vae(vae: torch.nn.Module, enabled: bool):
     """Decode in overlapping tiles (diffusers' VAE tiling, blended at the seams) while `enabled`: decoding
     49 x 480 x 720 frames untiled needs more memory than a denoising step. Tiles are an approximation (each tile's
-    group norms see only the tile); the GPU bench reports the difference at full size. (Slicing, diffusers' other
-    switch, splits batches: a run decodes one video, so it would change nothing.)"""
+    group norms see only the tile); the GPU bench reports the difference at full size. Along time, diffusers decodes
+    CogVideoX latents a few frames at a time in both modes (3, then 2 latent frames per decoder call, the causal
+    convolutions' cache carried across), as SAT's sample_video.py does: a 145-frame video (37 latent frames, 18
+    calls) needs no more decoder memory than a 49-frame one (tests/unit/test_frames_145.py). (Slicing, diffusers'
+    other switch, splits batches: a run decodes one video, so it would change nothing.)"""
     if not enabled or vae.use_tiling:
         yield
         return

@@ -5,9 +5,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-# "auto": the fastest lossless kernel measured on this GPU (PyTorch SDPA's backends, FlashAttention-3 if installed);
+# "auto": the fastest lossless kernel measured on this GPU (PyTorch SDPA's backends, FlashAttention-3/4 if installed);
 # SDPA's own choice on the CPU. "sage" is lossy (8-bit QK) and only runs when asked for.
-ATTENTION_CHOICES = ("auto", "sdpa", "cudnn", "flash", "efficient", "fa3", "sage")
+ATTENTION_CHOICES = ("auto", "sdpa", "cudnn", "flash", "efficient", "fa3", "fa4", "sage")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from ..speed.options import SpeedOptions
 from ..video.components import VideoComponents
 from ..video.request import SamplerSettings, VideoRequest
 from ..video.runtime import Runtime
-from ..video.sampling import generate, make_scheduler, rotary_embeddings
+from ..video.sampling import generate, rotary_embeddings
+from ..video.solvers import make_scheduler
 from .checkpoint import CheckpointStore, run_identity
 from .conditions import Conditions, offload_if_possible, precompute, seeded
 from .lora import TRAINING_ADAPTER, add_training_adapter, remove_training_adapter, save_director, training_director

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..speed import cli as speed_cli
+from .solvers import AUTO, CFG_SCHEDULES, SOLVERS
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -80,7 +81,7 @@ def _generate(args) -> None:
                      Director("temporal", "T", 1.0, read_lora(args.switch_once[1]))]
         plan = schedule.switch_once("spatial", "temporal", args.switch_step, args.steps)
     settings = SamplerSettings(steps=args.steps, guidance=args.guidance, dynamic_cfg=args.dynamic_cfg,
-                               scheduler=args.scheduler, seed=args.seed)
+                               scheduler=args.scheduler, cfg_schedule=args.cfg_schedule, seed=args.seed)
     speed = options_from(args)
     request = VideoRequest(image, args.prompt, args.negative_prompt, settings,
                            attach(parts.transformer, directors, parts.spec.describe()), plan, lossy=speed.lossy())
@@ -89,6 +90,7 @@ def _generate(args) -> None:
         print(f"\rstep {step}/{total}", end="", flush=True)
 
     runtime = Runtime.on_device(device, hooks=Hooks(progress=progress), speed=speed, preview_every=0)
+    print(f"{parts.spec.describe()}; {parts.release.describe()}")
     result = generate(parts, request, runtime)
     print()
     for note in result.notes:
@@ -134,7 +136,15 @@ def register(commands) -> None:
     generate.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance (default 6)")
     generate.add_argument("--dynamic-cfg", action=argparse.BooleanOptionalAction, default=True,
                           help="dynamic CFG as DimensionX used it (default on)")
-    generate.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim", help="default ddim")
+    generate.add_argument("--cfg-schedule", choices=(AUTO, *CFG_SCHEDULES), default=AUTO,
+                          help="how dynamic CFG moves: " + "; ".join(f"{kind}: {schedule.description}" for
+                                                                     kind, schedule in CFG_SCHEDULES.items())
+                               + f" (default {AUTO}: the model's release; timestep for both released models)")
+    generate.add_argument("--scheduler", choices=(AUTO, *SOLVERS), default=AUTO,
+                          help="the solver: " + "; ".join(f"{kind}: {solver.description}"
+                                                          for kind, solver in SOLVERS.items())
+                               + f" (default {AUTO}: what the model was released with, e.g. sat_dpmpp2m for a "
+                                 "converted SAT checkpoint)")
     generate.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     add_device_arguments(generate)
     generate.add_argument("--out", type=Path, required=True, help="an .mp4/.webm/.gif file, or a folder for PNGs")

@@ -10,6 +10,7 @@ import torch
 from ..cogvideox.spec import ModelSpec, spec_from_configs
 from ..optional import require
 from ..weight_files import check_safetensors_files
+from .release import ReleaseDefaults, read_release_defaults
 
 # CogVideoX-5b-I2V's pipeline; CogVideoX-Fun's InP folders name the text-to-video one. The transformer's input
 # channels decide what the model is (cogvideox/layouts.py): a text-to-video folder is refused there.
@@ -23,6 +24,33 @@ EXPECTED_CLASSES = {
 }
 
 
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's weights were read from, as plain data: another process (a worker) loads the same model from
+    it. `folder`: a diffusers folder; or `files`: transformer, VAE and T5 files and a T5 tokenizer folder."""
+    dtype: str
+    folder: str | None = None
+    files: tuple[str, str, str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES or (self.folder is None) == (self.files is None):
+            raise ValueError(f"a model source is one folder or four files in one of {sorted(DTYPES)}, got {self}")
+
+    def load(self) -> "VideoComponents":
+        if self.folder is not None:
+            return load_diffusers_folder(self.folder, DTYPES[self.dtype])
+        from .single_file import load_single_files  # it builds on this module
+
+        return load_single_files(*self.files, DTYPES[self.dtype])
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in DTYPES.items() if value == dtype)
+
+
 @dataclass
 class VideoComponents:
     transformer: torch.nn.Module
@@ -32,11 +60,13 @@ class VideoComponents:
     scheduler_config: dict
     spec: ModelSpec
     source: str
+    release: ReleaseDefaults = ReleaseDefaults()  # what the "auto" sampler settings resolve to
+    origin: ModelSource | None = None  # how to load the same model elsewhere; None: built in code
 
     @property
     def identity(self) -> str:
-        """What a content key needs of the model: where it came from and what it is."""
-        return f"{self.source} | {self.spec.describe()}"
+        """What a content key needs of the model: where it came from, what it is and how "auto" samples it."""
+        return f"{self.source} | {self.spec.describe()} | {self.release.describe()}"
 
 
 def read_model_index(folder: Path) -> dict:
@@ -76,23 +106,36 @@ def _dtype_kwarg(library) -> str:
     return "dtype" if Version(library.__version__) >= Version(renamed_in) else "torch_dtype"
 
 
-def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16) -> VideoComponents:
-    """Load every part on the CPU in `dtype`; the host decides when each part goes to the accelerator."""
-    folder = Path(folder)
-    spec = read_spec(folder)  # a text-to-video or unknown layout is refused before gigabytes are read
+def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16,
+                          given: dict[str, torch.nn.Module] | None = None) -> VideoComponents:
+    """Load every part on the CPU in `dtype`; the host decides when each part goes to the accelerator. `given`
+    parts ("transformer", "vae", "text_encoder"; the host's own, bound) are used instead and not read from the
+    folder."""
+    folder, given = Path(folder), dict(given or {})
+    index = read_model_index(folder)
+    release = read_release_defaults(folder, index)  # a bad file fails before the long load
+    transformer_config = _config_file(folder, "transformer")  # with the keys diffusers' class drops
+    spec_from_configs(transformer_config, _config_file(folder, "vae"))  # a text-to-video layout is refused here
     check_safetensors_files(folder, "model")  # a truncated file would fail deep in from_pretrained, cause unsaid
     diffusers = require("diffusers")
     transformers = require("transformers")
     as_dtype = {_dtype_kwarg(diffusers): dtype}
-    transformer = diffusers.CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer", **as_dtype)
-    vae = diffusers.AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", **as_dtype)
-    text_encoder = transformers.T5EncoderModel.from_pretrained(folder, subfolder="text_encoder",
-                                                               **{_dtype_kwarg(transformers): dtype})
+    loaders = {
+        "transformer": lambda: diffusers.CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer",
+                                                                                    **as_dtype),
+        "vae": lambda: diffusers.AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", **as_dtype),
+        "text_encoder": lambda: transformers.T5EncoderModel.from_pretrained(folder, subfolder="text_encoder",
+                                                                            **{_dtype_kwarg(transformers): dtype}),
+    }
+    loaded = {part: load().eval().requires_grad_(False) for part, load in loaders.items() if part not in given}
+    parts = {**loaded, **given}
     tokenizer = transformers.T5Tokenizer.from_pretrained(folder, subfolder="tokenizer")
     scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    for module in (transformer, vae, text_encoder):
-        module.eval().requires_grad_(False)
-    return VideoComponents(transformer, vae, text_encoder, tokenizer, scheduler_config, spec, str(folder))
+    spec = spec_from_configs({**transformer_config, **parts["transformer"].config}, dict(parts["vae"].config))
+    # host-bound parts carry the host's patches, which a worker loading the folder would not have
+    origin = None if given else ModelSource(dtype_name(dtype), folder=str(folder))
+    return VideoComponents(parts["transformer"], parts["vae"], parts["text_encoder"], tokenizer, scheduler_config,
+                           spec, str(folder), release, origin=origin)
 
 
 def _config_file(folder: Path, part: str) -> dict:

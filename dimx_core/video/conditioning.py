@@ -46,9 +46,10 @@ def fit_image(image: torch.Tensor, width: int, height: int) -> tuple[torch.Tenso
     return resized, note
 
 
-def encode_prompt(tokenizer, text_encoder, prompt: str, max_tokens: int, device: torch.device,
-                  dtype: torch.dtype) -> torch.Tensor:
-    """T5 states of the prompt, padded to `max_tokens` and encoded without a mask, as CogVideoX was trained."""
+def prompt_token_ids(tokenizer, prompt: str, max_tokens: int) -> torch.Tensor:
+    """(1, max_tokens) T5 token ids of the prompt, cut and then padded to `max_tokens` as CogVideoX was trained
+    (pad tokens encoded like any other). Any T5 encoder given these ids, the pack's or the host's, makes the states
+    the model expects."""
     ids = tokenizer([prompt], padding="max_length", max_length=max_tokens, truncation=True,
                     add_special_tokens=True, return_tensors="pt").input_ids
     full = tokenizer([prompt], padding="longest", return_tensors="pt").input_ids
@@ -56,20 +57,35 @@ def encode_prompt(tokenizer, text_encoder, prompt: str, max_tokens: int, device:
         dropped = tokenizer.decode(full[0, max_tokens - 1:-1], skip_special_tokens=True)
         log.warning("DimensionX: the prompt is %d tokens long; the model reads %d, so this end was cut: %r",
                     full.shape[-1], max_tokens, dropped)
-    return text_encoder(ids.to(device))[0].to(dtype)
+    return ids
+
+
+def encode_prompt(tokenizer, text_encoder, prompt: str, max_tokens: int, device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """T5 states of the prompt, padded to `max_tokens` and encoded without a mask, as CogVideoX was trained."""
+    return text_encoder(prompt_token_ids(tokenizer, prompt, max_tokens).to(device))[0].to(dtype)
 
 
 def fit_prompt_states(states: torch.Tensor, spec_tokens: int, text_dim: int, what: str) -> torch.Tensor:
-    """Accept T5 states from elsewhere (a ComfyUI CLIP loader): check the width, pad or cut to the length."""
+    """Accept T5 states from elsewhere (a ComfyUI CLIP loader): check the width and the length.
+
+    Shorter states are refused rather than padded: they come from a loader that pads its T5 input to fewer tokens
+    (77 for SD3-style T5 loaders), and neither zeros nor those states are what CogVideoX read in training (its
+    226 tokens, pad tokens encoded). Longer ones are cut, with a warning."""
     if states.ndim != 3 or states.shape[-1] != text_dim:
         raise ValueError(f"{what}: expected T5-XXL states of width {text_dim} (shape (1, tokens, {text_dim})), got "
                          f"{tuple(states.shape)}. Load the text encoder with a CLIP loader of type T5-XXL.")
+    if states.shape[1] < spec_tokens:
+        raise ValueError(
+            f"{what}: these T5 states have {states.shape[1]} tokens, but CogVideoX reads {spec_tokens} (the prompt "
+            f"padded to {spec_tokens} tokens before encoding). They come from a loader that pads to "
+            f"{states.shape[1]}: use the CLIP loader type 'cogvideox' where this ComfyUI has it, or connect the CLIP "
+            "to Load Video Model's 'clip' input and type the prompt into the sampler (the pack then encodes it "
+            f"through that CLIP with {spec_tokens}-token padding).")
     if states.shape[1] > spec_tokens:
         log.warning("DimensionX: %s has %d tokens; the model reads %d, the rest is cut", what, states.shape[1],
                     spec_tokens)
         return states[:, :spec_tokens]
-    if states.shape[1] < spec_tokens:
-        return F.pad(states, (0, 0, 0, spec_tokens - states.shape[1]))
     return states
 
 

@@ -23,26 +23,38 @@ from ..directors.adapters import DirectorRef
 from ..directors.schedule import DirectorSchedule
 from ..speed.options import LossyOptions
 from .guides import LatentBlend, LatentStart
-
-SCHEDULERS = {"ddim": "CogVideoXDDIMScheduler", "dpm": "CogVideoXDPMScheduler"}
+from .release import ReleaseDefaults
+from .solvers import AUTO, CFG_SCHEDULES, SOLVERS
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
+    """scheduler: a key of solvers.SOLVERS; cfg_schedule: a key of solvers.CFG_SCHEDULES (used when dynamic_cfg);
+    either "auto": the loaded model's release defaults (`resolved`)."""
     steps: int = 50
     guidance: float = 6.0
     dynamic_cfg: bool = True
-    scheduler: str = "ddim"
+    scheduler: str = AUTO
     seed: int = 0
     eta: float = 0.0
+    cfg_schedule: str = AUTO
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 1000:
             raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
         if not (self.guidance >= 0 and math.isfinite(self.guidance)):
             raise ValueError(f"guidance must be a finite number >= 0, got {self.guidance}")
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.scheduler != AUTO and self.scheduler not in SOLVERS:
+            raise ValueError(f"scheduler must be '{AUTO}' or one of {', '.join(SOLVERS)}, got {self.scheduler!r}")
+        if self.cfg_schedule != AUTO and self.cfg_schedule not in CFG_SCHEDULES:
+            raise ValueError(f"cfg_schedule must be '{AUTO}' or one of {', '.join(CFG_SCHEDULES)}, got "
+                             f"{self.cfg_schedule!r}")
+
+    def resolved(self, release: ReleaseDefaults) -> "SamplerSettings":
+        """These settings with every "auto" replaced by the model's release default."""
+        return dataclasses.replace(
+            self, scheduler=release.scheduler if self.scheduler == AUTO else self.scheduler,
+            cfg_schedule=release.cfg_schedule if self.cfg_schedule == AUTO else self.cfg_schedule)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ the request: the nodes from ComfyUI's memory manager and progress bar, the CLI a
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ContextManager, Protocol
 
 import torch
 
@@ -18,17 +19,42 @@ Place = Callable[[torch.nn.Module], torch.device]
 Offload = Callable[[torch.nn.Module], None]
 
 
+class StepSplit(Protocol):
+    """How the model calls of a video's steps are shared with other processes (dimx_core.distributed.parallel:
+    the guided batch's halves on two ranks, the tokens of every attention split among ranks)."""
+
+    def applied(self, transformer: torch.nn.Module, speed: SpeedOptions) -> ContextManager[None]:
+        """Around the whole loop: prepare the transformer (and refuse speed options the split cannot share)."""
+
+    def velocity(self, forward: Callable[[slice], torch.Tensor], batch: int) -> torch.Tensor:
+        """The model's output for the whole guided batch of `batch` rows; `forward(rows)` runs those rows here."""
+
+
+class WholeSteps:
+    """Every model call made by this process alone: the default."""
+
+    def applied(self, transformer: torch.nn.Module, speed: SpeedOptions) -> ContextManager[None]:
+        return contextlib.nullcontext()
+
+    def velocity(self, forward: Callable[[slice], torch.Tensor], batch: int) -> torch.Tensor:
+        return forward(slice(None))
+
+
+WHOLE_STEPS = WholeSteps()
+
+
 @dataclass(frozen=True)
 class Runtime:
     """place(module): put a module where it can run and return that device. offload(module): send it back to host
     memory (the 24 GB mode keeps T5 and the transformer apart with it; None: never). speed: the speed-ups; the
     lossy ones come from the request (`speed_for`). preview_every: decode a preview every that many steps
-    (0: never)."""
+    (0: never). split: how each step's model calls are shared with other processes (WHOLE_STEPS: not at all)."""
     place: Place
     offload: Offload | None = None
     hooks: Hooks = NO_HOOKS
     speed: SpeedOptions = SpeedOptions()
     preview_every: int = 1
+    split: StepSplit = WHOLE_STEPS
 
     @classmethod
     def on_device(cls, device: torch.device, **fields) -> "Runtime":

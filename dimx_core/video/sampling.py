@@ -8,7 +8,6 @@ a VideoRequest (request.py); how to make it here, a Runtime (runtime.py): device
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -25,8 +24,9 @@ from .conditioning import check_end_image, conditioning_latents, decode_latents,
 from .finite import check_denoised
 from .guides import LatentBlend, LatentStart, StepGuides, check_latents
 from .preview import LatentPreviewer, PreviewQueue
-from .request import SCHEDULERS, SamplerSettings, VideoRequest
-from .runtime import Runtime
+from .request import SamplerSettings, VideoRequest
+from .runtime import WHOLE_STEPS, Runtime, StepSplit
+from .solvers import AUTO, guidance_scales, make_scheduler, solver_of
 
 FPS = 8  # CogVideoX videos play at 8 frames per second
 
@@ -36,17 +36,6 @@ class VideoResult:
     latents: torch.Tensor    # (1, F, C, h, w) final latents, on the CPU
     fps: int
     notes: list[str]
-
-
-def make_scheduler(kind: str, config: dict):
-    diffusers = require("diffusers")
-    return getattr(diffusers, SCHEDULERS[kind]).from_config(config)
-
-
-def dynamic_guidance(guidance: float, steps: int, timestep: float) -> float:
-    """Dynamic CFG as diffusers <= 0.42 computes it (and DimensionX ran it): driven by the timestep *value*,
-    not the step index, which makes the scale stay near 1 + guidance for most of a 50-step run."""
-    return 1 + guidance * ((1 - math.cos(math.pi * ((steps - timestep) / steps) ** 5.0)) / 2)
 
 
 def rotary_embeddings(config, latents_shape: tuple[int, ...], device: torch.device):
@@ -78,13 +67,6 @@ def _crop_region(grid: tuple[int, int], base_w: int, base_h: int):
     return (top, left), (top + resize_h, left + resize_w)
 
 
-def guidance_scales(settings: SamplerSettings, timesteps: torch.Tensor) -> list[float]:
-    """The guidance scale of every step, computed before the loop from the CPU timesteps (no host sync inside)."""
-    if not settings.dynamic_cfg:
-        return [settings.guidance] * len(timesteps)
-    return [dynamic_guidance(settings.guidance, settings.steps, float(t)) for t in timesteps]
-
-
 def director_control(parts: VideoComponents, request: VideoRequest) -> DirectorControl | None:
     """The request's director schedule on the model (its directors attached already); None: the base model."""
     if request.schedule is None or not request.schedule.segments:
@@ -114,7 +96,7 @@ def generate(parts: VideoComponents, request: VideoRequest, runtime: Runtime) ->
     if request.image is None:
         raise ValueError("this video request has no first frame (image)")
     spec, config, notes = parts.spec, parts.transformer.config, []
-    settings, speed, place = request.settings, runtime.speed_for(request.lossy), runtime.place
+    settings, speed, place = request.settings.resolved(parts.release), runtime.speed_for(request.lossy), runtime.place
     prompt, negative_prompt = request.prompt, request.negative_prompt
     dtype = parts.transformer.dtype
     generator = torch.Generator().manual_seed(settings.seed)
@@ -128,6 +110,8 @@ def generate(parts: VideoComponents, request: VideoRequest, runtime: Runtime) ->
         check_end_image(spec, request.image, request.end_image)
         end_image, _ = fit_image(request.end_image, spec.width, spec.height)
         notes.append("the video joins the first and the end frame")
+    notes.append(f"solver {settings.scheduler}, guidance {settings.guidance:g}"
+                 + (f", dynamic CFG by {settings.cfg_schedule}" if settings.dynamic_cfg else ""))
 
     # 2. prompt states; in the 24 GB mode T5 (9.5 GB) and the transformer (11 GB) never share the GPU
     encodes_text = isinstance(prompt, str) or isinstance(negative_prompt, str)
@@ -168,7 +152,7 @@ def generate(parts: VideoComponents, request: VideoRequest, runtime: Runtime) ->
                       [s.to(device) for s in states], settings, first_step=first_step, blend=blend,
                       directors=directors, speed=speed, hooks=runtime.hooks,
                       previews=PreviewQueue(previewer, runtime.preview_every, settings.steps - first_step),
-                      generator=generator, notes=notes)
+                      generator=generator, notes=notes, split=runtime.split)
 
     # 5. frames (in the 24 GB mode decoded in tiles; encoding the one first frame needs no tiles)
     latents = latents[:, extra_frames:]
@@ -186,12 +170,17 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
             blend: LatentBlend | None = None, directors: DirectorControl | None = None,
             speed: SpeedOptions = SpeedOptions(), hooks: Hooks = NO_HOOKS, previews: PreviewQueue | None = None,
             generator: torch.Generator | None = None, notes: list[str] | None = None,
-            compile_backend: str = "inductor") -> torch.Tensor:
+            compile_backend: str = "inductor", split: StepSplit = WHOLE_STEPS) -> torch.Tensor:
     """Latents (1, F, C, h, w) at step `first_step` of the schedule (0: pure noise) -> final latents, on the
-    transformer's device. prompt_states: the negative and positive T5 states. Each step: the step guides
-    (directors, then the blend), the model, guidance, the scheduler. The loop makes the host wait for the GPU
-    nowhere (DDIM; DPM draws its noise from the seeded CPU generator, one small upload per step; a step cache reads
-    one number per step)."""
+    transformer's device. prompt_states: the negative and positive T5 states. `scheduler` is one of the solvers'
+    (solvers.SOLVERS) and `settings` are resolved (no "auto": settings.resolved(parts.release)). Each step: the
+    step guides (directors, then the blend), the model, guidance, the scheduler. The loop makes the host wait for
+    the GPU nowhere (DDIM; the DPM solvers draw their noise from the seeded CPU generator, one small upload per
+    step; a step cache reads one number per step). `split` shares each step's model calls with other
+    processes, which run the same loop."""
+    if AUTO in (settings.scheduler, settings.cfg_schedule):
+        raise ValueError(f"denoise needs resolved sampler settings, got {settings}: use "
+                         "settings.resolved(parts.release)")
     notes = [] if notes is None else notes
     config, device, dtype = transformer.config, latents.device, latents.dtype
     guided = settings.guidance > 1.0
@@ -201,36 +190,38 @@ def denoise(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, imag
     scheduler.set_timesteps(settings.steps)
     timesteps = scheduler.timesteps[first_step:]
     timesteps_on_device = timesteps.to(device)
-    guidance = guidance_scales(settings, scheduler.timesteps)
+    guidance = guidance_scales(settings.guidance, settings.dynamic_cfg, settings.cfg_schedule, scheduler.timesteps)
     rotary = rotary_embeddings(config, latents.shape, device) if config.use_rotary_positional_embeddings else None
     ofs = latents.new_full((1,), 2.0) if config.ofs_embed_dim is not None else None
-    is_dpm = settings.scheduler == "dpm"
+    solver_step = solver_of(scheduler).step
     old_prediction = None
     shape = attention_shape(config, (2 if guided else 1, *latents.shape[1:]), text_states.shape[1])
     blend = blend.to(device, dtype) if blend is not None else None
     started = time.perf_counter()
-    with speed_applied(transformer, speed, directors, shape, notes, compile_backend) as directors:
+    with (speed_applied(transformer, speed, directors, shape, notes, compile_backend) as directors,
+          split.applied(transformer, speed)):
         guides = StepGuides(tuple(guide for guide in (directors, blend) if guide is not None))
         for i, t in enumerate(timesteps):
             step = first_step + i  # position in the full schedule: what director schedules and blends refer to
             latents = guides.before_step(step, latents, timesteps_on_device[i], scheduler)
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = torch.cat([scheduler.scale_model_input(model_input, t), conditioning], dim=2)
+
+            def forward(rows: slice, model_input=model_input, timestep=timesteps_on_device[i]) -> torch.Tensor:
+                part = model_input[rows]
+                return transformer(hidden_states=part, encoder_hidden_states=text_states[rows],
+                                   timestep=timestep.expand(part.shape[0]), ofs=ofs, image_rotary_emb=rotary,
+                                   return_dict=False)[0]
+
             with cache_context(transformer):
-                velocity = transformer(hidden_states=model_input, encoder_hidden_states=text_states,
-                                       timestep=timesteps_on_device[i].expand(model_input.shape[0]), ofs=ofs,
-                                       image_rotary_emb=rotary, return_dict=False)[0].float()
+                velocity = split.velocity(forward, model_input.shape[0]).float()
             if guided:
                 unconditional, conditional = velocity.chunk(2)
                 velocity = unconditional + guidance[step] * (conditional - unconditional)
-            if is_dpm:
-                previous = timesteps[i - 1] if i > 0 else None
-                latents, old_prediction = scheduler.step(velocity, old_prediction, t, previous, latents,
-                                                         eta=settings.eta, generator=generator, return_dict=False)
-                denoised = old_prediction
-            else:
-                stepped = scheduler.step(velocity, t, latents, eta=settings.eta, generator=generator)
-                latents, denoised = stepped.prev_sample, stepped.pred_original_sample
+            previous = timesteps[i - 1] if i > 0 else None
+            latents, denoised = solver_step(scheduler, velocity, t, previous, latents, old_prediction, settings.eta,
+                                            generator)
+            old_prediction = denoised
             latents = latents.to(dtype)
             if i == 0 and speed.compile:
                 notes.append(f"first step {time.perf_counter() - started:.1f} s on the host (compiling, or loading "

@@ -32,6 +32,7 @@ from ..hooks import NO_HOOKS, Hooks
 from ..optional import require
 from ..sat_checkpoint import read_sat_checkpoint
 from .components import read_model_index
+from .release import RELEASE_FILE, SAT_RELEASE, write_release_defaults
 from .single_file import build_from_state, transformer_config
 from ..cogvideox.spec import spec_from_configs
 
@@ -297,6 +298,8 @@ def convert_sat_checkpoint(checkpoint: str | Path, out: str | Path, base: str | 
             how = {part: _link(base / part, partial / part) for part in BASE_PARTS}
             (partial / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
             notes.append(f"VAE, T5, tokenizer and scheduler {', '.join(sorted(set(how.values())))} from '{base}'")
+        write_release_defaults(partial, SAT_RELEASE)
+        notes.append(f"{RELEASE_FILE}: {SAT_RELEASE.describe()}")
         (partial / "README.md").write_text(_readme(loaded.file, base, config, notes), encoding="utf-8")
     if base is not None:
         vae = json.loads((out / "vae" / "config.json").read_text(encoding="utf-8"))

@@ -16,7 +16,7 @@ from ..cogvideox.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANS
                               spec_from_configs)
 from ..optional import require
 from ..weights import load_state_dict
-from .components import VideoComponents
+from .components import ModelSource, VideoComponents, dtype_name
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
 # CogVideoX 1.5 configs keep the RoPE base grid in sample_height/width; the published one is 300 x 300 latents.
@@ -36,11 +36,7 @@ def _strip_prefix(state: dict) -> dict:
 def transformer_state(path: str | Path) -> dict[str, torch.Tensor]:
     state = _strip_prefix(load_state_dict(path, "transformer file")[0])
     if native_keys.is_native(state):
-        converted = {}
-        for key, value in state.items():
-            module, _, leaf = key.rpartition(".")
-            converted[f"{native_keys.to_diffusers(module)}.{leaf}" if module else key] = value
-        state = converted
+        state = {native_keys.tensor_to_diffusers(key): value for key, value in state.items()}
     if "patch_embed.proj.weight" not in state or "transformer_blocks.0.attn1.to_q.weight" not in state:
         raise ValueError(f"'{Path(path).name}' is not a CogVideoX transformer (no patch embedding or attention "
                          "weights found). Choose the diffusion-model file of CogVideoX-5b-I2V.")
@@ -164,6 +160,8 @@ def load_single_files(transformer: str | Path, vae: str | Path, text_encoder: st
     # a file carries no config: the published start/end-frame (Fun InP) models were trained with noise on the given
     # frames (their configs say add_noise_in_inpaint_model)
     spec = spec_from_configs(dict(config, add_noise_in_inpaint_model=layout.end_frame), dict(vae_model.config))
+    files = (str(transformer), str(vae), str(text_encoder), str(tokenizer_dir))
     return VideoComponents(built, vae_model, encoder, tokenizer, dict(COGVIDEOX_5B_I2V_SCHEDULER), spec,
-                           f"{transformer} + {vae} + {text_encoder}")
+                           f"{transformer} + {vae} + {text_encoder}",
+                           origin=ModelSource(dtype_name(dtype), files=files))
 

@@ -1,16 +1,20 @@
 """Camera nodes called the way ComfyUI calls them (execute on the class), and the preview route's logic."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from dimx_core.camera import plan
+from dimx_core.camera import plan, split_motion
+from dimx_core.camera.genxd import genxd_trajectory
 from dimx_core.camera.formats import read_colmap_text, read_transforms_json, write_transforms_json
 from tests.synthetic_scene import Room
 
-PLANNER_DEFAULTS = dict(pattern="orbit_left", frames=49, magnitude=30.0, radius=2.0, elevation=0.0, fov_deg=60.0,
-                        width=720, height=480, easing="linear")
+PLANNER_DEFAULTS = dict(pattern="orbit_left", frames=0, magnitude=30.0, radius=2.0, elevation=0.0, fov_deg=60.0,
+                        width=0, height=0, easing="linear", azimuth_start=0.0,
+                        azimuth_end=30.0)  # 0: the connected model's, else 49 at 720x480
+MODEL_360 = SimpleNamespace(parts=SimpleNamespace(spec=SimpleNamespace(frames=145, width=480, height=320)))
 
 
 @pytest.fixture
@@ -36,9 +40,47 @@ def test_planner_outputs_the_plan_and_its_director(node_classes):
     np.testing.assert_allclose(trajectory.c2w_opencv, plan("orbit_up", 13, 30.0).c2w_opencv)
 
 
-def test_planner_widgets_match_the_library_defaults(node_classes):
-    schema = node_classes["DimensionXTrajectoryPlanner"].GET_SCHEMA()
-    assert {item.id: item.default for item in schema.inputs} == PLANNER_DEFAULTS
+def test_planner_widgets_default_to_the_model_else_the_library_defaults(node_classes):
+    node = node_classes["DimensionXTrajectoryPlanner"]
+    schema = node.GET_SCHEMA()
+    assert {item.id: item.default for item in schema.inputs if item.id != "model"} == PLANNER_DEFAULTS
+    without = node.execute(**PLANNER_DEFAULTS).result[0]
+    assert (len(without), without.width, without.height) == (49, 720, 480)
+    np.testing.assert_allclose(without.c2w_opencv, plan("orbit_left").c2w_opencv)
+    loop = node.execute(**PLANNER_DEFAULTS | dict(pattern="orbit_360_right"), model=MODEL_360).result[0]
+    assert (len(loop), loop.width, loop.height) == (145, 480, 320)
+    np.testing.assert_allclose(loop.c2w_opencv, plan("orbit_360_right", 145, width=480, height=320).c2w_opencv)
+    chosen = node.execute(**PLANNER_DEFAULTS | dict(frames=17, width=144), model=MODEL_360).result[0]
+    assert (len(chosen), chosen.width, chosen.height) == (17, 144, 320)  # what the user set stays as set
+
+
+def test_articulated_planner_clips_follow_the_model(node_classes):
+    node = node_classes["DimensionXArticulatedPathPlanner"]
+    values = dict(pattern="orbit_360_right", total=360.0, max_clip=90.0, frames_per_clip=0, radius=2.0,
+                  elevation=0.0, fov_deg=60.0, width=0, height=0)
+    whole, clips, director, summary = node.execute(**values, model=MODEL_360).result
+    expected = split_motion("orbit_right", 360.0, 90.0, 145, width=480, height=320)
+    assert len(clips) == 4 and all(len(clip) == 145 and clip.width == 480 for clip in clips)
+    np.testing.assert_allclose(whole.c2w_opencv, expected.combined().c2w_opencv)
+    assert director == "orbit_right" and "145 frames each" in summary
+
+
+def test_planner_plans_genxd_modes_with_genxd_focal_from_the_fov(node_classes):
+    planner = node_classes["DimensionXTrajectoryPlanner"]
+    forward, director = planner.execute(**PLANNER_DEFAULTS | dict(pattern="genxd_forward", frames=16, elevation=15.0,
+                                                                  azimuth_start=-20.0, azimuth_end=20.0,
+                                                                  radius=3.0, fov_deg=90.0)).result
+    expected = genxd_trajectory("forward", 15.0, (-20.0, 20.0), radius=3.0, focal=0.5, frames=16)  # fx = w/2 at 90
+    np.testing.assert_allclose(forward.c2w_opencv, expected.c2w_opencv, atol=1e-12)
+    np.testing.assert_allclose(forward.intrinsics[0, 0, 0], 360.0)
+    assert director == "" and forward.pattern == "genxd_forward"
+    orbit, director = planner.execute(**PLANNER_DEFAULTS | dict(pattern="genxd_orbit", frames=8, azimuth_start=30.0,
+                                                                azimuth_end=-30.0)).result
+    assert director == "orbit_right"
+    np.testing.assert_allclose(orbit.c2w_opencv, genxd_trajectory("orbit", 0.0, (30, -30), frames=8).c2w_opencv,
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        planner.execute(**PLANNER_DEFAULTS | dict(pattern="genxd_forward", frames=10))
 
 
 def test_planner_refuses_bad_values_with_the_librarys_message(node_classes):
@@ -65,7 +107,8 @@ def test_preview_route_logic_answers_the_contract(pack):
 
 @pytest.mark.parametrize("query, message", [
     ({"pattern": "spin"}, "pattern must be one of truck_left"),
-    ({"frames": "0"}, "frames must be between 2 and 1024, got 0"),
+    ({"frames": "-1"}, "frames must be between 0 and 1024, got -1"),
+    ({"frames": "1"}, "frames must be a whole number from 2 to 1024, got 1"),
     ({"frames": "ten"}, "frames must be a whole number, got 'ten'"),
     ({"magnitude": "nan"}, "magnitude must be a finite number"),
     ({"radius": "-1"}, "radius must be between 0.01 and 1000, got -1"),

@@ -120,3 +120,26 @@ def test_splat_converter_exists_exactly_where_the_core_type_does(node_classes, p
     assert splat.positions.shape == (1, 30, 3) and splat.opacities.shape == (1, 30, 1)
     assert torch.allclose(splat.scales[0], scene.log_scales.exp())
     assert np.allclose(splat.rotations[0].norm(dim=-1).numpy(), 1.0, atol=1e-6)
+
+
+def test_core_splat_comes_back_as_the_same_gaussians(node_classes, pack):
+    from comfy_api.latest import io
+
+    if not hasattr(io, "Splat"):
+        assert "DimensionXSplatToGaussians" not in node_classes
+        return
+    from comfy_api.latest import Types
+
+    scene = pack_module("recon.synthetic").textured_ball(30)
+    scene.quats_wxyz = torch.nn.functional.normalize(scene.quats_wxyz, dim=-1)
+    splat = node_classes["DimensionXGaussiansToSplat"].execute(gaussians=scene).result[0]
+    back = node_classes["DimensionXSplatToGaussians"].execute(splat=splat).result[0]
+    for name in ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh"):
+        torch.testing.assert_close(getattr(back, name), getattr(scene, name), rtol=1e-5, atol=1e-5)
+    # a padded batch of two: the second scene is its first 12 rows
+    two = Types.SPLAT(*(torch.cat([t, t]) for t in (splat.positions, splat.scales, splat.rotations,
+                                                      splat.opacities, splat.sh)), counts=torch.tensor([30, 12]))
+    second = node_classes["DimensionXSplatToGaussians"].execute(splat=two, index=1).result[0]
+    assert len(second) == 12 and torch.allclose(second.means, scene.means[:12])
+    with pytest.raises(ValueError, match="index 2 is outside this SPLAT batch of 2 scene"):
+        node_classes["DimensionXSplatToGaussians"].execute(splat=two, index=2)

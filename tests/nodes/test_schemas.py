@@ -14,10 +14,9 @@ def test_entry_module_exports_only_the_v3_entrypoint():
     assert names == {"WEB_DIRECTORY", "comfy_entrypoint"}
 
 
-def test_extension_lists_exactly_the_expected_nodes(node_classes):
-    from comfy_api.latest import io
-
-    assert set(node_classes) == expected_nodes(core_splat=hasattr(io, "Splat"))
+def test_extension_lists_exactly_the_expected_nodes(node_classes, pack):
+    features = pack.nodes.host.host_features()
+    assert set(node_classes) == expected_nodes(features["core_splat_type"], features["native_cogvideox"])
 
 
 def test_nodes_needing_a_host_feature_are_listed_only_where_the_host_has_it(pack):
@@ -27,7 +26,8 @@ def test_nodes_needing_a_host_feature_are_listed_only_where_the_host_has_it(pack
     bare = {feature: False for feature in everything}
     assert nodes.available_nodes(everything) == nodes.NODES  # every node is defined on every host
     assert set(nodes.NODES) - set(nodes.available_nodes(bare)) == {
-        nodes.camera.TrajectoryToLoad3DCamera, nodes.camera.Load3DCamerasToViews, nodes.recon.GaussiansToSplat}
+        nodes.camera.TrajectoryToLoad3DCamera, nodes.camera.Load3DCamerasToViews, nodes.recon.GaussiansToSplat,
+        nodes.recon.SplatToGaussians, nodes.directors.ApplyDirectorToModel}
     only_cameras = nodes.available_nodes(bare | {"load3d_camera": True})
     assert nodes.recon.GaussiansToSplat not in only_cameras and nodes.camera.Load3DCamerasToViews in only_cameras
     assert set(needs.values()) <= set(nodes.host.host_features())

@@ -56,8 +56,10 @@ def test_model_folder_is_listed_and_loaded(node_classes, model):
 
 
 def test_sampler_outputs_frames_latent_and_fps(node_classes, model):
-    frames, latent, fps, info = sample(node_classes, model)
+    frames, latent, fps, info, video = sample(node_classes, model)
     assert frames.shape == (17, 96, 144, 3) and 0 <= frames.min() and frames.max() <= 1
+    components = video.get_components()
+    assert torch.equal(components.images, frames) and components.frame_rate == 8
     assert latent["samples"].shape == (1, 16, 5, 12, 18)
     assert fps == 8.0 and "no director" in info
 
@@ -98,12 +100,14 @@ def test_switch_once_needs_one_director_per_role(node_classes, model):
             scheduler="ddim", seed=0, directors=only_s, switch_step=1)
 
 
-def test_t5_conditioning_replaces_the_prompt(node_classes, model):
+def test_t5_conditioning_replaces_the_prompt_and_short_states_are_refused(node_classes, model):
     states = model.parts.text_encoder(model.parts.tokenizer(["a cat"], padding="max_length", max_length=226,
                                                             truncation=True, return_tensors="pt").input_ids)[0]
-    with_states = sample(node_classes, model, prompt="ignored", positive=[[states[:, :100], {}]])
+    with_states = sample(node_classes, model, prompt="ignored", positive=[[states, {}]])
     with_text = sample(node_classes, model, prompt="a cat")
-    assert with_states[0].shape == with_text[0].shape
+    torch.testing.assert_close(with_states[0], with_text[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="positive: these T5 states have 77 tokens, but CogVideoX reads 226"):
+        sample(node_classes, model, positive=[[states[:, :77], {}]])
     with pytest.raises(ValueError, match="expected T5-XXL states of width 32"):
         sample(node_classes, model, positive=[[torch.zeros(1, 77, 768), {}]])
 
@@ -127,11 +131,12 @@ def test_articulated_video_chains_clips_along_the_path(node_classes, model):
         "orbit_left", 60.0, 30.0, 17, 2.0, 0.0, 60.0, 144, 96).result[0]
     load = node_classes["DimensionXLoadDirectorLoRA"].execute
     chain = load("dimx/s.safetensors", "S", "orbit_left", 1.0).result[0]
-    frames, fps, same_path, info = node_classes["DimensionXArticulatedVideo"].execute(
+    frames, fps, same_path, info, video = node_classes["DimensionXArticulatedVideo"].execute(
         model=model, image=image(), prompt="a house", negative_prompt="", steps=2, guidance=6.0, use_dynamic_cfg=True,
         scheduler="ddim", seed=1, path=path, directors=chain).result
     assert len(path) == 33 and frames.shape == (33, 96, 144, 3)  # two clips of 17 sharing one frame
     assert same_path is path and fps == 8.0 and info.startswith("2 clips (orbit_left, orbit_left)")
+    assert torch.equal(video.get_components().images, frames)
     wrong = node_classes["DimensionXArticulatedPathPlanner"].execute(
         "orbit_left", 60.0, 30.0, 49, 2.0, 0.0, 60.0, 144, 96).result[0]
     with pytest.raises(ValueError, match="frames_per_clip=17"):

@@ -23,6 +23,21 @@ def test_trajectory_writes_transforms_json_that_reads_back_as_the_plan(tmp_path,
     np.testing.assert_allclose(back.intrinsics, expected.intrinsics, atol=1e-12)
 
 
+def test_trajectory_plans_genxd_forward_mode_with_its_azimuth_range_and_focal(tmp_path, capsys):
+    from dimx_core.camera.genxd import genxd_trajectory
+
+    out = tmp_path / "genxd.json"
+    assert main(["trajectory", "--pattern", "genxd_forward", "--frames", "20", "--azimuth", "-30", "30",
+                 "--elevation", "10", "--radius", "2.5", "--focal", "787.5", "--out", str(out)]) == 0
+    assert "20 frames, director none" in capsys.readouterr().out
+    back, _ = read_transforms_json(out)
+    expected = genxd_trajectory("forward", 10.0, (-30.0, 30.0), radius=2.5, focal=1.09375, frames=20)
+    np.testing.assert_allclose(back.c2w_opencv, expected.c2w_opencv, atol=1e-9)
+    np.testing.assert_allclose(back.intrinsics, expected.intrinsics, atol=1e-9)
+    assert main(["trajectory", "--pattern", "genxd_orbit", "--azimuth", "10", "10", "--out", str(out)]) == 2
+    assert "azimuth_range is empty" in capsys.readouterr().err
+
+
 def test_trajectory_writes_colmap_text(tmp_path):
     assert main(["trajectory", "--pattern", "truck_right", "--magnitude", "0.5", "--format", "colmap",
                  "--out", str(tmp_path)]) == 0

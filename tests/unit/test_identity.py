@@ -19,7 +19,8 @@ from dimx_core.video.components import load_diffusers_folder
 from dimx_core.video.guides import LatentBlend
 from dimx_core.video.request import SamplerSettings, VideoRequest
 from dimx_core.video.runtime import Runtime
-from dimx_core.video.sampling import generate, make_scheduler
+from dimx_core.video.sampling import generate
+from dimx_core.video.solvers import make_scheduler
 
 CPU = torch.device("cpu")
 QUIET = Runtime(place=lambda module: CPU, preview_every=0)  # on the CPU, no previews

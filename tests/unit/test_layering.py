@@ -23,6 +23,8 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("recon",),
     ("datasets",),                       # dimension-variant data: scenes rendered along paths, curated videos
     ("training",),                       # the director trainer
+    ("distributed",),                    # Ray workers, one video across processes
+    ("pipeline",),                       # whole graphs (image -> 4D)
     ("backends", "tiny"),
     ("cli",),
     ("__main__",),

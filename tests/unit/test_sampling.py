@@ -7,7 +7,8 @@ import torch
 from dimx_core.video.components import load_diffusers_folder
 from dimx_core.video.request import SamplerSettings, VideoRequest
 from dimx_core.video.runtime import Runtime
-from dimx_core.video.sampling import dynamic_guidance, generate, make_scheduler
+from dimx_core.video.sampling import generate
+from dimx_core.video.solvers import dynamic_guidance, make_scheduler
 
 CPU = torch.device("cpu")
 QUIET = Runtime(place=lambda module: CPU, preview_every=0)  # on the CPU, no previews

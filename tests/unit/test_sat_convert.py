@@ -14,6 +14,7 @@ from dimx_core import cli
 from dimx_core.hooks import Hooks, Interrupted
 from dimx_core.tiny import TINY_TRANSFORMER_145, build_tiny_model
 from dimx_core.video.components import load_diffusers_folder
+from dimx_core.video.release import SAT_RELEASE
 from dimx_core.video.request import VideoRequest
 from dimx_core.video.runtime import Runtime
 from dimx_core.video.sampling import SamplerSettings, generate, rotary_embeddings
@@ -148,6 +149,7 @@ def test_converted_145_frame_folder_loads_and_samples_a_video(tmp_path, tiny_mod
         assert (result.folder / part).resolve() == (tiny_model_dir / part).resolve()
     parts = load_diffusers_folder(result.folder, torch.float32)
     assert (parts.spec.frames, parts.spec.width, parts.spec.height, parts.spec.latent_frames) == (145, 48, 32, 37)
+    assert parts.release == SAT_RELEASE  # the converter says the checkpoint samples with SAT's sampler
     image = torch.rand(40, 60, 3, generator=torch.Generator().manual_seed(0))
     video = generate(parts, VideoRequest(image, "an orbit around a house", settings=SamplerSettings(steps=2, seed=1)),
                      Runtime(place=lambda module: CPU, preview_every=0))
@@ -158,7 +160,7 @@ def test_converted_145_frame_folder_loads_and_samples_a_video(tmp_path, tiny_mod
 def test_without_base_only_the_transformer_is_written(tmp_path):
     folder = sat_folder(tmp_path / "checkpoints")
     out = convert_sat_checkpoint(folder, tmp_path / "out", dtype=torch.float16).folder
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "transformer"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "dimensionx_sampling.json", "transformer"]
     assert "Convert again with `--base`" in (out / "README.md").read_text()
     from safetensors import safe_open
 

@@ -8,7 +8,7 @@ from dimx_core.directors import schedule
 from dimx_core.directors.adapters import Director, DirectorControl, attach
 from dimx_core.directors.formats import read_lora
 from dimx_core.hooks import Hooks, Interrupted
-from dimx_core.speed.attention import PackAttention, choose_kernel
+from dimx_core.speed.attention import PackAttention, TokensMajorFlash, choose_kernel, installed, sdpa
 from dimx_core.speed.fp8 import Fp8Linear, fp8_linear, fp8_linear_reference, quantize_rowwise
 from dimx_core.speed.memory import tiled_vae
 from dimx_core.speed.options import LossyOptions, SpeedOptions
@@ -17,8 +17,8 @@ from dimx_core.tiny import build_tiny_lora
 from dimx_core.video.components import load_diffusers_folder
 from dimx_core.video.request import SamplerSettings, VideoRequest
 from dimx_core.video.runtime import Runtime
-from dimx_core.video.sampling import (denoise, dynamic_guidance, generate, guidance_scales, make_scheduler,
-                                      rotary_embeddings)
+from dimx_core.video.sampling import denoise, generate, rotary_embeddings
+from dimx_core.video.solvers import dynamic_guidance, guidance_scales, make_scheduler
 
 CPU = torch.device("cpu")
 LATENTS = (1, 5, 16, 12, 18)  # the tiny model's (B, F, C, h, w)
@@ -279,7 +279,7 @@ def test_step_cache_off_is_exact_and_on_stays_close(parts):
 
     def run(threshold):
         return denoise(transformer, make_scheduler("ddim", parts.scheduler_config), latents, image_latents, states,
-                       SamplerSettings(steps=8), speed=SpeedOptions(step_cache=threshold))
+                       SamplerSettings(steps=8).resolved(parts.release), speed=SpeedOptions(step_cache=threshold))
 
     plain, cached, plain_again = run(0.0), run(0.5), run(0.0)
     assert torch.equal(plain, plain_again)  # the cache's hooks are gone after its run
@@ -335,9 +335,9 @@ def test_tiled_decode_has_the_untiled_shape_and_stays_close(parts):
 def test_guidance_is_precomputed_from_the_timestep_values():
     scheduler = make_scheduler("ddim", {"num_train_timesteps": 1000, "timestep_spacing": "trailing"})
     scheduler.set_timesteps(50)
-    dynamic = guidance_scales(SamplerSettings(guidance=6.0, dynamic_cfg=True), scheduler.timesteps)
+    dynamic = guidance_scales(6.0, True, "timestep", scheduler.timesteps)
     assert dynamic == [dynamic_guidance(6.0, 50, float(t)) for t in scheduler.timesteps]
-    assert guidance_scales(SamplerSettings(guidance=4.5, dynamic_cfg=False), scheduler.timesteps) == [4.5] * 50
+    assert guidance_scales(4.5, False, "timestep", scheduler.timesteps) == [4.5] * 50
 
 
 def test_attention_choices_on_the_cpu_and_their_errors():
@@ -348,6 +348,9 @@ def test_attention_choices_on_the_cpu_and_their_errors():
     if not __import__("importlib").util.find_spec("sageattention"):
         with pytest.raises(ValueError, match="needs SageAttention .* not installed"):
             choose_kernel("sage", SHAPE, torch.float32, CPU)
+    if not installed("fa4"):  # its parent package flash_attn may be absent too: no ModuleNotFoundError
+        with pytest.raises(ValueError, match="needs FlashAttention-4 .* 'flash_attn.cute' is not installed"):
+            choose_kernel("fa4", SHAPE, torch.float32, CPU)
     with pytest.raises(ValueError, match="attention must be one of"):
         SpeedOptions(attention="xformers")
     with pytest.raises(ValueError, match="step_cache"):
@@ -379,3 +382,15 @@ def test_cuda_auto_attention_and_fp8_kernel(parts16):
     values, scale = quantize_rowwise(torch.randn(1024, 3072, device=device, dtype=torch.bfloat16) / 50)
     assert rel(fp8_linear(x, values, scale.reshape(1, -1), None),
                fp8_linear_reference(x, values, scale.reshape(1, -1), None)) < 4e-3
+
+
+def test_tokens_major_kernels_get_and_return_the_processors_layout():
+    """FlashAttention-3/4 take (B, tokens, heads, head_dim) and return (out, lse): the wrapper hands them that layout
+    and gives back the processor's (B, heads, tokens, head_dim) output."""
+    def tokens_major_attention(q, k, v, causal):
+        assert not causal and q.shape == (2, 10, 3, 8)
+        out = sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+        return out, torch.zeros(2, 3, 10)
+
+    query, key, value = (torch.randn(2, 3, 10, 8, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    torch.testing.assert_close(TokensMajorFlash(tokens_major_attention)(query, key, value), sdpa(query, key, value))

@@ -28,7 +28,8 @@ from dimx_core.training.trainer import evaluation_loss, train_director
 from dimx_core.video.components import load_diffusers_folder
 from dimx_core.video.request import SamplerSettings, VideoRequest
 from dimx_core.video.runtime import Runtime
-from dimx_core.video.sampling import generate, make_scheduler
+from dimx_core.video.sampling import generate
+from dimx_core.video.solvers import make_scheduler
 from harness.comfyhost import REPO
 
 CPU = torch.device("cpu")

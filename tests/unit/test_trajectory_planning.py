@@ -26,7 +26,7 @@ def _angle_deg(a, b):
 
 
 def test_every_pattern_has_a_director_and_a_mirror_in_the_table():
-    assert len(patterns.PATTERNS) == 17 and len(KINDS["translate"]) == 6 and len(KINDS["rotate"]) == 6
+    assert len(patterns.PATTERNS) == 18 and len(KINDS["translate"]) == 6 and len(KINDS["rotate"]) == 6
     assert {director_name(p) for p in patterns.PATTERNS} == set(patterns.PATTERNS)
     assert patterns.RELEASED_DIRECTORS == patterns.TWO_VIEW_PATTERNS  # 12 basic moves + 4 orbits, all released
     for spec in patterns.TABLE:
@@ -77,7 +77,7 @@ def test_orbits_keep_distance_and_look_at_the_pivot(pattern, elevation):
     to_pivot = path.pivot - path.positions
     np.testing.assert_allclose(np.linalg.norm(to_pivot, axis=1), 3.0, atol=1e-12)
     np.testing.assert_allclose(_angle_deg(_forward(path.c2w_opencv), to_pivot), 0.0, atol=1e-5)
-    if pattern != "orbit_360":  # the loop always turns a full circle (tested below)
+    if not patterns.get(pattern).loop:  # a loop always turns a full circle (tested below)
         assert math.degrees(Rotation.from_matrix(path.c2w_opencv[-1, :3, :3]).magnitude()) == pytest.approx(60.0)
         horizontal = to_pivot - np.outer(to_pivot @ patterns.world_down(elevation), patterns.world_down(elevation))
         if pattern in ("orbit_left", "orbit_right"):  # the azimuth turned is the requested angle
@@ -94,12 +94,15 @@ def test_orbit_directions_and_horizontal_orbits_keep_their_elevation():
             np.testing.assert_allclose((path.positions - path.pivot) @ down, -2.0 * math.sin(math.radians(25.0)))
 
 
-def test_full_orbit_spreads_frames_over_a_closed_circle_without_repeating_the_first():
-    path = plan("orbit_360", frames=145, radius=2.0, magnitude=30.0)  # magnitude is not used by the loop
+@pytest.mark.parametrize("pattern, moves_right", [("orbit_360", False), ("orbit_360_right", True)])
+def test_full_orbit_spreads_frames_over_a_closed_circle_without_repeating_the_first(pattern, moves_right):
+    path = plan(pattern, frames=145, radius=2.0, magnitude=30.0)  # magnitude is not used by the loop
     assert path.meta["magnitude"] == 360.0
     to_pivot = path.pivot - path.positions
     steps = _angle_deg(to_pivot, np.roll(to_pivot, -1, axis=0))
     np.testing.assert_allclose(steps, 360.0 / 145, atol=1e-6)  # including the step from the last back to the first
+    assert bool(path.positions[1, 0] > 0) == moves_right
+    assert patterns.unrolled(pattern) == ("orbit_right" if moves_right else "orbit_left")
 
 
 def test_easing_keeps_the_ends_and_slows_the_start():
@@ -167,7 +170,8 @@ def test_bad_parameters_give_specific_errors(kwargs, message):
     ("tilt_up", "ShuoChen20/DimensionX_12_basic_camera_lora", "pan_up"),
     ("roll_right", "ShuoChen20/DimensionX_12_basic_camera_lora", "pan_rotation_right"),
     ("orbit_down", "ShuoChen20/DimensionX_4_orbit_camera_lora", "orbit_down"),
-    ("orbit_360", "ShuoChen20/DimensionX_360orbit", None),
+    ("orbit_360_right", "ShuoChen20/DimensionX_360orbit", None),  # the released model circles right
+    ("orbit_360", None, None),
 ])
 def test_every_released_director_maps_to_its_pattern(pattern, release, authors_name):
     spec = patterns.get(pattern)

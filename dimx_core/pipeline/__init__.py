@@ -1,0 +1,1 @@
+"""Whole graphs without ComfyUI: image -> 4D scene."""
