@@ -102,7 +102,7 @@ def _two_views(args) -> None:
                            directors=attach(parts.transformer, directors, parts.spec.describe()))
     runtime = Runtime.on_device(device, hooks=Hooks(progress=_progress_printer("video")), preview_every=0)
     options = ReconstructOptions(preset=args.preset, steps=args.recon_steps, seed=args.seed, poses="trajectory",
-                                 confidence=args.confidence, device=str(device))
+                                 confidence=args.confidence, device=str(device), initial_points=args.initial_points)
     result = two_views_to_3d(parts, request, runtime, options, fov_deg=args.fov)
     print(result.estimate.describe(), file=sys.stderr)
     print(f"director: {result.director.pattern} (score {result.director.score:.3f})", file=sys.stderr)
@@ -222,6 +222,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     two.add_argument("--seed", type=int, default=0, help="seed of the video and the fit (default 0)")
     two.add_argument("--preset", choices=tuple(PRESETS), default="standard", help="the fit's preset")
     two.add_argument("--recon-steps", type=int, default=None, help="override the fit preset's steps")
+    two.add_argument("--initial-points", type=int, default=None,
+                     help="random starting points of the fit (default: the preset's)")
     two.add_argument("--confidence", choices=("flow", "residual", "none"), default="flow",
                      help="per-pixel confidence of the generated frames (default flow)")
     add_device_arguments(two)

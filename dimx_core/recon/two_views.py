@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..camera import plan
 from ..camera.director_choice import DirectorScore, choose_director
 from ..camera.estimate import TwoViewEstimate, estimate_relative_motion
 from ..camera.trajectory import Trajectory
@@ -44,8 +43,7 @@ def two_views_to_3d(parts: VideoComponents, request: VideoRequest, runtime: Runt
     names = tuple(director.name for director in request.directors) or None
     best, _ = choose_director(estimate.motion, names)
     spec = parts.spec
-    trajectory = plan(best.pattern, spec.frames, best.magnitude_deg, fov_deg=fov_deg, width=spec.width,
-                      height=spec.height)
+    trajectory = best.path(spec.frames, fov_deg, spec.width, spec.height)
     steps = request.settings.steps
     chosen = tuple(director for director in request.directors if director.name == best.pattern)
     video = generate(parts, dataclasses.replace(request, directors=chosen, schedule=schedule.constant(

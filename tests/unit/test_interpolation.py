@@ -3,6 +3,7 @@ named. The reference (VideoX-Fun's inpaint pipeline): the masked video holds the
 VAE-encoded (mode) and scaled; the mask is 1 on given frames, the first frame resized alone onto the first latent
 frame and the rest trilinearly onto the others, scaled by the same factor."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from dimx_core.video.runtime import Runtime
 from dimx_core.video.sampling import generate
 
 CPU = torch.device("cpu")
+INPUTS = Path(__file__).resolve().parents[2] / "workflows" / "inputs"
 QUIET = Runtime(place=lambda module: CPU, preview_every=0)
 FAST = SamplerSettings(steps=2, guidance=1.0, seed=3)
 
@@ -120,41 +122,23 @@ def parts_i2v(tiny_model_dir):
     return load_diffusers_folder(tiny_model_dir, dtype=torch.float32)
 
 
-def _ball_views(tmp_path):
-    """Two renders of the pack's example ball, 11 degrees of orbit apart, as PNG files."""
-    from pathlib import Path
-
-    import imageio.v3 as iio
-
-    from dimx_core.camera import Trajectory
-    from dimx_core.camera.formats import read_transforms_json
-    from dimx_core.recon.files import read_ply
-    from dimx_core.recon.render import render_views
-
-    inputs = Path(__file__).resolve().parents[2] / "workflows" / "inputs"
-    cameras, _ = read_transforms_json(inputs / "dimensionx_example_ball.transforms.json")
-    pair = Trajectory(cameras.c2w_opencv[[0, 2]], cameras.intrinsics[[0, 2]], cameras.width, cameras.height)
-    views = render_views(read_ply(inputs / "dimensionx_example_ball.ply"), pair)
-    paths = [tmp_path / f"view_{which}.png" for which in "ab"]
-    for path, view in zip(paths, views):
-        iio.imwrite(path, (view.numpy() * 255).round().astype("uint8"))
-    return paths
-
-
 def test_dimx_two_views_chooses_the_orbit_joins_the_views_and_fits_a_scene(tmp_path, capsys):
+    from dimx_core.camera.formats import read_transforms_json
     from dimx_core.cli import main
     from dimx_core.recon.files import read_ply
     from dimx_core.tiny import build_tiny_lora
 
     model = build_tiny_model(tmp_path / "inp", version="1.0-inp")
     lora = build_tiny_lora(model, tmp_path / "orbit_left.safetensors", "s")
-    view_a, view_b = _ball_views(tmp_path)
+    view_a, view_b = (INPUTS / f"dimx_ball_view_{which}.png" for which in "ab")  # the two-views workflow's
     out = tmp_path / "scene.ply"
     assert main(["two-views", "--model", str(model), "--images", str(view_a), str(view_b), "--prompt", "a ball",
                  "--director", f"orbit_left={lora}", "--director", f"pan_right={lora}", "--fov", "50",
-                 "--steps", "2", "--guidance", "1", "--preset", "fast", "--recon-steps", "5", "--confidence", "none",
-                 "--device", "cpu", "--out", str(out)]) == 0
+                 "--steps", "2", "--guidance", "1", "--preset", "fast", "--recon-steps", "3",
+                 "--initial-points", "500", "--confidence", "none", "--device", "cpu", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "dense-flow correspondences" in captured.err and "director: orbit_left" in captured.err
     assert "joins the first and the end frame" in captured.err
     assert (tmp_path / "scene.mp4").is_file() and read_ply(out).means.shape[1] == 3
+    cameras, _ = read_transforms_json(tmp_path / "scene.transforms.json")
+    assert len(cameras) == 17 and cameras.pattern == "orbit_left"  # the chosen director's path, one pose a frame
