@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "CogVideoX-5b-I2V, for tests and demos. Its outputs are noise: it only checks the plumbing.")
     tiny_model.add_argument("--out", type=Path, required=True, help="folder to create (must be empty or absent)")
     tiny_model.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
-    tiny_model.add_argument("--version", choices=("1.0", "1.5"), default="1.0",
-                            help="1.0 mirrors CogVideoX-5b-I2V (default), 1.5 mirrors CogVideoX1.5-5B-I2V")
+    tiny_model.add_argument("--version", choices=("1.0", "1.5", "1.0-inp", "1.5-inp"), default="1.0",
+                            help="1.0 mirrors CogVideoX-5b-I2V (default), 1.5 mirrors CogVideoX1.5-5B-I2V, 1.0-inp "
+                                 "and 1.5-inp the start/end-frame CogVideoX-Fun V1.1-5b-InP and V1.5-5b-InP")
     tiny_model.set_defaults(run=_tiny_model)
 
     tiny_lora = commands.add_parser(

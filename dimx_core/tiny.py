@@ -28,9 +28,21 @@ TINY_TRANSFORMER_15 = dict(TINY_TRANSFORMER, patch_size_t=2, ofs_embed_dim=32, p
 TINY_TRANSFORMER_145 = dict(TINY_TRANSFORMER, sample_frames=145, sample_height=4, sample_width=6)
 # 1.0 as ComfyUI's native CogVideoX can load it: its loader assumes 64-wide heads and a width divisible by 3
 TINY_TRANSFORMER_CORE = dict(TINY_TRANSFORMER, num_attention_heads=3, attention_head_dim=64)
-# version -> (transformer config, whether the VAE inverts its latent scale)
-TINY_VERSIONS = {"1.0": (TINY_TRANSFORMER, False), "1.5": (TINY_TRANSFORMER_15, True),
-                 "1.0-145": (TINY_TRANSFORMER_145, False), "1.0-core": (TINY_TRANSFORMER_CORE, False)}
+# CogVideoX-Fun's start/end-frame ("InP") models: noisy latents + a one-channel frame mask + masked-video latents
+# (33 channels), or the 48-channel layout whose mask is VAE-encoded (cogvideox/layouts.py); Fun 1.5 has no `ofs`
+TINY_TRANSFORMER_INP = dict(TINY_TRANSFORMER, in_channels=33)
+TINY_TRANSFORMER_15_INP = dict(TINY_TRANSFORMER_15, in_channels=33, ofs_embed_dim=None)
+TINY_TRANSFORMER_INP48 = dict(TINY_TRANSFORMER, in_channels=48)
+I2V_PIPELINE, FUN_PIPELINE = "CogVideoXImageToVideoPipeline", "CogVideoXPipeline"  # Fun folders name the T2V class
+FUN_CONFIG = {"add_noise_in_inpaint_model": True}  # what the published Fun InP transformer configs add
+# version -> (transformer config, whether the VAE inverts its latent scale, model_index class, extra config keys)
+TINY_VERSIONS = {"1.0": (TINY_TRANSFORMER, False, I2V_PIPELINE, {}),
+                 "1.5": (TINY_TRANSFORMER_15, True, I2V_PIPELINE, {}),
+                 "1.0-145": (TINY_TRANSFORMER_145, False, I2V_PIPELINE, {}),
+                 "1.0-core": (TINY_TRANSFORMER_CORE, False, I2V_PIPELINE, {}),
+                 "1.0-inp": (TINY_TRANSFORMER_INP, False, FUN_PIPELINE, FUN_CONFIG),
+                 "1.5-inp": (TINY_TRANSFORMER_15_INP, True, FUN_PIPELINE, FUN_CONFIG),
+                 "1.0-inp48": (TINY_TRANSFORMER_INP48, False, FUN_PIPELINE, FUN_CONFIG)}
 TINY_VAE = dict(in_channels=3, out_channels=3, down_block_types=["CogVideoXDownBlock3D"] * 4,
                 up_block_types=["CogVideoXUpBlock3D"] * 4, block_out_channels=[8, 8, 16, 16], latent_channels=16,
                 layers_per_block=1, act_fn="silu", norm_eps=1e-6, norm_num_groups=8, temporal_compression_ratio=4,
@@ -91,11 +103,13 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
 
     version "1.0" mirrors CogVideoX-5b-I2V (what DimensionX directors are made for); "1.5" mirrors
     CogVideoX1.5-5B-I2V, so the 1.5 conditioning paths can be tested too; "1.0-145" is 1.0 in the 145-frame layout
-    of DimensionX's 360-degree orbit model; "1.0-core" is 1.0 with heads ComfyUI's native CogVideoX loads.
+    of DimensionX's 360-degree orbit model; "1.0-core" is 1.0 with heads ComfyUI's native CogVideoX loads;
+    "1.0-inp" and "1.5-inp" mirror CogVideoX-Fun V1.1-5b-InP and V1.5-5b-InP (start and end frame), "1.0-inp48"
+    the 48-channel inpaint layout.
     """
     if version not in TINY_VERSIONS:
         raise ValueError(f"version must be one of {', '.join(map(repr, TINY_VERSIONS))}, got {version!r}")
-    transformer_config, inverts_scale = TINY_VERSIONS[version]
+    transformer_config, inverts_scale, pipeline, extra_config = TINY_VERSIONS[version]
     diffusers = require("diffusers")
     transformers = require("transformers")
     out = Path(out)
@@ -109,10 +123,13 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
         vae = diffusers.AutoencoderKLCogVideoX(**dict(TINY_VAE, invert_scale_latents=inverts_scale))
         text_encoder = transformers.T5EncoderModel(transformers.T5Config(vocab_size=vocab, **TINY_T5))
     transformer.save_pretrained(out / "transformer", safe_serialization=True)
+    if extra_config:  # keys diffusers' class does not know, written into the config as the published folders do
+        config_path = out / "transformer" / "config.json"
+        config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **extra_config}, indent=2))
     vae.save_pretrained(out / "vae", safe_serialization=True)
     text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
     diffusers.CogVideoXDDIMScheduler(**COGVIDEOX_5B_I2V_SCHEDULER).save_pretrained(out / "scheduler")
-    index = dict(MODEL_INDEX, _diffusers_version=diffusers.__version__)
+    index = dict(MODEL_INDEX, _class_name=pipeline, _diffusers_version=diffusers.__version__)
     (out / "model_index.json").write_text(json.dumps(index, indent=2))
     (out / "README.md").write_text(
         f"Tiny CogVideoX {version} image-to-video model with random weights, built by `dimx tiny-model` for "

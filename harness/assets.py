@@ -11,6 +11,8 @@ from dimx_core.video import release, sat_convert
 from tests import sat_writers
 
 TINY_MODEL = "dimx-tiny-i2v"
+# a start/end-frame model in CogVideoX-Fun's InP layout (33 input channels), for the two-views workflow
+TINY_INP_MODEL = "dimx-tiny-inp"
 # DimensionX's 360-degree model in its 145-frame layout, converted from a tiny SAT checkpoint by the real converter
 TINY_360_MODEL = "dimx-tiny-360"
 # The same tiny model as single files in ComfyUI's own folders (Load Video Model's single-file mode); the T5 file
@@ -29,8 +31,8 @@ TINY_LORAS = {
 
 
 def ensure_tiny_models(cache: Path) -> Path:
-    """Build (once) and return a models/ tree holding the tiny model, tiny director LoRAs and the tiny 360-degree
-    model (converted from SAT, using the tiny model's VAE and T5)."""
+    """Build (once) and return a models/ tree holding the tiny model, its start/end-frame (InP) twin, tiny director
+    LoRAs (they fit both) and the tiny 360-degree model (converted from SAT, using the tiny model's VAE and T5)."""
     models = cache / "tiny-models"
     marker = models / ".complete"
     sources = (tiny, sat_writers, sat_convert, release)
@@ -41,6 +43,7 @@ def ensure_tiny_models(cache: Path) -> Path:
     if models.exists():
         shutil.rmtree(models)
     model_dir = build_tiny_model(models / "dimensionx" / TINY_MODEL, seed=0)
+    build_tiny_model(models / "dimensionx" / TINY_INP_MODEL, seed=0, version="1.0-inp")
     for name, (kind, seed) in TINY_LORAS.items():
         build_tiny_lora(model_dir, models / "loras" / name, kind=kind, seed=seed)
     sat_writers.build_tiny_360_model(models / "dimensionx" / TINY_360_MODEL, base=model_dir)

@@ -171,16 +171,25 @@ class DirectorChooser(io.ComfyNode):
                                 tooltip="Directors to choose from: 'all' or 'released' (the same since 2025-08: the "
                                         "12 basic moves and 4 orbits are all published) or a comma list of the "
                                         "ones you have, such as 'orbit_left, orbit_up, pan_left'."),
+                io.Int.Input("frames", default=planner.DEFAULT_FRAMES, min=2, max=planner.MAX_FRAMES, optional=True,
+                             tooltip="Frames of the video that joins the two views (the model's: 49 for "
+                                     "CogVideoX-5b and Fun InP): how many poses `path` has."),
             ],
-            outputs=[io.String.Output(display_name="director"),
+            outputs=[io.String.Output(display_name="director",
+                                      tooltip="The best director's name; as a Director Sampler schedule it picks "
+                                              "that director among the connected ones."),
                      io.String.Output(display_name="scores", tooltip="Every candidate's score and errors, best first."),
                      TrajectoryType.Output(display_name="views",
-                                           tooltip="The two views as a trajectory (translation of unit length).")],
+                                           tooltip="The two views as a trajectory (translation of unit length)."),
+                     TrajectoryType.Output(display_name="path",
+                                           tooltip="The best director's camera path by the fitted amount, one pose "
+                                                   "per frame: the poses of a video from image_a to image_b, for "
+                                                   "Gaussian Reconstruct.")],
             is_output_node=True)
 
     @classmethod
     def execute(cls, fov_deg, candidates, relative_pose="", image_a=None, image_b=None,
-                views: Trajectory | None = None) -> io.NodeOutput:
+                views: Trajectory | None = None, frames=planner.DEFAULT_FRAMES) -> io.NodeOutput:
         given = [name for name, present in (("image_a/image_b", image_a is not None or image_b is not None),
                                              ("views", views is not None),
                                              ("relative_pose", bool(relative_pose.strip()))) if present]
@@ -199,12 +208,12 @@ class DirectorChooser(io.ComfyNode):
             first, second = image_a[0].cpu().numpy(), image_b[0].cpu().numpy()
             estimate = estimate_relative_motion(first, second, fov_deg)
             motion, (height, width) = estimate.motion, first.shape[:2]
-            note = (f"\n{estimate.inliers} of {estimate.matches} feature matches agree; parallax after the best pure "
-                    f"rotation: {estimate.rotation_residual_px:.2f} px")
+            note = f"\n{estimate.describe()}"
         best, scores = director_choice.choose_director(motion, director_choice.parse_candidates(candidates))
         table = director_choice.score_table(best, scores) + note
         pair = motion.two_views(fov_deg, width, height, director=best.director)
-        return io.NodeOutput(best.director, table, pair, ui=ui.PreviewText(table))
+        path = best.path(frames, fov_deg, width, height)
+        return io.NodeOutput(best.director, table, pair, path, ui=ui.PreviewText(table))
 
 
 class TrajectoryExport(io.ComfyNode):

@@ -25,7 +25,7 @@ from ..dimx_core.recon.files4d import MANIFEST_NAME, MANIFEST_SUFFIX, is_manifes
 from ..dimx_core.recon.poses import POSE_MODES
 from ..dimx_core.recon.raster import select_rasterizer
 from ..dimx_core.recon.render import render_views, turntable
-from ..dimx_core.recon.train import PRESETS, ReconstructOptions, reconstruct
+from ..dimx_core.recon.train import KNOWN_FRAMES, PRESETS, ReconstructOptions, reconstruct
 from . import host
 from .types import GaussiansType, TrajectoryType
 
@@ -121,6 +121,9 @@ class GaussianReconstruct(io.ComfyNode):
                 io.Mask.Input("mask", optional=True,
                               tooltip="Optional: white pixels are fitted, black ones ignored (one mask for all "
                                       "frames, or one per frame)."),
+                io.Combo.Input("known_frames", options=list(KNOWN_FRAMES), default="none", optional=True,
+                               tooltip="Frames that are real photos, trusted over the generated ones: 'first and "
+                                       "last' for a video joining two views (both weighted as known frames)."),
             ],
             outputs=[GaussiansType.Output(display_name="gaussians"),
                      io.String.Output(display_name="report",
@@ -130,11 +133,14 @@ class GaussianReconstruct(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, trajectory, preset, poses, seed, steps, initial_points=0, lpips_weight=0.0,
-                mask=None) -> io.NodeOutput:
+                mask=None, known_frames="none") -> io.NodeOutput:
+        if known_frames not in KNOWN_FRAMES:
+            raise ValueError(f"known_frames must be one of {', '.join(KNOWN_FRAMES)}, got {known_frames!r}")
         device = host.compute_device()
         options = ReconstructOptions(preset=preset, poses=poses, seed=seed, steps=steps or None,
                                      initial_points=initial_points or None, device=str(device),
-                                     lpips_weight=lpips_weight, lpips_weights=lpips_weights_path())
+                                     lpips_weight=lpips_weight, lpips_weights=lpips_weights_path(),
+                                     known_frames=KNOWN_FRAMES[known_frames])
         with host.fitting(steps or PRESETS[preset].steps, TRAINING_MEMORY) as hooks:
             result = reconstruct(frames, trajectory, options, mask=mask, hooks=hooks)
         return io.NodeOutput(result.gaussians, result.report.as_text())

@@ -31,6 +31,10 @@ def inputs(first_frame: bool = True) -> list:
     frames of another input."""
     image = [io.Image.Input("image", tooltip="The first frame. Another size is center-cropped to the model's aspect "
                                              "ratio and resized (never stretched); a batch uses its first image.")]
+    end_image = [io.Image.Input("end_image", optional=True,
+                                tooltip="Optional last frame, the size of `image`: the video joins the two (two views "
+                                        "of one scene). Needs a start/end-frame model such as CogVideoX-Fun InP; "
+                                        "CogVideoX-5b-I2V refuses it.")]
     return [
         VideoModelType.Input("model", tooltip="From Load Video Model (DimensionX)."),
         *(image if first_frame else []),
@@ -55,6 +59,7 @@ def inputs(first_frame: bool = True) -> list:
                               tooltip="T5-XXL conditioning from a CLIP loader; replaces the prompt text if given."),
         io.Conditioning.Input("negative", optional=True,
                               tooltip="T5-XXL conditioning; replaces the negative prompt text if given."),
+        *(end_image if first_frame else []),
     ]
 
 
@@ -69,6 +74,7 @@ class Sampling:
     """The fragment's values as the library takes them."""
     model: "host.ManagedVideoModel"
     image: torch.Tensor | None            # the first frame (H, W, 3); None for nodes without the image input
+    end_image: torch.Tensor | None        # the last frame (H, W, 3) for a start/end-frame model; None: not given
     prompt: str | torch.Tensor            # text, or T5 states fitted to the model
     negative_prompt: str | torch.Tensor
     settings: SamplerSettings
@@ -77,7 +83,8 @@ class Sampling:
     def request(self, directors=(), schedule: DirectorSchedule | None = None, **fields) -> VideoRequest:
         """The run's request; the directors are attached to the model first (a run switches resident adapters)."""
         return VideoRequest(self.image, self.prompt, self.negative_prompt, self.settings,
-                            attached(self.model, directors), schedule, lossy=self.speed.lossy(), **fields)
+                            attached(self.model, directors), schedule, lossy=self.speed.lossy(),
+                            end_image=self.end_image, **fields)
 
     def runtime(self, total_steps: int) -> Runtime:
         return runtime(self.model, self.speed, total_steps)
@@ -102,9 +109,11 @@ def unpack(values: dict) -> Sampling:
     unknown, missing = sorted(set(values) - {item.id for item in fragment}), sorted(required - set(values))
     if unknown or missing:
         raise TypeError(f"sampler inputs: unexpected {unknown}, missing {missing}")
-    model, image = values["model"], values.get("image")
+    model, image, end_image = values["model"], values.get("image"), values.get("end_image")
     if image is not None and image.shape[0] > 1:
         log.warning("DimensionX: %d images given; the video starts from the first", image.shape[0])
+    if end_image is not None and end_image.shape[0] > 1:
+        log.warning("DimensionX: %d end images given; the video ends on the first", end_image.shape[0])
     # text, or T5 states from a ComfyUI CLIP loader fitted to the model, for each side of guidance
     width, tokens = model.parts.transformer.config.text_embed_dim, model.parts.spec.text_tokens
     positive, negative = values.get("positive"), values.get("negative")
@@ -115,5 +124,5 @@ def unpack(values: dict) -> Sampling:
     settings = SamplerSettings(steps=values["steps"], guidance=values["guidance"],
                                dynamic_cfg=values["use_dynamic_cfg"], scheduler=values["scheduler"],
                                seed=values["seed"])
-    return Sampling(model, None if image is None else image[0], prompt, negative_prompt, settings,
-                    values.get("speed") or SpeedOptions())
+    return Sampling(model, None if image is None else image[0], None if end_image is None else end_image[0], prompt,
+                    negative_prompt, settings, values.get("speed") or SpeedOptions())

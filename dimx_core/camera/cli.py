@@ -93,8 +93,7 @@ def _director(args) -> None:
         first, second = read_rgb(args.images[0], "--images A"), read_rgb(args.images[1], "--images B")
         estimate = estimate_relative_motion(first, second, args.fov)
         motion = estimate.motion
-        print(f"{estimate.inliers} of {estimate.matches} matches agree; parallax after the best pure rotation "
-              f"{estimate.rotation_residual_px:.2f} px")
+        print(estimate.describe())
     best, scores = choose_director(motion, parse_candidates(args.candidates))
     print(score_table(best, scores))
 

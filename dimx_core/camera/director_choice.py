@@ -70,6 +70,11 @@ class DirectorScore:
     translation_error_deg: float
     magnitude_deg: float | None   # fitted angle for rotations and orbits; None for slides (scale unknown)
 
+    def path(self, frames: int, fov_deg: float, width: int, height: int) -> Trajectory:
+        """The director's camera path over a video's `frames` by the fitted amount: the poses of a video joining
+        the two views, for the Gaussian fit."""
+        return planner.plan(self.pattern, frames, self.magnitude_deg, fov_deg=fov_deg, width=width, height=height)
+
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return math.degrees(math.acos(float(np.clip(np.dot(a, b), -1.0, 1.0))))

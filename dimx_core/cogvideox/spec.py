@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .layouts import LAYOUTS, REFERENCE_NOISE, ConditioningLayout, interpolating_layouts, layout_for
+
 # The published CogVideoX-5b-I2V (1.0) transformer config; the benchmark builds it with random weights.
 COGVIDEOX_5B_I2V_TRANSFORMER = dict(
     activation_fn="gelu-approximate", attention_bias=True, attention_head_dim=64, dropout=0.0,
@@ -36,7 +38,9 @@ class ModelSpec:
     """Geometry and conditioning of one image-to-video checkpoint.
 
     `version` is "1.0" (5b-I2V: learned positional embeddings, one size only, image latents scaled by the
-    VAE factor) or "1.5" (temporal patches, `ofs` embedding, image latents scaled by its inverse).
+    VAE factor) or "1.5" (temporal patches, `ofs` embedding, image latents scaled by its inverse). `layout` names
+    how the given frames enter the transformer (layouts.py); `reference_noise` is the noise the inpaint layouts'
+    given frames get before encoding (0: none).
     """
     version: str
     width: int
@@ -49,6 +53,12 @@ class ModelSpec:
     fixed_size: bool
     text_tokens: int
     uses_ofs: bool
+    layout: str = "first_frame"
+    reference_noise: float = 0.0
+
+    @property
+    def takes_end_frame(self) -> bool:
+        return LAYOUTS[self.layout].end_frame
 
     @property
     def latent_frames(self) -> int:
@@ -59,30 +69,53 @@ class ModelSpec:
         return 1.0 / self.vae_scaling_factor if self.version == "1.5" else self.vae_scaling_factor
 
     def describe(self) -> str:
-        return (f"CogVideoX {self.version} image-to-video, {self.width}x{self.height}, {self.frames} frames"
+        kind = "image-to-video" if self.layout == "first_frame" else f"start/end-frame ({self.layout} layout)"
+        return (f"CogVideoX {self.version} {kind}, {self.width}x{self.height}, {self.frames} frames"
                 f"{' (fixed size)' if self.fixed_size else ''}")
 
 
-def spec_from_configs(transformer_config: dict, vae_config: dict) -> ModelSpec:
-    in_channels = transformer_config["in_channels"]
-    latent_channels = vae_config.get("latent_channels", 16)
-    if in_channels != 2 * latent_channels:
+def conditioning_layout(in_channels: int, latent_channels: int = 16) -> ConditioningLayout:
+    """The layout of a transformer with `in_channels` inputs; a text-to-video or unknown one is refused."""
+    layout = layout_for(in_channels, latent_channels)
+    if layout is None and in_channels == latent_channels:
         raise ValueError(
             f"this transformer takes {in_channels} input channels, but an image-to-video CogVideoX model takes "
             f"{2 * latent_channels} (video latents + image latents): it looks like a text-to-video checkpoint. "
             "DimensionX needs CogVideoX-5b-I2V.")
+    if layout is None:
+        raise ValueError(
+            f"this transformer takes {in_channels} input channels, which matches no CogVideoX image-to-video layout "
+            f"known to the pack: {2 * latent_channels} (CogVideoX-5b-I2V, first frame) or "
+            f"{interpolating_layouts(latent_channels)}")
+    return layout
+
+
+def spec_from_configs(transformer_config: dict, vae_config: dict) -> ModelSpec:
+    """What a checkpoint makes, from its transformer and VAE configs (the raw config.json contents: CogVideoX-Fun
+    folders say `add_noise_in_inpaint_model` there, which diffusers' model config drops)."""
+    latent_channels = vae_config.get("latent_channels", 16)
+    layout = conditioning_layout(transformer_config["in_channels"], latent_channels)
     spatial = 2 ** (len(vae_config.get("block_out_channels", (0, 0, 0, 0))) - 1)
     is_15 = transformer_config.get("patch_size_t") is not None
+    temporal = int(vae_config.get("temporal_compression_ratio", 4))
+    frames = transformer_config["sample_frames"]
+    latent_frames = (frames - 1) // temporal + 1
+    if layout.end_frame and is_15 and latent_frames % transformer_config["patch_size_t"]:
+        # CogVideoX-Fun 1.5 denoises latent frames in pairs and lengthens the video to fill the last pair
+        frames += (transformer_config["patch_size_t"] - latent_frames % transformer_config["patch_size_t"]) * temporal
+    noised = layout.end_frame and transformer_config.get("add_noise_in_inpaint_model", False)
     return ModelSpec(
         version="1.5" if is_15 else "1.0",
         width=transformer_config["sample_width"] * spatial,
         height=transformer_config["sample_height"] * spatial,
-        frames=transformer_config["sample_frames"],
+        frames=frames,
         latent_channels=latent_channels,
         spatial_factor=spatial,
-        temporal_factor=int(vae_config.get("temporal_compression_ratio", 4)),
+        temporal_factor=temporal,
         vae_scaling_factor=float(vae_config["scaling_factor"]),
         fixed_size=bool(transformer_config.get("use_learned_positional_embeddings", False)),
         text_tokens=int(transformer_config.get("max_text_seq_length", 226)),
         uses_ofs=transformer_config.get("ofs_embed_dim") is not None,
+        layout=layout.name,
+        reference_noise=REFERENCE_NOISE if noised else 0.0,
     )

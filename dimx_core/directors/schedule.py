@@ -68,7 +68,7 @@ def switch_once(spatial: str, temporal: str, switch_step: int, steps: int) -> Di
     return DirectorSchedule(steps, tuple(segments))
 
 
-_LINE = re.compile(r"^\s*(?P<start>\d+(?:\.\d+)?%?)\s*-\s*(?P<end>\d+(?:\.\d+)?%?)\s*:\s*(?P<names>.*?)\s*$")
+_LINE = re.compile(r"^\s*(?:(?P<start>\d+(?:\.\d+)?%?)\s*-\s*(?P<end>\d+(?:\.\d+)?%?)\s*:)?\s*(?P<names>.*?)\s*$")
 _ENTRY = re.compile(r"^(?P<name>[\w.\-]+)(?:@(?P<strength>-?\d+(?:\.\d+)?))?$")
 
 
@@ -77,27 +77,31 @@ def _step(text: str, steps: int) -> int:
 
 
 def parse(text: str, steps: int, known: set[str]) -> DirectorSchedule:
-    """One range per line, end exclusive, in steps or percent of the run; `#` starts a comment:
+    """One range per line, end exclusive, in steps or percent of the run; `#` starts a comment; a line without a
+    range covers the whole run (so the Director Chooser's answer is a schedule):
 
         0-3: orbit_left
         6%-100%: motion@0.8, orbit_left@0.2
+        orbit_left
     """
     segments = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        match = _LINE.match(line)
-        if not match:
-            raise ValueError(f"schedule line {number} '{raw.strip()}' is not 'START-END: name[@strength], ...'")
+        match = _LINE.match(line)  # every line matches: the range is optional
         directors = []
         for entry in filter(None, (e.strip() for e in match["names"].split(","))):
             item = _ENTRY.match(entry)
+            if not item and match["start"] is None:
+                raise ValueError(f"schedule line {number} '{raw.strip()}' is not '[START-END:] name[@strength], ...'")
             if not item:
                 raise ValueError(f"schedule line {number}: '{entry}' is not 'name' or 'name@strength'")
             if item["name"] not in known:
                 raise ValueError(f"schedule line {number} names director '{item['name']}', but only "
                                  f"{sorted(known) or 'no directors'} are connected")
             directors.append((item["name"], None if item["strength"] is None else float(item["strength"])))
-        segments.append(Segment(_step(match["start"], steps), _step(match["end"], steps), tuple(directors)))
+        start, end = (0, steps) if match["start"] is None else (_step(match["start"], steps),
+                                                                _step(match["end"], steps))
+        segments.append(Segment(start, end, tuple(directors)))
     return DirectorSchedule(steps, tuple(segments))

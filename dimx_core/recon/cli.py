@@ -77,6 +77,50 @@ def _reconstruct(args) -> None:
     print(result.report.as_text(), file=sys.stderr)
 
 
+def _two_views(args) -> None:
+    import torch
+
+    from ..directors.adapters import Director, attach
+    from ..directors.formats import read_lora
+    from ..hooks import Hooks
+    from ..images import read_rgb
+    from ..video.cli import device_and_dtype, load_model, write_video
+    from ..video.request import SamplerSettings, VideoRequest
+    from ..video.runtime import Runtime
+    from .files import format_for, save_scene
+    from .train import ReconstructOptions
+    from .two_views import two_views_to_3d
+
+    format_for(args.out)  # refuse an --out the writers cannot write before generating
+    device, dtype = device_and_dtype(args)
+    parts = load_model(args, dtype)
+    view_a, view_b = (torch.from_numpy(read_rgb(path, f"--images {which}")).float() / 255
+                      for path, which in zip(args.images, "AB"))
+    directors = [Director(name, "S", 1.0, read_lora(path)) for name, path in args.director]
+    settings = SamplerSettings(steps=args.steps, guidance=args.guidance, seed=args.seed)
+    request = VideoRequest(view_a, args.prompt, settings=settings, end_image=view_b,
+                           directors=attach(parts.transformer, directors, parts.spec.describe()))
+    runtime = Runtime.on_device(device, hooks=Hooks(progress=_progress_printer("video")), preview_every=0)
+    options = ReconstructOptions(preset=args.preset, steps=args.recon_steps, seed=args.seed, poses="trajectory",
+                                 confidence=args.confidence, device=str(device), initial_points=args.initial_points)
+    result = two_views_to_3d(parts, request, runtime, options, fov_deg=args.fov)
+    print(result.estimate.describe(), file=sys.stderr)
+    print(f"director: {result.director.pattern} (score {result.director.score:.3f})", file=sys.stderr)
+    for note in result.video.notes:
+        print(note, file=sys.stderr)
+    print(write_video(result.video.frames, args.out.with_suffix(".mp4"), result.video.fps))
+    for path in save_scene(args.out, result.reconstruction.gaussians):
+        print(path)
+    print(result.reconstruction.report.as_text(), file=sys.stderr)
+
+
+def _named_file(text: str) -> tuple[str, Path]:
+    name, _, path = text.partition("=")
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=FILE (e.g. orbit_left=orbit_left.safetensors)")
+    return name, Path(path)
+
+
 def _render(args) -> None:
     import torch
     from PIL import Image
@@ -156,6 +200,36 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_fit_options(recon, holdout_help="keep every k-th frame out of the fit and report its PSNR (default 0: "
                                         "use all)")
     recon.set_defaults(run=_reconstruct)
+
+    from ..video.cli import add_device_arguments, add_model_arguments
+
+    two = commands.add_parser(
+        "two-views", help="two photos to a 3D scene: chosen S-Director, start/end-frame video, Gaussian fit",
+        description="The sparse-view path: the S-Director whose motion best matches the two views' pose "
+                    "difference, a video from view A to view B with a start/end-frame (CogVideoX-Fun InP) model, "
+                    "and a Gaussian fit with both views weighted as known frames. Writes the scene (--out) and the "
+                    "video beside it (.mp4).")
+    add_model_arguments(two)
+    two.add_argument("--images", type=Path, nargs=2, required=True, metavar=("A", "B"),
+                     help="the two views, of one size (A starts the video, B ends it)")
+    two.add_argument("--prompt", default="", help="what the scene shows")
+    two.add_argument("--director", type=_named_file, action="append", default=[], metavar="MOTION=FILE",
+                     help="an S-Director named after its motion (orbit_left=FILE; repeatable): the best match is "
+                          "used; none: the base model alone, the best motion only reported")
+    two.add_argument("--fov", type=float, default=60.0, help="horizontal field of view of the views (default 60)")
+    two.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
+    two.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance (default 6)")
+    two.add_argument("--seed", type=int, default=0, help="seed of the video and the fit (default 0)")
+    two.add_argument("--preset", choices=tuple(PRESETS), default="standard", help="the fit's preset")
+    two.add_argument("--recon-steps", type=int, default=None, help="override the fit preset's steps")
+    two.add_argument("--initial-points", type=int, default=None,
+                     help="random starting points of the fit (default: the preset's)")
+    two.add_argument("--confidence", choices=("flow", "residual", "none"), default="flow",
+                     help="per-pixel confidence of the generated frames (default flow)")
+    add_device_arguments(two)
+    two.add_argument("--out", type=Path, required=True,
+                     help=f"scene file to write; its extension picks the format ({', '.join(SCENE_EXTENSIONS)})")
+    two.set_defaults(run=_two_views)
 
     render = commands.add_parser(
         "render", help="render a scene along a trajectory, one PNG per pose",

@@ -16,6 +16,9 @@ from ..optional import require
 
 CONFIDENCE_MODES = ("flow", "residual", "none")
 FLOOR = 0.1  # no pixel is ignored entirely: an occlusion in both neighbours is still seen in this frame
+# A real photo among generated frames (the two views of a sparse-view video) is right everywhere: it counts as this
+# many fully trusted generated frames, so the in-between frames fill the gaps without outvoting the views.
+KNOWN_FRAME_WEIGHT = 3.0
 
 
 def flow_confidence(frames: np.ndarray, *, tolerance_px: float | None = None,

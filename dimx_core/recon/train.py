@@ -34,6 +34,8 @@ PRESETS = {
     "high": Preset(steps=30_000, initial_points=100_000, refine_start=500, refine_stop=15_000, refine_every=100,
                    sh_interval=1000),
 }
+# which frames of a video are real photos: the first (one image to 3D), or first and last (two views to 3D)
+KNOWN_FRAMES = {"none": (), "first": (0,), "first and last": (0, -1)}
 RESIDUAL_WARMUP = 0.2      # share of steps before residual-based confidence starts to down-weight
 
 
@@ -54,6 +56,8 @@ class ReconstructOptions:
     build_dir: str | None = None         # where gsplat's CUDA build is cached (None: the user's cache folder)
     preview_every: int = 50              # steps between preview images sent through the hooks
     strategy: str | None = None          # overrides the preset's densification strategy (default | mcmc)
+    known_frames: tuple[int, ...] = ()   # frames that are real photos (the input views; -1: the last frame): full
+                                         # confidence, KNOWN_FRAME_WEIGHT times a generated frame's, never held out
 
     def check(self, presets: dict = PRESETS) -> None:
         if self.preset not in presets:
@@ -73,6 +77,8 @@ class ReconstructOptions:
                              "lpips_weights (the CLI's --lpips-vgg; the nodes find it in models/dimensionx/lpips/)")
         if self.lpips_weight > 0:
             check_lpips_weights(self.lpips_weights)
+        if not all(isinstance(index, int) for index in self.known_frames):
+            raise ValueError(f"known_frames must be frame numbers, got {self.known_frames!r}")
         if self.holdout_every == 1:
             raise ValueError("holdout_every=1 would hold out every frame; use 0 (none) or 2 and more")
 
@@ -212,6 +218,9 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     images = as_frames(frames)
     count, height, width = images.shape[:3]
     trajectory, notices = matched_trajectory(trajectory, count, width, height)
+    if any(not -count <= index < count for index in options.known_frames):
+        raise ValueError(f"known_frames {list(options.known_frames)}: there are {count} frames (0 to {count - 1}, "
+                         "or -1 for the last)")
     notices = content_warnings(images) + notices
     masks = _as_mask(mask, count, height, width)
     preset = options.preset_for(PRESETS)
@@ -221,14 +230,20 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     # 1. camera poses, in the trajectory's frame and scale
     choice = choose_poses(images, trajectory, options.poses, hooks=hooks)
     kept = choice.kept
-    heldout = [i for i in kept if options.holdout_every and i % options.holdout_every == 0]
+    known = sorted({index % count for index in options.known_frames})
+    heldout = [i for i in kept if options.holdout_every and i % options.holdout_every == 0 and i not in known]
     training = [position for position, i in enumerate(kept) if i not in heldout]
 
-    # 2. confidence per pixel
+    # 2. confidence per pixel; the given photos are trusted over the generated frames between them
     if options.confidence == "flow":
         weights = conf.flow_confidence(images)[kept]
     else:
         weights = np.ones((len(kept), height, width), np.float32)
+    for index in known:
+        if index in kept:
+            weights[kept.index(index)] = conf.KNOWN_FRAME_WEIGHT
+        else:
+            notices.append(f"known frame {index} was left out by the pose step; it is not fitted")
 
     # 3. starting Gaussians and the optimisation state
     fit, rasterizer, lpips_network = prepare_fit(choice, images[kept], preset, options, notices, hooks=hooks)

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from ..video import cli as video_cli
-from .options import OPTIMIZERS, TrainOptions, parse_steps
+from .options import OPTIMIZERS, SPARSE_VIEW_STEPS, TrainOptions, parse_steps
 
 DEFAULTS = TrainOptions()
 
@@ -93,8 +93,9 @@ def register(commands) -> None:
                        help="LoRA alpha; the trained effect is alpha/rank B·A (default 1, as DimensionX's SAT runs)")
     train.add_argument("--lr", type=float, default=DEFAULTS.learning_rate,
                        help=f"learning rate (default {DEFAULTS.learning_rate:g})")
-    train.add_argument("--steps", type=int, default=DEFAULTS.steps, help=f"steps (default {DEFAULTS.steps}; the "
-                                                                          "paper's sparse-view S-Directors: 1000)")
+    train.add_argument("--steps", type=int, default=DEFAULTS.steps,
+                       help=f"steps (default {DEFAULTS.steps}; the paper's sparse-view S-Directors, on a "
+                            f"start/end-frame base such as CogVideoX-Fun InP: {SPARSE_VIEW_STEPS})")
     train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="clips per step (default 1)")
     train.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of data order and noise (default 0)")
     train.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=DEFAULTS.optimizer,
@@ -119,6 +120,7 @@ def register(commands) -> None:
     train.add_argument("--validation-inference-steps", type=int, default=DEFAULTS.validation_inference_steps,
                        help=f"denoising steps of a validation video (default {DEFAULTS.validation_inference_steps})")
     train.add_argument("--validation-prompt", default=None, help="default: the first clip's caption")
-    train.add_argument("--validation-image", type=Path, default=None, help="default: the first clip's first frame")
+    train.add_argument("--validation-image", type=Path, default=None,
+                       help="default: the first clip's first frame (and its last, for a start/end-frame base)")
     video_cli.add_device_arguments(train)
     train.set_defaults(run=_train)

@@ -4,7 +4,10 @@ Per clip: the VAE's latent distribution of the whole clip (mean and std: each st
 as training on `latent_dist.sample()` does), and `image_noise_variants` first-frame latents, each encoded from
 the first frame with CogVideoX I2V's image-noise augmentation (SAT: pixel noise of sigma = exp(N(-3, 0.5)) on the
 first frame before encoding). Training draws one variant per step; drawing fresh noise every step would need the
-VAE during training. Per distinct caption: the T5 states, and those of the empty negative prompt and of the
+VAE during training. A start/end-frame base (CogVideoX-Fun InP) conditions on the clip's first and last frames,
+the two views of the paper's sparse-view setting: each variant is then the whole inpaint conditioning (mask and
+masked-video latents, video.conditioning.inpaint_latents) with that noise on the given frames, and a dropped
+step sees the conditioning of no given frame. Per distinct caption: the T5 states, and those of the empty negative prompt and of the
 validation prompt for the validation videos.
 """
 from __future__ import annotations
@@ -19,7 +22,7 @@ from ..datasets.clips import read_clip
 from ..datasets.layout import ClipGeometry, Dataset, check_clip
 from ..speed.memory import tiled_vae
 from ..video.components import VideoComponents
-from ..video.conditioning import encode_prompt
+from ..video.conditioning import encode_prompt, given_frames, inpaint_latents
 from ..video.runtime import Runtime
 from ..video.sampling import FPS
 
@@ -36,7 +39,8 @@ def seeded(*numbers: int) -> torch.Generator:
 class ClipConditions:
     latent_mean: torch.Tensor   # (F, C, h, w) video latents' mean, already scaled for the transformer
     latent_std: torch.Tensor    # (F, C, h, w)
-    images: torch.Tensor        # (variants, C, h, w) first-frame latents of noised first frames, scaled
+    images: torch.Tensor        # (variants, C, h, w) first-frame latents of noised first frames, scaled; for a
+    #                             start/end-frame model (variants, F, mask + C, h, w): the whole conditioning
     prompt: int                 # row of Conditions.prompts
 
 
@@ -47,11 +51,29 @@ class Conditions:
     negative: torch.Tensor      # (1, tokens, width): the empty prompt, for guided validation videos
     validation_prompt: torch.Tensor  # (1, tokens, width)
     validation_image: torch.Tensor   # (H, W, 3) in 0..1
+    validation_end_image: torch.Tensor | None = None  # (H, W, 3): a start/end-frame model's validation end frame
+    dropped: torch.Tensor | None = None  # (F, mask + C, h, w): a start/end-frame model's conditioning, nothing given
 
 
 def geometry_of(parts: VideoComponents) -> ClipGeometry:
     """What every clip must be for this model: its size and frame count, at CogVideoX's frame rate."""
     return ClipGeometry(parts.spec.width, parts.spec.height, parts.spec.frames, float(FPS))
+
+
+def padded_latent_frames(parts: VideoComponents) -> int:
+    """Latent frames the transformer denoises: CogVideoX 1.5 takes them in pairs (extra ones go in front)."""
+    pair = parts.transformer.config.patch_size_t
+    return parts.spec.latent_frames + (-parts.spec.latent_frames % pair if pair else 0)
+
+
+def _start_end_conditions(parts: VideoComponents, pixels: torch.Tensor, sigma: torch.Tensor,
+                          generator: torch.Generator) -> torch.Tensor:
+    """(variants, F, mask + C, h, w): the clip's first and last frames as the model reads them at inference
+    (the same video of given frames, padded like generate's), each variant with its own noise and latent draw."""
+    video, known = given_frames(pixels[:, :, 0], pixels[:, :, -1],
+                                (padded_latent_frames(parts) - 1) * parts.spec.temporal_factor + 1)
+    return torch.cat([inpaint_latents(parts.vae, video, known, parts.spec, parts.transformer.dtype, sigma=level,
+                                      generator=generator, sample=True).cpu() for level in sigma])
 
 
 def offload_if_possible(runtime: Runtime, module: torch.nn.Module) -> None:
@@ -74,13 +96,14 @@ def precompute(parts: VideoComponents, dataset: Dataset, runtime: Runtime, *, va
               for text in [*captions, "", validation_text]]
     offload_if_possible(runtime, parts.text_encoder)
     device = place(parts.vae)
-    clips, first_frame = [], None
+    clips, first_frame, last_frame = [], None, None
     with tiled_vae(parts.vae, low_memory):
         for index, clip in enumerate(dataset.clips):
             say(f"encoding clip {index + 1} of {len(dataset.clips)} with the VAE")
             frames = read_clip(clip.video)
             check_clip(frames, geometry, f"clip '{clip.video.name}' of {dataset.describe()}")
-            first_frame = frames[0] if first_frame is None else first_frame
+            if first_frame is None:  # the validation video starts (and, for a start/end-frame model, ends) here
+                first_frame, last_frame = frames[0], frames[-1]
             pixels = frames.permute(3, 0, 1, 2)[None].to(device, parts.vae.dtype) * 2 - 1   # (1, 3, F, H, W)
             distribution = parts.vae.encode(pixels).latent_dist
             scale = spec.vae_scaling_factor
@@ -88,12 +111,23 @@ def precompute(parts: VideoComponents, dataset: Dataset, runtime: Runtime, *, va
             std = (distribution.std[0].permute(1, 0, 2, 3) * scale).to("cpu", dtype)
             generator = seeded(seed, 1, index)
             sigma = torch.exp(IMAGE_NOISE_LOG_MEAN + IMAGE_NOISE_LOG_STD * torch.randn(variants, generator=generator))
-            first = pixels[:, :, :1].expand(variants, -1, -1, -1, -1).float().cpu()
-            noised = first + sigma[:, None, None, None, None] * torch.randn(first.shape, generator=generator)
-            image = parts.vae.encode(noised.to(device, parts.vae.dtype)).latent_dist.sample(generator)
-            images = (image[:, :, 0] * spec.image_latent_scale).to("cpu", dtype)
+            if spec.takes_end_frame:
+                images = _start_end_conditions(parts, pixels, sigma, generator)
+            else:
+                first = pixels[:, :, :1].expand(variants, -1, -1, -1, -1).float().cpu()
+                noised = first + sigma[:, None, None, None, None] * torch.randn(first.shape, generator=generator)
+                image = parts.vae.encode(noised.to(device, parts.vae.dtype)).latent_dist.sample(generator)
+                images = (image[:, :, 0] * spec.image_latent_scale).to("cpu", dtype)
             clips.append(ClipConditions(mean, std, images, captions.index(clip.caption)))
             hooks.step(index + 1, len(dataset.clips))
+        dropped = end_image = None
+        if spec.takes_end_frame:
+            nothing = torch.zeros(1, 3, (padded_latent_frames(parts) - 1) * spec.temporal_factor + 1, spec.height,
+                                  spec.width, device=device)
+            dropped = inpaint_latents(parts.vae, nothing, torch.zeros(nothing.shape[2], dtype=torch.bool), spec,
+                                      dtype)[0].cpu()
+            end_image = None if validation_image is not None else last_frame.float().cpu()
     offload_if_possible(runtime, parts.vae)
     image = validation_image if validation_image is not None else first_frame
-    return Conditions(clips, torch.cat(states[:len(captions)]), states[-2], states[-1], image.float().cpu())
+    return Conditions(clips, torch.cat(states[:len(captions)]), states[-2], states[-1], image.float().cpu(),
+                      end_image, dropped)

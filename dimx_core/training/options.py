@@ -11,6 +11,7 @@ import torch
 from ..optional import require
 
 ROLES = {"s": "S", "t": "T"}  # --kind s|t -> the director's role as Load Director LoRA names it
+SPARSE_VIEW_STEPS = 1000  # the paper early-stops its sparse-view S-Directors (on a start/end-frame base) here
 
 
 def _adamw(params, lr: float, weight_decay: float):

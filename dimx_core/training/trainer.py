@@ -38,9 +38,9 @@ from ..video.runtime import Runtime
 from ..video.sampling import generate, rotary_embeddings
 from ..video.solvers import make_scheduler
 from .checkpoint import CheckpointStore, run_identity
-from .conditions import Conditions, offload_if_possible, precompute, seeded
+from .conditions import Conditions, offload_if_possible, padded_latent_frames, precompute, seeded
 from .lora import TRAINING_ADAPTER, add_training_adapter, remove_training_adapter, save_director, training_director
-from .options import OPTIMIZERS, TrainOptions
+from .options import OPTIMIZERS, SPARSE_VIEW_STEPS, TrainOptions
 
 TRAIN_PURPOSE, ORDER_PURPOSE, EVAL_PURPOSE = 2, 3, 4  # generator streams (conditions.seeded)
 
@@ -136,7 +136,7 @@ def _ensure_autograd_weights(module: torch.nn.Module) -> None:
 
 
 def _batch(conditions: Conditions, samples: list[Sample], scheduler, padding: int, device, dtype):
-    """Latents, noise, timesteps, first-frame latents and prompt states of a batch of samples."""
+    """Latents, noise, timesteps, the given frames' conditioning and prompt states of a batch of samples."""
     latents, noises, steps, images, prompts = [], [], [], [], []
     for sample in samples:
         clip, generator = conditions.clips[sample.clip], sample.generator
@@ -148,8 +148,11 @@ def _batch(conditions: Conditions, samples: list[Sample], scheduler, padding: in
         steps.append(int(torch.randint(scheduler.config.num_train_timesteps, (1,), generator=generator)))
         variant = int(torch.randint(len(clip.images), (1,), generator=generator))
         kept = float(torch.rand(1, generator=generator)) >= sample.dropout
-        first = clip.images[variant] if kept else torch.zeros_like(clip.images[variant])
-        images.append(torch.cat([first[None], first.new_zeros(len(x0) - 1, *first.shape)]))
+        if conditions.dropped is not None:  # a start/end-frame model: the whole conditioning, or nothing given
+            images.append(clip.images[variant] if kept else conditions.dropped)
+        else:
+            first = clip.images[variant] if kept else torch.zeros_like(clip.images[variant])
+            images.append(torch.cat([first[None], first.new_zeros(len(x0) - 1, *first.shape)]))
         latents.append(x0)
         prompts.append(conditions.prompts[clip.prompt])
     stack = lambda items: torch.stack(items).to(device, dtype)  # noqa: E731
@@ -216,7 +219,8 @@ def _validation_video(parts: VideoComponents, conditions: Conditions, options: T
     settings = SamplerSettings(steps=options.validation_inference_steps, guidance=options.validation_guidance,
                                seed=options.validation_seed)
     request = VideoRequest(conditions.validation_image, conditions.validation_prompt, conditions.negative, settings,
-                           (director,), schedule.constant([director.name], settings.steps))
+                           (director,), schedule.constant([director.name], settings.steps),
+                           end_image=conditions.validation_end_image)
     run = Runtime(place=runtime.place, offload=runtime.offload, hooks=Hooks(should_stop=runtime.hooks.should_stop),
                   speed=SpeedOptions(low_memory=options.low_memory), preview_every=0)
     try:
@@ -267,6 +271,10 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
     if store is not None and not resume and store.step_saved():
         say(f"starting over: the checkpoint at step {store.step_saved()} in {store.folder} will be replaced")
 
+    if parts.spec.takes_end_frame:
+        hint = (f"; the paper stops sparse-view S-Directors at {SPARSE_VIEW_STEPS} steps"
+                if options.kind == "s" and options.steps != SPARSE_VIEW_STEPS else "")
+        say(f"start/end-frame base ({parts.spec.describe()}): each clip's first and last frames are given{hint}")
     conditions = precompute(parts, dataset, runtime, variants=options.image_noise_variants, seed=options.seed,
                             low_memory=options.low_memory, validation_prompt=validation_prompt,
                             validation_image=validation_image, say=say)
@@ -274,7 +282,7 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
     _ensure_autograd_weights(transformer)
     set_compiled(transformer, False)  # blocks a sampler compiled run plain: autograd and a new adapter would recompile
     scheduler = make_scheduler("ddim", parts.scheduler_config)
-    padding = -parts.spec.latent_frames % transformer.config.patch_size_t if transformer.config.patch_size_t else 0
+    padding = padded_latent_frames(parts) - parts.spec.latent_frames
     parameters, config = add_training_adapter(transformer, options.rank, options.alpha, options.seed)
     attention_notes: list[str] = []
     run = contextlib.ExitStack()

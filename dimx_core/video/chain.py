@@ -14,6 +14,7 @@ import torch
 from ..camera import Trajectory
 from ..directors import schedule
 from .components import VideoComponents
+from .conditioning import check_end_image, fit_image
 from .request import VideoRequest
 from .runtime import Runtime
 from .sampling import generate
@@ -32,7 +33,8 @@ def generate_chain(parts: VideoComponents, request: VideoRequest, path: Trajecto
                    ) -> tuple[torch.Tensor, list[str]]:
     """All clips' frames, (len(path), H, W, 3), and notes. `request` is the first clip's (its image, prompts,
     settings) with the directors the path needs, attached, among its directors; its schedule is not used: clip k
-    runs the director named after its motion, with seed + k."""
+    runs the director named after its motion, with seed + k. Its end image, if any, ends the last clip (a path
+    between two views)."""
     patterns, clip_frames = clip_plan(path)
     if clip_frames != parts.spec.frames:
         raise ValueError(f"the path's clips have {clip_frames} frames but this model makes {parts.spec.frames}: "
@@ -42,10 +44,18 @@ def generate_chain(parts: VideoComponents, request: VideoRequest, path: Trajecto
     if missing:
         raise ValueError(f"the path needs directors named {missing} (one per clip motion); connected: "
                          f"{sorted(by_name) or 'none'}. Name each Load Director LoRA after its motion.")
+    image, end_image, notes = request.image, request.end_image, []
+    if end_image is not None:  # refused before the first clip, not after all but the last
+        check_end_image(parts.spec, image, end_image)
+        # both at the model's size, as every later clip's first frame is, so the last clip's two frames match
+        (image, note), (end_image, _) = (fit_image(frame, parts.spec.width, parts.spec.height)
+                                         for frame in (image, end_image))
+        notes += [note] if note else []
     steps = request.settings.steps
-    total, frames, notes, image = len(patterns) * steps, [], [], request.image
+    total, frames = len(patterns) * steps, []
     for index, pattern in enumerate(patterns):
         clip = dataclasses.replace(request, image=image, directors=(by_name[pattern],),
+                                   end_image=end_image if index == len(patterns) - 1 else None,
                                    schedule=schedule.constant([pattern], steps),
                                    settings=dataclasses.replace(request.settings, seed=request.settings.seed + index))
         result = generate(parts, clip, runtime.with_hooks(runtime.hooks.offset(index * steps, total)))

@@ -12,6 +12,9 @@ from ..optional import require
 from ..weight_files import check_safetensors_files
 from .release import ReleaseDefaults, read_release_defaults
 
+# CogVideoX-5b-I2V's pipeline; CogVideoX-Fun's InP folders name the text-to-video one. The transformer's input
+# channels decide what the model is (cogvideox/layouts.py): a text-to-video folder is refused there.
+PIPELINES = ("CogVideoXImageToVideoPipeline", "CogVideoXPipeline")
 EXPECTED_CLASSES = {
     "transformer": "CogVideoXTransformer3DModel",
     "vae": "AutoencoderKLCogVideoX",
@@ -80,10 +83,11 @@ def read_model_index(folder: Path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"'{index_path}' is not valid JSON ({err}); the download may be incomplete.") from err
     pipeline = index.get("_class_name", "")
-    if pipeline != "CogVideoXImageToVideoPipeline":
+    if pipeline not in PIPELINES:
         raise ValueError(
             f"'{folder}' holds a '{pipeline or 'unknown'}' model, but DimensionX needs an image-to-video CogVideoX "
-            "model (CogVideoXImageToVideoPipeline), such as CogVideoX-5b-I2V.")
+            "model (CogVideoXImageToVideoPipeline), such as CogVideoX-5b-I2V, or a start/end-frame CogVideoX-Fun InP "
+            "folder.")
     for part, expected in EXPECTED_CLASSES.items():
         entry = index.get(part)
         names = (expected,) if isinstance(expected, str) else expected
@@ -110,6 +114,8 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     folder, given = Path(folder), dict(given or {})
     index = read_model_index(folder)
     release = read_release_defaults(folder, index)  # a bad file fails before the long load
+    transformer_config = _config_file(folder, "transformer")  # with the keys diffusers' class drops
+    spec_from_configs(transformer_config, _config_file(folder, "vae"))  # a text-to-video layout is refused here
     check_safetensors_files(folder, "model")  # a truncated file would fail deep in from_pretrained, cause unsaid
     diffusers = require("diffusers")
     transformers = require("transformers")
@@ -125,22 +131,24 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     parts = {**loaded, **given}
     tokenizer = transformers.T5Tokenizer.from_pretrained(folder, subfolder="tokenizer")
     scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    spec = spec_from_configs(dict(parts["transformer"].config), dict(parts["vae"].config))
+    spec = spec_from_configs({**transformer_config, **parts["transformer"].config}, dict(parts["vae"].config))
     # host-bound parts carry the host's patches, which a worker loading the folder would not have
     origin = None if given else ModelSource(dtype_name(dtype), folder=str(folder))
     return VideoComponents(parts["transformer"], parts["vae"], parts["text_encoder"], tokenizer, scheduler_config,
                            spec, str(folder), release, origin=origin)
 
 
+def _config_file(folder: Path, part: str) -> dict:
+    """A part's config.json as written, keys diffusers' class does not know included."""
+    path = folder / part / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"'{path}' is not a readable config ({err})") from err
+
+
 def read_spec(folder: str | Path) -> ModelSpec:
     """What a diffusers folder's model makes (size, frames), from its configs alone: no weights are read."""
     folder = Path(folder)
     read_model_index(folder)
-    configs = []
-    for part in ("transformer", "vae"):
-        path = folder / part / "config.json"
-        try:
-            configs.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"'{path}' is not a readable config ({err})") from err
-    return spec_from_configs(*configs)
+    return spec_from_configs(_config_file(folder, "transformer"), _config_file(folder, "vae"))

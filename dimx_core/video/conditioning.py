@@ -1,4 +1,14 @@
-"""What the transformer is conditioned on: the first frame (as VAE latents) and the prompt (as T5 states)."""
+"""What the transformer is conditioned on: the given frames (as VAE latents, in the model's layout) and the prompt
+(as T5 states).
+
+The layouts (cogvideox/layouts.py): CogVideoX-5b-I2V reads the first frame's latents followed by zeros; the
+start/end-frame CogVideoX-Fun InP models read a frame mask and the latents of a "masked video", built here as
+CogVideoX-Fun's inpaint pipeline builds them (read there, written here): the given frames in -1..1 and -1 in every
+other frame, lightly noised where the model was trained with noise there, encoded by the VAE (the distribution's
+mode) and scaled by the VAE factor; the mask is 1 on given frames, resized to the latent grid with the first frame
+on its own (the causal VAE's first latent frame is the first pixel frame alone) and scaled by the same factor, or,
+in the 48-channel layout, a three-channel 0/1 video encoded by the VAE.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,6 +16,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
+from ..cogvideox.layouts import LAYOUTS, interpolating_layouts
 from ..cogvideox.spec import ModelSpec
 from .finite import check_decoded
 
@@ -89,6 +100,84 @@ def encode_image_latents(vae, image: torch.Tensor, spec: ModelSpec, latent_frame
     latents = latents.to(dtype).permute(0, 2, 1, 3, 4) * spec.image_latent_scale
     b, _, c, h, w = latents.shape
     return torch.cat([latents, latents.new_zeros(b, latent_frames - 1, c, h, w)], dim=1)
+
+
+def check_end_image(spec: ModelSpec, image: torch.Tensor, end_image: torch.Tensor) -> None:
+    """Refuse an end frame the model cannot take, or one whose size differs from the first frame's."""
+    if not spec.takes_end_frame:
+        raise ValueError(f"end_image: this model ({spec.describe()}) conditions on the first frame only; joining a "
+                         f"start and an end frame needs an interpolation-capable model: {interpolating_layouts()}")
+    if end_image.ndim != 3 or tuple(end_image.shape[:2]) != tuple(image.shape[:2]):
+        raise ValueError(f"end_image: expected one image of the first frame's size {image.shape[1]}x{image.shape[0]} "
+                         f"(the two views of one camera), got shape {tuple(end_image.shape)}; resize or crop one of "
+                         "them so both match")
+
+
+def given_frames(first: torch.Tensor, last: torch.Tensor | None, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (1, 3, frames, H, W) video holding `first` (and `last`) in -1..1, and which of its frames are given
+    ((frames,) bool). first/last: (1, 3, H, W)."""
+    video = first[:, :, None].expand(-1, -1, frames, -1, -1).clone()
+    known = torch.zeros(frames, dtype=torch.bool)
+    known[0] = True
+    if last is not None:
+        video[:, :, -1] = last
+        known[-1] = True
+    return video, known
+
+
+def resized_mask(known: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    """(B, 1, F, H, W) 0/1 mask -> (B, 1, latent frames, h, w): the first frame alone onto the first latent frame,
+    the rest trilinearly onto the others (CogVideoX-Fun's resize of the mask)."""
+    latent_frames, height, width = size
+    first = F.interpolate(known[:, :, :1], size=(1, height, width), mode="trilinear", align_corners=False)
+    if latent_frames == 1:
+        return first
+    rest = F.interpolate(known[:, :, 1:], size=(latent_frames - 1, height, width), mode="trilinear",
+                         align_corners=False)
+    return torch.cat([first, rest], dim=2)
+
+
+def inpaint_latents(vae, video: torch.Tensor, known: torch.Tensor, spec: ModelSpec, dtype: torch.dtype, *,
+                    sigma: torch.Tensor | float = 0.0, generator: torch.Generator | None = None,
+                    sample: bool = False) -> torch.Tensor:
+    """(B, latent frames, mask + latent channels, h, w) conditioning of an inpaint-layout model.
+
+    video: (B, 3, F, H, W) in -1..1 on the VAE's device (frames not given are ignored); known: (F,) bool, the given
+    frames. sigma: the std of the noise put on the given frames before encoding (a number, or one per video).
+    sample: draw the latents from the VAE's distribution (as training does) instead of taking its mode (inference).
+    """
+    layout = LAYOUTS[spec.layout]
+    batch, _, frames = video.shape[:3]
+    given = known.to(video.device).view(1, 1, frames, 1, 1)
+    masked = torch.where(given, video.float(), torch.full_like(video, -1.0, dtype=torch.float32))
+    sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1, 1, 1, 1, 1).expand(batch, 1, 1, 1, 1)
+    if (sigma > 0).any():  # noise on the given frames only (the reference adds none where the video is -1)
+        noise = torch.randn(masked.shape, generator=generator, dtype=torch.float32).to(masked.device)
+        masked = masked + torch.where(given, noise * sigma.to(masked.device), 0.0)
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        distribution = vae.encode(pixels.to(vae.dtype)).latent_dist
+        return (distribution.sample(generator) if sample else distribution.mode()) * spec.vae_scaling_factor
+
+    latents = encode(masked)
+    mask_video = given.float().expand(batch, 1, frames, *video.shape[3:])
+    if layout.mask == "resized":
+        mask = resized_mask(mask_video, tuple(latents.shape[2:])) * spec.vae_scaling_factor
+    else:  # "encoded": the 0/1 mask as a three-channel video through the VAE
+        mask = encode(mask_video.expand(batch, 3, *mask_video.shape[2:]))
+    return torch.cat([mask.to(latents.dtype), latents], dim=1).to(dtype).permute(0, 2, 1, 3, 4)
+
+
+def conditioning_latents(vae, spec: ModelSpec, first: torch.Tensor, last: torch.Tensor | None, latent_frames: int,
+                         generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """(1, latent_frames, channels, h, w): what the transformer reads beside the noisy latents, in its layout.
+    first/last: (1, 3, H, W) in -1..1 on the VAE's device; last None: the first frame only."""
+    if LAYOUTS[spec.layout].mask == "none":
+        if last is not None:
+            raise ValueError(f"this model ({spec.describe()}) conditions on the first frame only")
+        return encode_image_latents(vae, first, spec, latent_frames, generator, dtype)
+    video, known = given_frames(first, last, (latent_frames - 1) * spec.temporal_factor + 1)
+    return inpaint_latents(vae, video, known, spec, dtype, sigma=spec.reference_noise, generator=generator)
 
 
 def decode_latents(vae, latents: torch.Tensor, spec: ModelSpec) -> torch.Tensor:

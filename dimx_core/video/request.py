@@ -63,7 +63,8 @@ class VideoRequest:
     videos share until each gets its own first frame (multi-view, refinement). prompt/negative_prompt: text, or
     T5 states (1, tokens, width) already fitted to the model (conditioning.fit_prompt_states). directors: those
     the schedule may name, attached to the model before the run; no schedule (or one with no segments): the base
-    model alone. start: begin part-way from given latents (SDEdit); blend: pull early steps toward a reference."""
+    model alone. start: begin part-way from given latents (SDEdit); blend: pull early steps toward a reference.
+    end_image: the last frame (H, W, 3), the size of `image`, for a start/end-frame model; None: first frame only."""
     image: torch.Tensor | None
     prompt: str | torch.Tensor
     negative_prompt: str | torch.Tensor = ""
@@ -73,6 +74,7 @@ class VideoRequest:
     start: LatentStart | None = None
     blend: LatentBlend | None = None
     lossy: LossyOptions = LossyOptions()
+    end_image: torch.Tensor | None = None
 
     def key(self, model: str) -> str:
         """The content key of this request run on `model` (VideoComponents.identity): every field enters it."""

@@ -20,7 +20,7 @@ from ..speed.memory import cache_context, tiled_vae
 from ..speed.options import SpeedOptions
 from ..speed.session import attention_shape, speed_applied
 from .components import VideoComponents
-from .conditioning import decode_latents, encode_image_latents, encode_prompt, fit_image
+from .conditioning import check_end_image, conditioning_latents, decode_latents, encode_prompt, fit_image
 from .finite import check_denoised
 from .guides import LatentBlend, LatentStart, StepGuides, check_latents
 from .preview import LatentPreviewer, PreviewQueue
@@ -101,10 +101,15 @@ def generate(parts: VideoComponents, request: VideoRequest, runtime: Runtime) ->
     dtype = parts.transformer.dtype
     generator = torch.Generator().manual_seed(settings.seed)
 
-    # 1. the first frame, at the model's size
+    # 1. the first frame (and the end frame, for a start/end-frame model), at the model's size
     image, note = fit_image(request.image, spec.width, spec.height)
     if note:
         notes.append(note)
+    end_image = None
+    if request.end_image is not None:
+        check_end_image(spec, request.image, request.end_image)
+        end_image, _ = fit_image(request.end_image, spec.width, spec.height)
+        notes.append("the video joins the first and the end frame")
     notes.append(f"solver {settings.scheduler}, guidance {settings.guidance:g}"
                  + (f", dynamic CFG by {settings.cfg_schedule}" if settings.dynamic_cfg else ""))
 
@@ -120,13 +125,15 @@ def generate(parts: VideoComponents, request: VideoRequest, runtime: Runtime) ->
         runtime.offload(parts.text_encoder)
         notes.append("24 GB mode: T5 used alone on the GPU, then offloaded; the VAE decodes in tiles")
 
-    # 3. image latents and starting noise
+    # 3. the given frames' latents in the model's layout, and starting noise
     # CogVideoX 1.5 denoises latent frames in pairs: extra frames go in front and are dropped at the end
     extra_frames = -spec.latent_frames % config.patch_size_t if config.patch_size_t else 0
     latent_frames = spec.latent_frames + extra_frames
     vae_device = place(parts.vae)
-    pixels = (image.permute(2, 0, 1)[None].to(vae_device, dtype) * 2 - 1)
-    image_latents = encode_image_latents(parts.vae, pixels, spec, latent_frames, generator, dtype)
+    first, last = (None if frame is None else frame.permute(2, 0, 1)[None].to(vae_device, dtype) * 2 - 1
+                   for frame in (image, end_image))
+    with tiled_vae(parts.vae, speed.low_memory and spec.takes_end_frame):  # an inpaint layout encodes a whole video
+        image_latents = conditioning_latents(parts.vae, spec, first, last, latent_frames, generator, dtype)
     previewer = LatentPreviewer.for_vae(parts.vae, spec) if runtime.preview_every else None
     shape = (1, latent_frames, spec.latent_channels, spec.height // spec.spatial_factor,
              spec.width // spec.spatial_factor)
@@ -152,6 +159,8 @@ def generate(parts: VideoComponents, request: VideoRequest, runtime: Runtime) ->
     vae_device = place(parts.vae)
     with tiled_vae(parts.vae, speed.low_memory):
         frames = decode_latents(parts.vae, latents.to(vae_device), spec)[0]
+    # the VAE decodes an even number of latent frames (CogVideoX-Fun 1.5) with four frames, not one, for the first
+    frames = frames[len(frames) - spec.frames:]
     return VideoResult(frames=frames.cpu(), latents=latents.cpu(), fps=FPS, notes=notes)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from ..cogvideox import native_keys
-from ..cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER, spec_from_configs
+from ..cogvideox.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER, conditioning_layout,
+                              spec_from_configs)
 from ..optional import require
 from ..weights import load_state_dict
 from .components import ModelSource, VideoComponents, dtype_name
@@ -126,9 +127,10 @@ def load_single_files(transformer: str | Path, vae: str | Path, text_encoder: st
     diffusers, transformers = require("diffusers"), require("transformers")
     state = transformer_state(transformer)
     config = transformer_config(state)
-    if config["in_channels"] != 2 * 16:
-        raise ValueError(f"'{Path(transformer).name}' takes {config['in_channels']} input channels: a text-to-video "
-                         "CogVideoX. DimensionX needs the image-to-video model (CogVideoX-5b-I2V).")
+    try:
+        layout = conditioning_layout(config["in_channels"])
+    except ValueError as err:
+        raise ValueError(f"'{Path(transformer).name}': {err}") from None
     built = build_from_state(diffusers.CogVideoXTransformer3DModel, config, state, dtype, "transformer")
 
     vae_state = _strip_prefix(load_state_dict(vae, "VAE file")[0])
@@ -155,7 +157,9 @@ def load_single_files(transformer: str | Path, vae: str | Path, text_encoder: st
     if config["text_embed_dim"] != encoder.config.d_model:
         raise ValueError(f"the transformer reads text states of width {config['text_embed_dim']} but the text "
                          f"encoder makes {encoder.config.d_model}: choose the T5-XXL encoder")
-    spec = spec_from_configs(config, dict(vae_model.config))
+    # a file carries no config: the published start/end-frame (Fun InP) models were trained with noise on the given
+    # frames (their configs say add_noise_in_inpaint_model)
+    spec = spec_from_configs(dict(config, add_noise_in_inpaint_model=layout.end_frame), dict(vae_model.config))
     files = (str(transformer), str(vae), str(text_encoder), str(tokenizer_dir))
     return VideoComponents(built, vae_model, encoder, tokenizer, dict(COGVIDEOX_5B_I2V_SCHEDULER), spec,
                            f"{transformer} + {vae} + {text_encoder}",

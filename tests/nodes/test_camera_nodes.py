@@ -140,18 +140,19 @@ def test_articulated_planner_outputs_path_clips_and_director(node_classes):
 def test_director_chooser_from_a_pose_a_trajectory_and_two_images(node_classes):
     chooser = node_classes["DimensionXDirectorChooser"]
     pose = plan("pan_left", 2, 20.0).c2w_opencv[-1]
-    director, table, views = chooser.execute(fov_deg=60.0, candidates="all",
-                                             relative_pose=json.dumps(pose.tolist())).result
+    director, table, views, _ = chooser.execute(fov_deg=60.0, candidates="all",
+                                                relative_pose=json.dumps(pose.tolist())).result
     assert director == "pan_left" and table.startswith("best director: pan_left (score 1.000)")
     np.testing.assert_allclose(views.c2w_opencv[1], pose, atol=1e-12)
-    director, _, _ = chooser.execute(fov_deg=60.0, candidates="released",
-                                     views=plan("orbit_up", 5, 25.0)).result
-    assert director == "orbit_up"
+    given = plan("orbit_up", 5, 25.0)
+    director, _, _, path = chooser.execute(fov_deg=60.0, candidates="released", views=given, frames=5).result
+    assert director == "orbit_up" and len(path) == 5  # the chosen director's path by the fitted 25 degrees
+    np.testing.assert_allclose(path.c2w_opencv, given.c2w_opencv, atol=1e-6)
 
     path = plan("orbit_left", 2, 15.0, radius=2.6)
     room = Room(seed=7)
     a, b = (torch.from_numpy(room.render(c2w, path.intrinsics[0], 720, 480))[None] for c2w in path.c2w_opencv)
-    director, table, views = chooser.execute(fov_deg=60.0, candidates="all", image_a=a, image_b=b).result
+    director, table, views, _ = chooser.execute(fov_deg=60.0, candidates="all", image_a=a, image_b=b).result
     assert director == "orbit_left" and "feature matches agree" in table and views.width == 720
 
 

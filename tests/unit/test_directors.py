@@ -189,8 +189,15 @@ def test_schedule_text_with_steps_percent_and_strengths():
     assert "steps 0-2: orbit_left" in plan.describe()
 
 
+def test_a_schedule_line_without_a_range_covers_the_whole_run():
+    """What the Director Chooser answers ('orbit_left') is a schedule: linked into the sampler, it picks that
+    director among the connected ones for every step."""
+    plan = schedule.parse("orbit_left", steps=50, known={"orbit_left", "orbit_up"})
+    assert plan == schedule.constant(["orbit_left"], 50)
+
+
 @pytest.mark.parametrize("text, message", [
-    ("0-3 orbit_left", "is not 'START-END"),
+    ("0-3 orbit_left", r"is not '\[START-END:\] name"),
     ("0-3: dolly", "names director 'dolly'"),
     ("0-30: orbit_left\n20-50: motion", "overlap at step 20"),
     ("0-60: motion", "outside the run's steps 0-50"),

@@ -131,7 +131,8 @@ def test_full_size_spec_is_720x480x49():
 @pytest.mark.parametrize("damage, message", [
     ("no_index", "no model_index.json"),
     ("bad_json", "not valid JSON"),
-    ("text_to_video", "CogVideoXPipeline"),
+    ("text_to_video", "16 input channels.*text-to-video"),
+    ("other_pipeline", "'CogVideoXVideoToVideoPipeline' model"),
     ("missing_vae", "lacks the 'vae/' subfolder"),
 ])
 def test_loader_says_what_is_wrong_with_a_folder(tiny_model_dir, tmp_path, damage, message):
@@ -143,8 +144,12 @@ def test_loader_says_what_is_wrong_with_a_folder(tiny_model_dir, tmp_path, damag
         index.unlink()
     elif damage == "bad_json":
         index.write_text('{"_class_name": ')
-    elif damage == "text_to_video":
+    elif damage == "text_to_video":  # the text-to-video pipeline class (as Fun InP folders name) with 16 inputs
         index.write_text(index.read_text().replace("CogVideoXImageToVideoPipeline", "CogVideoXPipeline"))
+        config = folder / "transformer" / "config.json"
+        config.write_text(json.dumps(dict(json.loads(config.read_text()), in_channels=16)))
+    elif damage == "other_pipeline":
+        index.write_text(index.read_text().replace("CogVideoXImageToVideoPipeline", "CogVideoXVideoToVideoPipeline"))
     else:
         shutil.rmtree(folder / "vae")
     with pytest.raises((FileNotFoundError, ValueError), match=message):

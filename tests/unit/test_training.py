@@ -269,8 +269,63 @@ def test_a_model_folder_that_is_not_image_to_video_is_refused(tiny_model_dir, da
     shutil.copytree(tiny_model_dir, folder)
     index = json.loads((folder / "model_index.json").read_text())
     (folder / "model_index.json").write_text(json.dumps(dict(index, _class_name="CogVideoXPipeline")))
+    config = json.loads((folder / "transformer" / "config.json").read_text())  # the layout is read from the weights'
+    (folder / "transformer" / "config.json").write_text(json.dumps(dict(config, in_channels=16)))  # config
     out = tmp_path / "x.safetensors"
     code = main(["train-director", "--model", str(folder), "--dataset", str(dataset.folder), "--kind", "s",
                  "--out", str(out), "--steps", "1"])
-    assert code == 2 and "needs an image-to-video CogVideoX model" in capsys.readouterr().err
+    assert code == 2 and "looks like a text-to-video checkpoint" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [folder]
+
+
+@pytest.fixture(scope="module")
+def inp_parts(tmp_path_factory):
+    from dimx_core.tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("inp") / "m", version="1.0-inp")
+    return load_diffusers_folder(folder, dtype=torch.float32)
+
+
+def test_an_inp_base_conditions_on_each_clips_first_and_last_frame_only(inp_parts, one_clip, monkeypatch):
+    """The start/end-frame conditioning of training is inference's (same mask), the in-between frames are never
+    seen, and the last frame speaks through the last latent frames only (the causal VAE)."""
+    import dataclasses
+
+    from dimx_core.training import conditions as conditions_module
+    from dimx_core.video.conditioning import conditioning_latents
+
+    clip = read_clip(one_clip.clips[0].video)
+    middle_replaced, last_replaced = clip.clone(), clip.clone()
+    middle_replaced[1:-1] = torch.rand(middle_replaced[1:-1].shape, generator=torch.Generator().manual_seed(0))
+    last_replaced[-1] = 1.0 - clip[-1]
+
+    def images_of(frames):
+        monkeypatch.setattr(conditions_module, "read_clip", lambda path: frames)
+        return precompute(inp_parts, one_clip, RUN, variants=2, seed=0, low_memory=False)
+
+    given = images_of(clip)
+    images = given.clips[0].images
+    assert images.shape == (2, 5, 17, 12, 18)  # per variant: mask (1) + masked-video latents (16), 5 latent frames
+    pixels = clip.permute(3, 0, 1, 2)[None] * 2 - 1
+    reference = conditioning_latents(inp_parts.vae, dataclasses.replace(inp_parts.spec, reference_noise=0.0),
+                                     pixels[:, :, 0], pixels[:, :, -1], 5, torch.Generator(), torch.float32)
+    assert torch.equal(images[:, :, :1], reference[:, :, :1].expand(2, -1, -1, -1, -1))
+    assert torch.equal(images_of(middle_replaced).clips[0].images, images)
+    change = (images_of(last_replaced).clips[0].images - images).abs().mean(dim=(0, 2, 3, 4))
+    assert change[:3].max() == 0 and change[-1] > 3 * change[3]  # as at inference (test_interpolation.py)
+    assert given.dropped.shape == (5, 17, 12, 18) and given.dropped[:, 0].abs().max() == 0  # nothing given
+    assert torch.equal(given.validation_end_image, clip[-1])
+
+
+def test_an_inp_base_trains_a_sparse_view_s_director(inp_parts, one_clip, tmp_path):
+    said = []
+    result = train_director(inp_parts, one_clip, TrainOptions(learning_rate=1e-2, steps=20, weight_decay=0.0,
+                                                              **dict(FAST, eval_every=10, image_dropout=0.05,
+                                                                     validation=True, validation_inference_steps=2)),
+                            tmp_path / "sparse.safetensors", RUN, say=said.append)
+    evals = dict(result.evals)
+    assert evals[20] < 0.9 * evals[1], result.evals
+    assert "first and last frames are given; the paper stops sparse-view S-Directors at 1000 steps" in said[0]
+    (step, frames), = result.validations  # the validation video joins the clip's first and last frame
+    assert step == 20 and frames.shape == (17, 96, 144, 3)
+    assert read_lora(result.path).describe()
