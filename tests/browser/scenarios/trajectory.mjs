@@ -56,8 +56,9 @@ async function inNode(request, helpers) {
   result.widgets = await page.evaluate((id) => window.app.graph.getNodeById(id).widgets
     .map((w) => ({ name: w.name, type: w.type, value: w.value })), id);
   result.shots.initial = await previewShot(page, request.out, `trajectory-${request.part}-initial`);
+  // a widget at 0 means "the connected model's" (frames, width, height): one step up is no valid value
   const stepped = result.widgets.find((w) => typeof w.value === "number" &&
-    Number.isInteger(w.value))?.name;
+    Number.isInteger(w.value) && w.value > 0)?.name;
   if (stepped) {
     await incrementWidget(page, helpers, id, stepped, request.vueNodes);
     await page.waitForFunction(({ selector, query }) => {
