@@ -140,40 +140,41 @@ def _exponents(means2d, conics, opacities, tile_centres):
 class _CompositeTiles(torch.autograd.Function):
     """Front-to-back compositing of every tile's depth-sorted Gaussians, with gsplat's backward written out.
 
-    Inputs: the pairs' exponent coefficients (T, L, 6) (see `_exponents`) and colours (T, L, D) for T tiles of L
-    Gaussians each (padded with -inf exponents), the basis (P, 6) of the tile's P pixels, and the background (D,).
-    Outputs: colours (T, P, D) and coverage (T, P, 1). alpha = min(0.999, exp(q . basis)), zero below 1/255, and
-    the compositing stops before the transmittance would fall to 1e-4. The backward is gsplat's (for each pixel,
-    a reverse sum over the Gaussians behind) in tensor operations: autograd through the forward's operations
-    keeps three times as many (T, L, P) tensors and takes twice as long. Not a compiled kernel: the fallback
-    exists for machines where gsplat's kernels cannot be built, so it runs wherever torch runs (CPU, Apple MPS)
-    with nothing to compile."""
+    Inputs: the pairs' exponent coefficients (T, L, 6) (see `_exponents`) and values (T, L, D + 1), their colours
+    and a 1, for T tiles of L Gaussians each (padded with -inf exponents); the basis (P, 6) of a tile's P pixels;
+    the background (D,). Output (T, P, D + 1): colours over the background, and the coverage. alpha =
+    min(0.999, exp(q . basis)), zero below 1/255, and the compositing stops before the transmittance would fall
+    to 1e-4. The backward is gsplat's (for each pixel, a reverse sum over the Gaussians behind) in tensor
+    operations: autograd through the forward's operations keeps three times as many (T, L, P) tensors and takes
+    twice as long. Not a compiled kernel: the fallback exists for machines where gsplat's kernels cannot be
+    built, so it runs wherever torch runs (CPU, Apple MPS) with nothing to compile."""
 
     @staticmethod
-    def forward(ctx, exponents, colors, basis, background):
+    def forward(ctx, exponents, values, basis, background):
         alpha = torch.matmul(exponents, basis.T).exp_().clamp_max_(MAX_ALPHA)      # (T, L, P)
         alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
-        transmittance = torch.cumprod(1.0 - alpha, dim=1)                # after each Gaussian
-        weights = torch.cat([torch.ones_like(transmittance[:, :1]), transmittance[:, :-1]], dim=1)
-        weights.mul_(alpha).mul_(transmittance > MIN_TRANSMITTANCE)
-        coverage = weights.sum(dim=1)[..., None]
-        ctx.save_for_backward(colors, basis, background, alpha, weights, coverage)
-        return torch.matmul(weights.transpose(1, 2), colors) + (1.0 - coverage) * background, coverage
+        transmittance = alpha.new_empty(alpha.shape[0], alpha.shape[1] + 1, alpha.shape[2])
+        transmittance[:, 0] = 1.0
+        torch.sub(1.0, alpha, out=transmittance[:, 1:])
+        transmittance.cumprod_(dim=1)                                    # before each Gaussian, and after the last
+        weights = (alpha * transmittance[:, :-1]).mul_(transmittance[:, 1:] > MIN_TRANSMITTANCE)
+        composite = torch.matmul(weights.transpose(1, 2), values)       # (T, P, D + 1): colours and coverage
+        ctx.save_for_backward(values, basis, background, alpha, weights, composite[..., -1:])
+        return composite + (1.0 - composite[..., -1:]) * torch.cat([background, background.new_zeros(1)])
 
     @staticmethod
-    def backward(ctx, grad_rgb, grad_coverage):
-        colors, basis, background, alpha, weights, coverage = ctx.saved_tensors
-        # d loss / d weight of every (Gaussian, pixel): its colour against the background, plus the coverage's
-        value = torch.matmul(colors, grad_rgb.transpose(1, 2))          # (T, L, P)
-        value += (grad_coverage[..., 0] - (grad_rgb * background).sum(dim=-1))[:, None, :]
-        value.mul_(weights)
-        later = value.sum(dim=1, keepdim=True) - value.cumsum(dim=1)     # from the Gaussians behind
-        # d loss / d exponent = alpha x d loss / d alpha; zero where alpha was clamped or skipped
-        grad_alpha_exp = value.sub_(later.mul_(alpha / (1.0 - alpha)))
-        grad_alpha_exp.mul_((alpha > 0) & (alpha < MAX_ALPHA))
-        grad_colors = torch.matmul(weights, grad_rgb)
+    def backward(ctx, grad_output):
+        values, basis, background, alpha, weights, coverage = ctx.saved_tensors
+        grad_rgb = grad_output[..., :-1]
+        # d loss / d weight of each (Gaussian, pixel) = its values . (grad rgb, grad coverage - grad rgb . background)
+        grad_weight = torch.cat([grad_rgb, grad_output[..., -1:] - (grad_rgb * background).sum(-1, keepdim=True)], -1)
+        change = torch.matmul(values, grad_weight.transpose(1, 2)).mul_(weights)   # (T, L, P)
+        later = change.sum(dim=1, keepdim=True) - change.cumsum(dim=1)   # from the Gaussians behind
+        # d loss / d exponent = alpha x d loss / d alpha: weight x (its own change) - alpha/(1 - alpha) x later;
+        # zero where alpha was clamped at 0.999 (where it was skipped, weight and alpha are zero already)
+        grad_exponent = change.sub_(later.mul_(alpha).div_(1.0 - alpha)).masked_fill_(alpha >= MAX_ALPHA, 0.0)
         grad_background = ((1.0 - coverage) * grad_rgb).sum(dim=(0, 1))
-        return torch.matmul(grad_alpha_exp, basis), grad_colors, None, grad_background
+        return torch.matmul(grad_exponent, basis), torch.matmul(weights, grad_weight), None, grad_background
 
 
 def _runs(counts: list[int], pixels_per_tile: int, max_elements: int):
@@ -195,9 +196,10 @@ def _rasterize_view(radii, means2d, depths, conics, opacities, colors, backgroun
     gaussians, tile_ids, per_tile = _tile_lists(means2d, radii, depths, width, height, tile)
     tile_centres = (torch.stack([tile_ids % tiles_x, tile_ids // tiles_x], dim=-1).to(dtype) + 0.5) * tile
     exponents = _exponents(means2d[gaussians], conics[gaussians], opacities[gaussians], tile_centres)
-    # one padding pair at the end (alpha 0, colour 0) fills every tile's list up to the longest of its run
+    # one padding pair at the end (alpha 0, values 0) fills every tile's list up to the longest of its run
     exponents = torch.cat([exponents, exponents.new_tensor([[-torch.inf, 0, 0, 0, 0, 0]])])
-    pair_colors = torch.cat([colors[gaussians], colors.new_zeros(1, colors.shape[-1])])
+    pair_values = torch.cat([torch.cat([colors[gaussians], colors.new_ones(len(gaussians), 1)], dim=-1),
+                             colors.new_zeros(1, colors.shape[-1] + 1)])
     list_start = torch.cumsum(per_tile, 0) - per_tile
     ys, xs = torch.meshgrid(torch.arange(tile, device=device), torch.arange(tile, device=device), indexing="ij")
     u, v = xs.reshape(-1).to(dtype) + 0.5 - 0.5 * tile, ys.reshape(-1).to(dtype) + 0.5 - 0.5 * tile
@@ -211,10 +213,9 @@ def _rasterize_view(radii, means2d, depths, conics, opacities, colors, backgroun
     for start, stop in runs:
         chosen, rank = tiles[start:stop], torch.arange(max(counts[stop - 1], 1), device=device)
         table = torch.where(rank < per_tile[chosen, None], list_start[chosen, None] + rank, len(gaussians))
-        args = (exponents[table], pair_colors[table], basis, background)
-        rgb, coverage = (checkpoint(_CompositeTiles.apply, *args, use_reentrant=False) if use_checkpoint
-                         else _CompositeTiles.apply(*args))
-        pieces.append(torch.cat([rgb, coverage], dim=-1))
+        args = (exponents[table], pair_values[table], basis, background)
+        pieces.append(checkpoint(_CompositeTiles.apply, *args, use_reentrant=False) if use_checkpoint
+                      else _CompositeTiles.apply(*args))
     values = torch.cat(pieces)
     values = values.new_zeros(len(per_tile), *values.shape[1:]).index_copy(0, tiles, values)
     image = values.reshape(tiles_y, tiles_x, tile, tile, -1).permute(0, 2, 1, 3, 4)
