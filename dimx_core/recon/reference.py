@@ -66,10 +66,11 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, *, eps
             far_plane=1e10, radius_clip=0.0):
     """EWA projection of N Gaussians into C cameras: radii (C,N,2) int32, means2d (C,N,2), depths (C,N),
     conics (C,N,3) as (a, b, c) of the inverse 2D covariance."""
-    r, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]          # (C, 1, 3, 3), (C, 1, 3)
-    means_c = (r @ means[None, :, :, None])[..., 0] + t    # (C, N, 3)
+    # einsum over the camera batch only: a matmul batched over N tiny matrices is slow on the CPU
+    rotation, t = viewmats[:, :3, :3], viewmats[:, None, :3, 3]         # (C, 3, 3), (C, 1, 3)
+    means_c = torch.einsum("cik,nk->cni", rotation, means) + t          # (C, N, 3)
     # the 3D covariance's square root in camera axes, W R S: its projection J W R S squared is the 2D covariance
-    root_c = r @ (quat_to_rotmat(quats) * scales[:, None, :])  # (C, N, 3, 3)
+    root_c = torch.einsum("cik,nkj->cnij", rotation, quat_to_rotmat(quats) * scales[:, None, :])  # (C, N, 3, 3)
     x, y, depth = means_c.unbind(-1)
     in_depth = (depth >= near_plane) & (depth <= far_plane)
     z = torch.where(in_depth, depth, torch.ones_like(depth))  # no 1/0 in the graph of culled Gaussians
@@ -77,13 +78,11 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, *, eps
     tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
     tx = z * torch.minimum(torch.maximum(x / z, -(cx / fx + 0.3 * tan_fovx)), (width - cx) / fx + 0.3 * tan_fovx)
     ty = z * torch.minimum(torch.maximum(y / z, -(cy / fy + 0.3 * tan_fovy)), (height - cy) / fy + 0.3 * tan_fovy)
-    zeros = torch.zeros_like(z)
-    jacobian = torch.stack([fx / z, zeros, -fx * tx / (z * z),
-                            zeros, fy / z, -fy * ty / (z * z)], dim=-1).reshape(*z.shape, 2, 3)
-    root2d = jacobian @ root_c                            # (C, N, 2, 3)
-    cov2d = root2d @ root2d.transpose(-1, -2)             # (C, N, 2, 2)
+    # rows of J W R S, with the EWA Jacobian J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]] written out
+    row_x = (fx / z)[..., None] * (root_c[..., 0, :] - (tx / z)[..., None] * root_c[..., 2, :])     # (C, N, 3)
+    row_y = (fy / z)[..., None] * (root_c[..., 1, :] - (ty / z)[..., None] * root_c[..., 2, :])
     means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)
-    a, b, c = cov2d[..., 0, 0] + eps2d, cov2d[..., 0, 1], cov2d[..., 1, 1] + eps2d
+    a, b, c = (row_x * row_x).sum(-1) + eps2d, (row_x * row_y).sum(-1), (row_y * row_y).sum(-1) + eps2d
     det = a * c - b * b
     safe_det = torch.where(det > 0, det, torch.ones_like(det))
     conics = torch.stack([c / safe_det, -b / safe_det, a / safe_det], dim=-1)
