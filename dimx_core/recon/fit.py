@@ -71,9 +71,9 @@ class StrategyKind:
 
 
 def _default_strategy(preset: Preset, height: int):
-    from gsplat.strategy import DefaultStrategy
+    from .densify import SyncFreeDefaultStrategy
 
-    return DefaultStrategy(refine_start_iter=preset.refine_start, refine_stop_iter=preset.refine_stop,
+    return SyncFreeDefaultStrategy(refine_start_iter=preset.refine_start, refine_stop_iter=preset.refine_stop,
                            refine_every=preset.refine_every,
                            grow_grad2d=GROW_GRAD2D * max(1.0, GROW_REFERENCE_HEIGHT / height))
 

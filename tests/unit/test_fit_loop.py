@@ -23,6 +23,35 @@ def test_every_epoch_visits_each_view_once_in_a_fresh_order():
         EpochOrder([], torch.Generator())
 
 
+@pytest.mark.parametrize("cameras, scale2d", [(1, True), (2, False)])
+def test_sync_free_densification_statistics_equal_gsplats(cameras, scale2d):
+    """The default strategy's per-step statistics, summed densely over (C, N) instead of gsplat's torch.where and
+    scatter: the same gradient sums, visibility counts and (one camera a step, as the fit renders) screen radii.
+    With several cameras gsplat's radii keep the last camera's write where the dense form keeps the maximum."""
+    from gsplat.strategy import DefaultStrategy
+
+    from dimx_core.recon.densify import SyncFreeDefaultStrategy
+
+    generator = torch.Generator().manual_seed(cameras)
+    count = 300
+    params = {"means": torch.zeros(count, 3)}
+    options = dict(refine_scale2d_stop_iter=1000 if scale2d else 0)
+    theirs, ours = DefaultStrategy(**options), SyncFreeDefaultStrategy(**options)
+    states = [strategy.initialize_state(scene_scale=1.0) for strategy in (theirs, ours)]
+    for _ in range(3):
+        means2d = torch.zeros(cameras, count, 2, requires_grad=True)
+        (means2d * torch.randn(cameras, count, 2, generator=generator)).sum().backward()
+        radii = torch.randint(0, 6, (cameras, count, 2), generator=generator, dtype=torch.int32)
+        radii[:, :50] = 0  # never on screen
+        info = {"width": 64, "height": 48, "n_cameras": cameras, "radii": radii, "gaussian_ids": None,
+                "means2d": means2d}
+        for strategy, state in zip((theirs, ours), states):
+            strategy._update_state(params, state, info, packed=False)
+    for key in ("grad2d", "count") + (("radii",) if scale2d else ()):
+        assert torch.allclose(states[1][key], states[0][key], rtol=1e-6, atol=1e-7), key
+    assert (states[0]["count"][:50] == 0).all() and (states[0]["count"][50:] > 0).float().mean() > 0.9
+
+
 @pytest.mark.parametrize("four_d", [False, True])
 def test_densification_runs_after_every_optimiser_has_stepped(monkeypatch, four_d):
     """At each post-backward call, every Adam has already taken this step's update (gsplat's trainer order), and
