@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.util
+import json
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dimx_core.camera.formats import write_colmap_text  # noqa: E402
 from dimx_core.optional import version_of  # noqa: E402
 from dimx_core.recon import parity, reference  # noqa: E402
 from dimx_core.recon.raster import gsplat_status, select_rasterizer  # noqa: E402
@@ -84,6 +88,48 @@ def time_fwd_bwd(rasterize, scene: dict, width: int, height: int, repeats: int, 
     return statistics.median(times)
 
 
+WORK = Path(__file__).with_name("work")  # ignored by git: gsplat's examples and the COLMAP folder live here
+
+
+def write_colmap_scene(folder: Path, images: torch.Tensor, trajectory) -> Path:
+    """The frames as images/frame_NNNNN.png and the exact poses as sparse/0 (the pack's COLMAP text exporter)."""
+    import imageio.v2 as imageio
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    names = [f"frame_{index:05d}.png" for index in range(len(images))]
+    for name, image in zip(names, images):
+        imageio.imwrite(folder / "images" / name, (image.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    write_colmap_text(folder / "sparse" / "0", trajectory, names)
+    return folder
+
+
+def run_simple_trainer(examples: Path, images: torch.Tensor, trajectory, steps: int) -> list[str]:
+    """gsplat's examples/simple_trainer.py (default strategy, random start, every 8th frame its test split like the
+    pack's held-out frames) on the same frames and poses: its wall time, Gaussians and eval PSNR, as table rows."""
+    copy = WORK / "gsplat-examples"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(examples, copy)
+    shutil.copy(Path(__file__).with_name("simple_trainer_launch.py"), copy)
+    scene = write_colmap_scene(WORK / "scene", images, trajectory)
+    result = WORK / "simple-trainer-result"
+    shutil.rmtree(result, ignore_errors=True)
+    command = [sys.executable, "simple_trainer_launch.py", "default", "--data_dir", str(scene), "--data_factor", "1",
+               "--result_dir", str(result), "--disable_viewer", "--init_type", "random", "--test_every", "8",
+               "--max_steps", str(steps), "--eval_steps", str(steps), "--save_steps", str(steps)]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=copy, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        return [f"- simple_trainer failed ({done.returncode}): `{' '.join(command)}`", "",
+                "```", *done.stderr.splitlines()[-25:], "```"]
+    train = json.loads((result / "stats" / f"train_step{steps - 1:04d}_rank0.json").read_text())
+    evaluation = json.loads((result / "stats" / f"val_step{steps - 1:04d}.json").read_text())
+    return [f"| simple_trainer (gsplat examples) | {steps} | trajectory (exact, not refined) | {train['ellipse_time']:.1f} "
+            f"(process {seconds:.1f}) | {evaluation['psnr']:.2f} | {train['mem']:.2f} | {train['num_GS']} | n/a |",
+            f"\nsimple_trainer: `{' '.join(command)}` in a copy of {examples}; its PSNR is its own eval on its test "
+            "split (every 8th frame, as the pack holds out), its time its training loop's (ellipse_time)."]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default="fast,standard,high", help="comma-separated presets to fit")
@@ -96,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="steps for every preset (default: the preset's)")
     parser.add_argument("--initial-points", type=int, default=None, help="random starting points (default: preset)")
     parser.add_argument("--scene-gaussians", type=int, default=None, help="Gaussians of the synthetic truth")
+    parser.add_argument("--simple-trainer", type=Path, default=None,
+                        help="gsplat's examples/ folder (a v1.5.3 checkout): run its simple_trainer.py beside the "
+                             "pack's fits on the same frames and poses (bench/README.md lists what it needs)")
     parser.add_argument("--fallback-steps", type=int, default=100,
                         help="steps of a fit with the PyTorch reference on the GPU, as without gsplat (0: skip)")
     args = parser.parse_args(argv)
@@ -180,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown preset {preset!r}")
         fit(preset, "trajectory")
         report.add("Synthetic fits (ball before a wall, 30 deg orbit, every 8th frame held out)", lines)
+    if args.simple_trainer:
+        for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
+            rows = run_simple_trainer(args.simple_trainer, images, trajectory, steps.get(preset) or PRESETS[preset].steps)
+            lines += rows[:1] if rows[0].startswith("|") else []
+            report.add("Synthetic fits (ball before a wall, 30 deg orbit, every 8th frame held out)", lines)
+            report.add(f"gsplat's simple_trainer ({preset} preset's steps)", rows)
     if rasterizer.name == "gsplat" and args.fallback_steps:
         fit("fast", "trajectory", preset_steps=args.fallback_steps, prefer="torch")
         report.add("Synthetic fits (ball before a wall, 30 deg orbit, every 8th frame held out)", lines)
