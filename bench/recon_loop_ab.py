@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dimx_core.recon import fit as fit_module  # noqa: E402
+from dimx_core.recon import train as train_module  # noqa: E402
 from dimx_core.recon.raster import select_rasterizer  # noqa: E402
 from dimx_core.recon.render import render_views  # noqa: E402
 from dimx_core.recon.synthetic import ball_before_wall, orbit_rig  # noqa: E402
@@ -38,14 +40,6 @@ def patched(owner, name: str, value) -> Iterator[None]:
         yield
     finally:
         setattr(owner, name, original)
-
-
-def _cycled_next(self):
-    """One shuffled order, repeated (the loop before recon/fit.py)."""
-    if not self.order:
-        self.order = torch.randperm(len(self.items), generator=self.generator).tolist()
-    self.position += 1
-    return self.items[self.order[(self.position - 1) % len(self.order)]]
 
 
 def _densify_first(self, step, meta):
@@ -80,7 +74,9 @@ def _together(*patches: Callable[[], contextlib.AbstractContextManager]):
 
 
 def _cycle():
-    return patched(fit_module.EpochOrder, "next", _cycled_next)
+    """The presets' view order 'cycle': one shuffled order, repeated (the loop before recon/fit.py)."""
+    return patched(train_module, "PRESETS", {name: replace(preset, view_order="cycle")
+                                             for name, preset in train_module.PRESETS.items()})
 
 
 def _old_order():

@@ -1,11 +1,11 @@
 """The one fit loop (fit.py) that the 3D and 4D fits share: gsplat's order (densify after the optimisers' step),
-views reshuffled every epoch, the strategy a field of the preset (DefaultStrategy or MCMCStrategy)."""
+the view order and the strategy fields of the preset (VIEW_ORDERS, STRATEGIES)."""
 import dataclasses
 
 import pytest
 import torch
 
-from dimx_core.recon.fit import STRATEGIES, EpochOrder, StrategyKind
+from dimx_core.recon.fit import STRATEGIES, VIEW_ORDERS, EpochOrder, StrategyKind
 from dimx_core.recon.train import PRESETS, ReconstructOptions, reconstruct
 from dimx_core.recon.train4d import Reconstruct4DOptions, reconstruct_4d
 from tests.unit.recon_scenes import one_thread, orbit_frames  # noqa: F401 (autouse fixture)
@@ -14,13 +14,21 @@ from tests.unit.test_recon_4d import TIMES, VIEWS, moving_scene
 TINY = dict(preset="fast", poses="trajectory", confidence="none", initial_points=60)
 
 
-def test_every_epoch_visits_each_view_once_in_a_fresh_order():
-    order = EpochOrder(list(range(10)), torch.Generator().manual_seed(0))
-    epochs = [[order.next() for _ in range(10)] for _ in range(3)]
-    assert all(sorted(epoch) == list(range(10)) for epoch in epochs)
+def test_every_epoch_visits_each_view_once_reshuffled_or_in_one_order_repeated():
+    reshuffled = VIEW_ORDERS["reshuffle"](list(range(10)), torch.Generator().manual_seed(0))
+    cycled = VIEW_ORDERS["cycle"](list(range(10)), torch.Generator().manual_seed(0))
+    epochs = [[reshuffled.next() for _ in range(10)] for _ in range(3)]
+    repeated = [[cycled.next() for _ in range(10)] for _ in range(3)]
+    assert all(sorted(epoch) == list(range(10)) for epoch in epochs + repeated)
     assert epochs[0] != epochs[1] != epochs[2]
+    assert repeated[0] == repeated[1] == repeated[2] == epochs[0]  # the same seed draws the same first order
     with pytest.raises(ValueError, match="every frame is held out"):
         EpochOrder([], torch.Generator())
+    frames, trajectory = orbit_frames(64, 48, 16)
+    with pytest.raises(ValueError, match="view_order must be one of reshuffle, cycle"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(PRESETS, "fast", dataclasses.replace(PRESETS["fast"], view_order="random"))
+            reconstruct(frames, trajectory, ReconstructOptions(**TINY, steps=2))
 
 
 @pytest.mark.parametrize("cameras, scale2d", [(1, True), (2, False)])
