@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 from .camera import cli as camera_cli
+from .datasets import cli as datasets_cli
 from .recon import cli as recon_cli
 from .recon import cli4d as recon4d_cli
 from .speed import cli as speed_cli
+from .training import cli as training_cli
 from .video import cli as video_cli
 from .video import sat_cli
 
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     recon4d_cli.register(commands)
     speed_cli.register(commands)
     sat_cli.register(commands)
+    datasets_cli.register(commands)
+    training_cli.register(commands)
     return parser
 
 

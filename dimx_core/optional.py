@@ -20,7 +20,12 @@ KNOWN = {
     "pycolmap": ("pycolmap", "structure-from-motion camera poses"),
     "cv2": ("opencv-python-headless", "optical flow and image features"),
     "imageio": ("imageio", "reading and writing video files"),
+    "bitsandbytes": ("bitsandbytes", "8-bit AdamW for director training"),
 }
+
+
+# optional extras that requirements.txt does not install (platform-specific wheels, one feature each)
+EXTRAS = {"bitsandbytes"}
 
 
 class MissingDependency(ImportError):
@@ -32,10 +37,10 @@ def require(module: str, purpose: str | None = None) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         dist, default_purpose = KNOWN.get(module, (module, "this feature"))
+        also = "" if module in EXTRAS else " (or: python -m pip install -r requirements.txt in the DimensionX folder)"
         raise MissingDependency(
             f"{purpose or default_purpose} needs the Python package '{dist}', which could not be imported "
-            f"({err}). Install it into the Python that runs ComfyUI: python -m pip install {dist} "
-            f"(or: python -m pip install -r requirements.txt in the DimensionX folder).") from err
+            f"({err}). Install it into the Python that runs ComfyUI: python -m pip install {dist}{also}.") from err
 
 
 def version_of(module: str) -> str | None:

@@ -1,12 +1,13 @@
 """ComfyUI adapters for dimx_core: schemas, validation and conversion only."""
 from comfy_api.latest import ComfyExtension, io
 
-from . import camera, convert, directors, host, identity, recon, recon4d, routes, speed, video
+from . import camera, convert, datasets, directors, host, identity, recon, recon4d, routes, speed, training, video
 from .checks import with_value_checks
 from .info import PackInfo
 
 NODES: list[type[io.ComfyNode]] = [PackInfo, *video.NODES, *directors.NODES, *speed.NODES, *camera.NODES,
-                                   *identity.NODES, *recon.NODES, *recon4d.NODES, *convert.NODES]
+                                   *identity.NODES, *recon.NODES, *recon4d.NODES, *convert.NODES,
+                                   *datasets.NODES, *training.NODES]
 
 # Nodes that need something only some hosts offer, each with the host_features() entry that says it is there.
 # They are always defined; the extension lists them only where the host has what they need.

@@ -187,6 +187,56 @@ def listed_file(name: str, listed: list[str], what: str) -> Path:
     return resolve_inside(base or folder_paths.get_input_directory(), relative, what)
 
 
+def input_folders_with(extensions: tuple[str, ...]) -> list[str]:
+    """Folders of ComfyUI's input directory ('.' for itself) directly holding files with these extensions; hidden
+    folders and links that lead outside the input folder are left out."""
+    root = folder_paths.get_input_directory()
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        relative = os.path.relpath(folder, root).replace(os.sep, "/")
+        if is_inside(root, relative) and any(name.lower().endswith(extensions) and not name.startswith(".")
+                                             for name in files):
+            found.append(relative)
+    return sorted(found)
+
+
+def listed_folder(name: str, listed: list[str], what: str) -> Path:
+    """The folder behind a folder combo's value: one of those the node offered, inside the input folder."""
+    if name not in listed:
+        raise ValueError(f"{what}: {name!r} is not one of the {len(listed)} folders this node offers (from ComfyUI's "
+                         f"input folder {folder_paths.get_input_directory()}); put it there and refresh the page")
+    return resolve_inside(folder_paths.get_input_directory(), name, what)
+
+
+def input_or_output_folder(relative: str, what: str) -> Path:
+    """A folder inside ComfyUI's input or output directory (looked for in that order, links resolved)."""
+    for root in (folder_paths.get_input_directory(), folder_paths.get_output_directory()):
+        try:
+            path = resolve_inside(root, relative, what)
+        except ValueError:
+            continue
+        if path.is_dir():
+            return path
+    raise ValueError(f"{what}: {relative!r} is not a folder inside ComfyUI's input or output directory")
+
+
+def new_model_file(folder: str, name: str, suffix: str, what: str, *, overwrite: bool) -> tuple[Path, str]:
+    """(path, name as the folder's loaders list it) for a file the pack writes into the first path of one of
+    ComfyUI's model folders (a trained LoRA into models/loras). Refuses names that leave the folder (links
+    resolved) or would be hidden, and an existing file unless `overwrite`."""
+    root = Path(folder_paths.get_folder_paths(folder)[0])
+    relative = name.strip().replace("\\", "/")
+    relative = relative if relative.endswith(suffix) else relative + suffix
+    if relative == suffix or Path(relative).name.startswith(".") or Path(relative).is_absolute():
+        raise ValueError(f"{what}: {name!r} is not a file name inside ComfyUI's '{folder}' folder ({root}); give a "
+                         "name such as 'dimensionx/my_director'")
+    path = resolve_inside(root, relative, what)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"'{path}' exists; choose another name or turn on overwrite")
+    return path, path.relative_to(root.resolve()).as_posix()
+
+
 def input_or_output_files(extensions: tuple[str, ...]) -> list[str]:
     """Files with these extensions in ComfyUI's input folder (plain names), then in its output folder
     (annotated ' [output]', the form ComfyUI's own loaders resolve), each sorted. Hidden names (files still

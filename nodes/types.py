@@ -8,3 +8,4 @@ TrajectoryType = io.Custom("DIMX_TRAJECTORY")           # dimx_core.camera.Traje
 SpeedType = io.Custom("DIMX_SPEED")                     # dimx_core.speed.options.SpeedOptions
 GaussiansType = io.Custom("DIMX_GAUSSIANS")             # dimx_core.recon Gaussians (optionally deformable, 4D)
 IdentityGuideType = io.Custom("DIMX_IDENTITY_GUIDE")    # dimx_core.identity.latents.IdentityGuide
+DatasetType = io.Custom("DIMX_DATASET")                 # dimx_core.datasets.layout.Dataset (a dataset folder)

@@ -25,6 +25,9 @@ EXPECTED_NODES = {
     "DimensionXPreviewGaussians",
     "DimensionXGaussian4DReconstruct",
     "DimensionXConvertSATCheckpoint",
+    "DimensionXBuildSpatialDataset",
+    "DimensionXCurateTemporalDataset",
+    "DimensionXTrainDirectorLoRA",
 }
 NEEDS_CORE_SPLAT = {"DimensionXGaussiansToSplat"}  # registered only on hosts with the core SPLAT type
 

@@ -4,10 +4,13 @@ Canonical form: for each targeted linear layer of the diffusers CogVideoX transf
 `transformer_blocks.3.attn1.to_q`), the down matrix A (rank x in), the up matrix B (out x rank) and the
 alpha the file carries, if any. The trained effect is W + (alpha / rank) * B @ A, and DimensionX's files carry
 no alpha because SAT trained them with alpha = 1: their effect is W + (1 / rank) * B @ A (see `effective_alpha`).
+Files written by diffusers' `save_lora_weights` or by the pack's trainer carry their alpha in the
+`lora_adapter_metadata` JSON instead of in tensors; it is read from there.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -19,6 +22,8 @@ from ..cogvideox import native_keys
 from ..weights import load_state_dict
 
 SAT_QKV = ("attn1.to_q", "attn1.to_k", "attn1.to_v")
+ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY: its LoraConfig as JSON
+DIRECTOR_METADATA_KEY = "dimx_director"  # what the pack's trainer records: role, steps, dataset, loss
 
 
 @dataclass
@@ -66,14 +71,44 @@ class LoraFile:
             f"rank: {', '.join(map(str, self.ranks))}",
             f"alpha: {alpha_text}",
             f"strength 1.0 applies W + {self._scale_text()}·B·A",
+            *self._training_lines(),
         ])
+
+    def _training_lines(self) -> list[str]:
+        """What the pack's trainer recorded in the file, if it made it."""
+        try:
+            info = json.loads(self.metadata.get(DIRECTOR_METADATA_KEY) or "{}")
+        except json.JSONDecodeError:
+            return []
+        return [f"trained: {info['summary']}"] if "summary" in info else []
 
     def _scale_text(self) -> str:
         scales = {self.effective_alpha(t) / t.rank for t in self.targets.values()}
         return ", ".join(f"{s:.6g}" for s in sorted(scales))
 
 
-def _diffusers_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
+def _metadata_alphas(metadata: dict) -> tuple[float | None, dict[str, float]]:
+    """The alpha (and per-module alpha patterns) diffusers' adapter metadata records, if the file has it."""
+    raw = metadata.get(ADAPTER_METADATA_KEY)
+    if not raw:
+        return None, {}
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"its '{ADAPTER_METADATA_KEY}' metadata is not valid JSON ({err})") from err
+    alpha = config.get("transformer.lora_alpha", config.get("lora_alpha"))
+    patterns = config.get("transformer.alpha_pattern", config.get("alpha_pattern")) or {}
+    return None if alpha is None else float(alpha), {key.lstrip("^"): float(value) for key, value in patterns.items()}
+
+
+def _pattern_alpha(module: str, default: float | None, patterns: dict[str, float]) -> float | None:
+    for key, value in patterns.items():
+        if module == key or module.endswith("." + key) or re.fullmatch(key, module):
+            return value
+    return default
+
+
+def _diffusers_style(state: dict, metadata: dict) -> tuple[str, dict[str, LoraTarget]] | None:
     pattern = re.compile(r"^(?:transformer\.|diffusion_model\.|model\.diffusion_model\.|base_model\.model\.)?"
                          r"(?P<module>.+?)\.(?P<which>lora_A|lora_B|lora_down|lora_up)(?:\.default)?\.weight$")
     parts: dict[str, dict[str, torch.Tensor]] = {}
@@ -84,17 +119,20 @@ def _diffusers_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
     if not parts:
         return None
     native = native_keys.is_native(parts)
+    metadata_alpha, patterns = _metadata_alphas(metadata)
     targets = {}
     for module, pair in parts.items():
         name = native_keys.to_diffusers(module) if native else module
         alpha_key = next((k for k in state if k.endswith(f"{module}.alpha")), None)
-        alpha = float(state[alpha_key]) if alpha_key is not None else None
+        alpha = float(state[alpha_key]) if alpha_key is not None else _pattern_alpha(name, metadata_alpha, patterns)
         targets[name] = _target(module, pair, alpha)
     prefixed = any(key.startswith("transformer.") for key in state)
     has_alpha = any(key.endswith(".alpha") for key in state)
+    alpha_text = ("with alpha" if has_alpha else "alpha from diffusers' adapter metadata" if metadata_alpha is not None
+                  else "no alpha")
     kind = "ComfyUI native keys" if native else "diffusers/PEFT keys"
     detail = "with 'transformer.' prefix" if prefixed else "without 'transformer.' prefix"
-    return f"{kind} ({detail}, {'with' if has_alpha else 'no'} alpha)", targets
+    return f"{kind} ({detail}, {alpha_text})", targets
 
 
 def _kohya_style(state: dict) -> tuple[str, dict[str, LoraTarget]] | None:
@@ -165,7 +203,8 @@ def read_lora(path: str | Path) -> LoraFile:
     """Detect the format from the keys and return canonical targets (module names of the diffusers model)."""
     state, metadata = load_state_dict(path, "LoRA file")
     name = Path(path).name
-    for reader in (_sat_style, _kohya_style, _diffusers_style):
+    readers = (_sat_style, _kohya_style, lambda tensors: _diffusers_style(tensors, metadata))
+    for reader in readers:
         try:
             found = reader(state)
         except ValueError as err:

@@ -19,7 +19,7 @@ def _director_argument(text: str) -> tuple[Path, float]:
         raise argparse.ArgumentTypeError(f"'{text}' is not FILE or FILE:strength")
 
 
-def _load_model(args, dtype):
+def load_model(args, dtype):
     from .components import load_diffusers_folder
     from .single_file import load_single_files
 
@@ -52,6 +52,12 @@ def write_video(frames: torch.Tensor, out: Path, fps: int) -> Path:
     return out
 
 
+def device_and_dtype(args) -> tuple[torch.device, torch.dtype]:
+    """--device (default: CUDA when there is one) and --precision (default: bf16 on CUDA, fp32 on the CPU)."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return device, PRECISIONS[args.precision or ("bf16" if device.type == "cuda" else "fp32")]
+
+
 def _generate(args) -> None:
     from ..directors import schedule
     from ..directors.adapters import Director, attach
@@ -63,9 +69,8 @@ def _generate(args) -> None:
     from .runtime import Runtime
     from .sampling import generate
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = PRECISIONS[args.precision or ("bf16" if device.type == "cuda" else "fp32")]
-    parts = _load_model(args, dtype)
+    device, dtype = device_and_dtype(args)
+    parts = load_model(args, dtype)
     image = torch.from_numpy(read_rgb(args.image, "--image")).float() / 255
     directors = [Director(f"director{i}", "S", strength, read_lora(path))
                  for i, (path, strength) in enumerate(args.director)]
@@ -97,16 +102,26 @@ def _lora_info(args) -> None:
     print(read_lora(args.file).describe())
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model (a diffusers folder or a transformer file) and the single files that go with a file."""
+    parser.add_argument("--model", type=Path, required=True,
+                        help="a diffusers folder (CogVideoX-5b-I2V), or a transformer .safetensors file")
+    parser.add_argument("--vae", type=Path, help="VAE file, when --model is a file")
+    parser.add_argument("--text-encoder", type=Path, help="T5-XXL file, when --model is a file")
+    parser.add_argument("--tokenizer", type=Path, help="T5 tokenizer folder, when --model is a file")
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), help="default: bf16 on cuda, fp32 on cpu")
+
+
 def register(commands) -> None:
     generate = commands.add_parser(
         "generate", help="one image to a video with CogVideoX image-to-video and director LoRAs",
         description="Generate a video from one image, optionally steered by director LoRAs (all active for the "
                     "whole run) or by an S-Director then a T-Director (--switch-once).")
-    generate.add_argument("--model", type=Path, required=True,
-                          help="a diffusers folder (CogVideoX-5b-I2V), or a transformer .safetensors file")
-    generate.add_argument("--vae", type=Path, help="VAE file, when --model is a file")
-    generate.add_argument("--text-encoder", type=Path, help="T5-XXL file, when --model is a file")
-    generate.add_argument("--tokenizer", type=Path, help="T5 tokenizer folder, when --model is a file")
+    add_model_arguments(generate)
     generate.add_argument("--image", type=Path, required=True, help="the first frame (any size; center-cropped)")
     generate.add_argument("--prompt", required=True, help="what the video shows")
     generate.add_argument("--negative-prompt", default="", help="what to avoid (default empty)")
@@ -121,8 +136,7 @@ def register(commands) -> None:
                           help="dynamic CFG as DimensionX used it (default on)")
     generate.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim", help="default ddim")
     generate.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    generate.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    generate.add_argument("--precision", choices=tuple(PRECISIONS), help="default: bf16 on cuda, fp32 on cpu")
+    add_device_arguments(generate)
     generate.add_argument("--out", type=Path, required=True, help="an .mp4/.webm/.gif file, or a folder for PNGs")
     speed_cli.add_arguments(generate)
     generate.set_defaults(run=_generate)

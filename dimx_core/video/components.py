@@ -90,3 +90,17 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     for module in (transformer, vae, text_encoder):
         module.eval().requires_grad_(False)
     return VideoComponents(transformer, vae, text_encoder, tokenizer, scheduler_config, spec, str(folder))
+
+
+def read_spec(folder: str | Path) -> ModelSpec:
+    """What a diffusers folder's model makes (size, frames), from its configs alone: no weights are read."""
+    folder = Path(folder)
+    read_model_index(folder)
+    configs = []
+    for part in ("transformer", "vae"):
+        path = folder / part / "config.json"
+        try:
+            configs.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"'{path}' is not a readable config ({err})") from err
+    return spec_from_configs(*configs)

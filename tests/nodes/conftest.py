@@ -1,5 +1,6 @@
 """Import the pack the way ComfyUI does (a package named after its folder), next to a real ComfyUI tree."""
 import asyncio
+import contextlib
 import importlib.util
 import sys
 
@@ -32,18 +33,24 @@ def node_classes(pack):
     return {node.GET_SCHEMA().node_id: node for node in asyncio.run(extension.get_node_list())}
 
 
+@contextlib.contextmanager
+def comfy_directories(root, names=("output", "temp", "input")):
+    """ComfyUI's named folders (output, temp, input, user) pointed at new subfolders of `root`, restored after."""
+    import folder_paths
+
+    saved = {name: getattr(folder_paths, f"get_{name}_directory")() for name in names}
+    for name in names:
+        (root / name).mkdir()
+        getattr(folder_paths, f"set_{name}_directory")(str(root / name))
+    try:
+        yield root
+    finally:
+        for name, folder in saved.items():
+            getattr(folder_paths, f"set_{name}_directory")(folder)
+
+
 @pytest.fixture
 def comfy_folders(tmp_path, pack):
     """ComfyUI's input, output and temp folders pointed at a fresh temporary tree."""
-    import folder_paths
-
-    saved = (folder_paths.get_output_directory(), folder_paths.get_temp_directory(), folder_paths.get_input_directory())
-    for name in ("output", "temp", "input"):
-        (tmp_path / name).mkdir()
-    folder_paths.set_output_directory(str(tmp_path / "output"))
-    folder_paths.set_temp_directory(str(tmp_path / "temp"))
-    folder_paths.set_input_directory(str(tmp_path / "input"))
-    yield tmp_path
-    folder_paths.set_output_directory(saved[0])
-    folder_paths.set_temp_directory(saved[1])
-    folder_paths.set_input_directory(saved[2])
+    with comfy_directories(tmp_path) as root:
+        yield root

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.nodes.test_recon_nodes import comfy_folders, pack_module  # noqa: F401 (fixture)
+from tests.nodes.test_recon_nodes import pack_module
 
 PATH_POSES, VIEWS, TIMES = 9, 4, 2
 

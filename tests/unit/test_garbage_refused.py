@@ -12,6 +12,8 @@ from dimx_core.directors.adapters import Director, attach
 from dimx_core.directors.formats import read_lora
 from dimx_core.tiny import build_tiny_lora
 from dimx_core.video.components import load_diffusers_folder
+from dimx_core.video.request import VideoRequest
+from dimx_core.video.runtime import Runtime
 from dimx_core.video.sampling import SamplerSettings, generate
 
 CPU = torch.device("cpu")
@@ -32,8 +34,8 @@ def rewritten(path, out, change=None, metadata=None):
 
 def run(parts, steps=2):
     image = torch.rand(parts.spec.height, parts.spec.width, 3, generator=torch.Generator().manual_seed(0))
-    return generate(parts, image, "a cat", settings=SamplerSettings(steps=steps, seed=0), place=lambda m: CPU,
-                    preview_every=0)
+    return generate(parts, VideoRequest(image, "a cat", settings=SamplerSettings(steps=steps, seed=0)),
+                    Runtime(place=lambda m: CPU, preview_every=0))
 
 
 def test_nan_in_a_lora_is_refused_when_read_naming_the_layer(lora_path, tmp_path):
