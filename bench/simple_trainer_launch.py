@@ -1,15 +1,21 @@
 """Runs gsplat's examples/simple_trainer.py (copied into bench/work/ by recon_bench.py from a checkout given on its
 command line; never committed) on a machine without network access.
 
-Its Runner builds torchmetrics' LPIPS metric, whose AlexNet/VGG backbone torchvision would download; the metric is
-replaced by one that reports NaN, so its eval's LPIPS column is empty. Everything else is simple_trainer's own code,
-run with the arguments given here: `python simple_trainer_launch.py default --data_dir ... --max_steps ...`.
+Two things are replaced, nothing else: torchmetrics' LPIPS metric, whose AlexNet/VGG backbone torchvision would
+download, reports NaN (its eval's LPIPS column is empty); and the viewer's modules (viser, nerfview and the examples'
+gsplat_viewer), which simple_trainer imports at the top but never calls with --disable_viewer, are empty modules, so
+viser's web stack need not travel to the device. Run with simple_trainer's own arguments:
+`python simple_trainer_launch.py default --disable_viewer --data_dir ... --max_steps ...`.
 """
 import runpy
 import sys
+import types
 
 import torch
 import torchmetrics.image.lpip
+
+if "--disable_viewer" not in sys.argv:
+    raise SystemExit("simple_trainer_launch.py runs simple_trainer without its viewer: pass --disable_viewer")
 
 
 class LpipsNotMeasured(torch.nn.Module):
@@ -22,7 +28,19 @@ class LpipsNotMeasured(torch.nn.Module):
         return torch.tensor(float("nan"), device=prediction.device)
 
 
+def viewer_module(name: str, *names: str) -> types.ModuleType:
+    """A module with the names simple_trainer imports from it, each an empty class (used only in annotations)."""
+    module = types.ModuleType(name, f"{name}: not loaded (simple_trainer runs with --disable_viewer)")
+    for attribute in names:
+        setattr(module, attribute, type(attribute, (), {}))
+    return module
+
+
 torchmetrics.image.lpip.LearnedPerceptualImagePatchSimilarity = LpipsNotMeasured
+for module in (viewer_module("viser", "ViserServer"),
+               viewer_module("nerfview", "CameraState", "RenderTabState", "apply_float_colormap"),
+               viewer_module("gsplat_viewer", "GsplatViewer", "GsplatRenderTabState")):
+    sys.modules.setdefault(module.__name__, module)
 sys.argv = ["simple_trainer.py", *sys.argv[1:]]
 sys.path.insert(0, ".")
 runpy.run_path("simple_trainer.py", run_name="__main__")
