@@ -1,5 +1,5 @@
 """A/B of the fit loop's choices on the ball-before-wall orbit with exact poses (bench/RESULTS-recon-loop.md on the
-H200, bench/RESULTS-recon-order-cpu.md on the CPU): the view order (reshuffled every epoch or one shuffled order
+H200; the CPU command below is not recorded yet): the view order (reshuffled every epoch or one shuffled order
 repeated), pose refinement of the exact poses (on, or off), densification before or after the optimisers' step.
 
     python bench/recon_loop_ab.py --variants reshuffle,cycle --preset standard --seeds 0,1            # H200, 720x480
