@@ -69,7 +69,7 @@ wheels=(.whl/recon/*.whl .whl/simple-trainer/*.whl)
 shopt -u nullglob
 if ((${#wheels[@]})); then
   $python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
-    "${wheels[@]}" >"$out/install.log" 2>&1 || { note "| install | failed (install.log) | |"; exit 1; }
+    "${wheels[@]}" >"$out/setup.log" 2>&1 || { note "| install | failed (setup.log) | |"; exit 1; }
 fi
 export PYTHONPATH=$site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 # fused-ssim (simple_trainer's SSIM, not on PyPI; its setup.py builds for the GPU it finds) compiles while gsplat
@@ -77,14 +77,14 @@ export PYTHONPATH=$site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 if [ $tiny = 0 ]; then
   if [ -d bench/work/fused-ssim ]; then
     MAX_JOBS=8 $python -m pip install -q --no-build-isolation --no-deps --no-cache-dir \
-      --target "$site" bench/work/fused-ssim >"$out/fused_ssim_build.log" 2>&1 &
+      --target "$site" bench/work/fused-ssim >>"$out/setup.log" 2>&1 &
     ssim_build=$!
   fi
   stage gsplat_build 60 $python -c "import sys; sys.path.insert(0, '.')
 from dimx_core.recon.raster import gsplat_status
 reason = gsplat_status(); print(reason or 'gsplat kernels ready'); sys.exit(1 if reason else 0)"
   if [ -n "${ssim_build:-}" ]; then
-    wait "$ssim_build" && note "| fused-ssim build | done | |" || note "| fused-ssim build | failed (fused_ssim_build.log) | |"
+    wait "$ssim_build" && note "| fused-ssim build | done | |" || note "| fused-ssim build | failed (setup.log) | |"
   fi
 fi
 # (a) and (b) in one process: simple_trainer runs after the pack's fit, on its frames, once the fit's rows are written
@@ -94,9 +94,10 @@ if [ -d "$examples" ]; then
 else
   note "| simple_trainer | skipped | $examples is absent (bench/README.md says how to place it) |"
 fi
+rm -f bench/work/simple-trainer-log.txt
 stage ab_standard_fit_and_simple_trainer 150 $python bench/recon_bench.py "${device[@]}" "${a_args[@]}" --skip-sfm \
   --fallback-steps 0 "${trainer[@]}" --out "$out/RESULTS-recon-device.md"
-cp bench/work/simple-trainer-log.txt "$out/" 2>/dev/null
+{ echo "--- simple_trainer's output"; cat bench/work/simple-trainer-log.txt; } >>"$out/ab_standard_fit_and_simple_trainer.log" 2>/dev/null
 stage c_plain_ground 150 $python bench/recon_plain.py "${c_args[@]}" --scenes ground --fits plain,pack,pack-fixed-poses \
   --out "$out/RESULTS-recon-plain-device.md"
 note ""
