@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.util
+import json
+import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,8 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dimx_core.camera.formats import write_colmap_binary  # noqa: E402
 from dimx_core.optional import version_of  # noqa: E402
 from dimx_core.recon import parity, reference  # noqa: E402
+from dimx_core.recon.fit import Preset, scaled_preset  # noqa: E402
 from dimx_core.recon.raster import gsplat_status, select_rasterizer  # noqa: E402
 from dimx_core.recon.render import render_views  # noqa: E402
 from dimx_core.recon.synthetic import ball_before_wall, orbit_rig  # noqa: E402
@@ -84,6 +90,68 @@ def time_fwd_bwd(rasterize, scene: dict, width: int, height: int, repeats: int, 
     return statistics.median(times)
 
 
+WORK = Path(__file__).with_name("work")  # ignored by git: gsplat's examples and the COLMAP folder live here
+
+
+def write_colmap_scene(folder: Path, images: torch.Tensor, trajectory) -> Path:
+    """The frames as images/frame_NNNNN.png and the exact poses as sparse/0 (the pack's COLMAP exporter, binary:
+    the pycolmap fork simple_trainer reads COLMAP with parses text models with Python 2 code)."""
+    import imageio.v2 as imageio
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    names = [f"frame_{index:05d}.png" for index in range(len(images))]
+    for name, image in zip(names, images):
+        imageio.imwrite(folder / "images" / name, (image.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    write_colmap_binary(folder / "sparse" / "0", trajectory, names)
+    return folder
+
+
+def run_simple_trainer(examples: Path, images: torch.Tensor, trajectory, name: str, preset: Preset,
+                       pack_seconds: float | None, initial_points: int | None = None) -> list[str]:
+    """gsplat's examples/simple_trainer.py (default strategy, random start, every 8th frame its test split like the
+    pack's held-out frames) on the same frames and poses, with the preset's step count, starting points,
+    refinement stop and SH schedule: its wall time per step beside the pack's, Gaussians and eval PSNR, as rows."""
+    copy = WORK / "gsplat-examples"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(examples, copy)
+    shutil.copy(Path(__file__).with_name("simple_trainer_launch.py"), copy)
+    shutil.rmtree(WORK / "scene", ignore_errors=True)
+    scene = write_colmap_scene(WORK / "scene", images, trajectory)
+    result = WORK / "simple-trainer-result"
+    shutil.rmtree(result, ignore_errors=True)
+    steps = preset.steps
+    command = [sys.executable, "simple_trainer_launch.py", "default", "--data_dir", str(scene), "--data_factor", "1",
+               "--result_dir", str(result), "--disable_viewer", "--disable_video", "--init_type", "random",
+               "--init_num_pts", str(initial_points or preset.initial_points), "--test_every", "8",
+               # its world normalisation fits the principal axes of the model's points, which a poses-only model lacks
+               "--no-normalize-world-space", "--sh_degree_interval", str(preset.sh_interval),
+               "--strategy.refine-start-iter", str(preset.refine_start), "--strategy.refine-stop-iter",
+               str(preset.refine_stop), "--strategy.refine-every", str(preset.refine_every), "--max_steps", str(steps),
+               "--eval_steps", str(steps), "--save_steps", str(steps)]
+    # simple_trainer's datasets/colmap.py reads COLMAP folders with the pure-Python pycolmap fork gsplat pins
+    # (rmbrualla/pycolmap, not PyPI's pycolmap): first on this process's path when it was placed beside the examples
+    environment = dict(os.environ)
+    if (WORK / "pycolmap-fork").is_dir():
+        environment["PYTHONPATH"] = os.pathsep.join([str(WORK / "pycolmap-fork"), environment.get("PYTHONPATH", "")])
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=copy, capture_output=True, text=True, env=environment)
+    seconds = time.perf_counter() - started
+    (WORK / "simple-trainer-log.txt").write_text(done.stdout + done.stderr)
+    if done.returncode:
+        return [f"- simple_trainer failed ({done.returncode}): `{' '.join(command)}`", "",
+                "```", *done.stderr.splitlines()[-25:], "```"]
+    train = json.loads((result / "stats" / f"train_step{steps - 1:04d}_rank0.json").read_text())
+    evaluation = json.loads((result / "stats" / f"val_step{steps - 1:04d}.json").read_text())
+    pack = f"{1000 * pack_seconds / steps:.2f}" if pack_seconds else "n/a"
+    return [f"| simple_trainer (gsplat examples) | {steps} | trajectory (exact, not refined) | "
+            f"{train['ellipse_time']:.1f} (process {seconds:.1f}) | {evaluation['psnr']:.2f} | {train['mem']:.2f} | "
+            f"{train['num_GS']} | n/a |",
+            f"\n- per step: simple_trainer {1000 * train['ellipse_time'] / steps:.2f} ms, the pack's {name} "
+            f"fit {pack} ms (its whole fit's time, held-out renders included)",
+            f"- simple_trainer: `{' '.join(command)}` in a copy of {examples}; its PSNR is its own eval on its test "
+            "split (every 8th frame, as the pack holds out), its time its training loop's (ellipse_time)."]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default="fast,standard,high", help="comma-separated presets to fit")
@@ -96,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="steps for every preset (default: the preset's)")
     parser.add_argument("--initial-points", type=int, default=None, help="random starting points (default: preset)")
     parser.add_argument("--scene-gaussians", type=int, default=None, help="Gaussians of the synthetic truth")
+    parser.add_argument("--simple-trainer", type=Path, default=None,
+                        help="gsplat's examples/ folder (a v1.5.3 checkout): run its simple_trainer.py beside the "
+                             "pack's fits on the same frames and poses (bench/README.md lists what it needs)")
     parser.add_argument("--fallback-steps", type=int, default=100,
                         help="steps of a fit with the PyTorch reference on the GPU, as without gsplat (0: skip)")
     args = parser.parse_args(argv)
@@ -165,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| preset | steps | poses | time s | held-out PSNR dB | peak GiB | Gaussians | final loss |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
 
+    fit_seconds: dict[str, float] = {}  # the fits simple_trainer's steps are set beside
+
     def fit(preset: str, poses: str, preset_steps: int | None = None, prefer: str = "auto"):
         peak_memory_reset(device)
         result = reconstruct(images, trajectory, ReconstructOptions(
@@ -172,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             device=str(device), initial_points=initial_points, seed=0, rasterizer=prefer))
         r = result.report
         label = preset if prefer == "auto" else f"{preset}, {r.backend} rasterizer"
+        if prefer == "auto":
+            fit_seconds[preset] = r.seconds
         lines.append(f"| {label} | {r.steps} | {r.pose_source} | {r.seconds:.1f} | {r.heldout_psnr:.2f} | "
                      f"{peak_memory_gib(device)} | {r.gaussians} | {r.final_loss:.4f} |")
 
@@ -180,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown preset {preset!r}")
         fit(preset, "trajectory")
         report.add("Synthetic fits (ball before a wall, 30 deg orbit, every 8th frame held out)", lines)
+    if args.simple_trainer:
+        for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
+            chosen = scaled_preset(PRESETS[preset], steps[preset]) if preset in steps else PRESETS[preset]
+            rows = run_simple_trainer(args.simple_trainer, images, trajectory, preset, chosen, fit_seconds.get(preset),
+                                      initial_points)
+            lines += rows[:1] if rows[0].startswith("|") else []
+            report.add("Synthetic fits (ball before a wall, 30 deg orbit, every 8th frame held out)", lines)
+            report.add(f"gsplat's simple_trainer ({preset} preset's steps)", rows)
     if rasterizer.name == "gsplat" and args.fallback_steps:
         fit("fast", "trajectory", preset_steps=args.fallback_steps, prefer="torch")
         report.add("Synthetic fits (ball before a wall, 30 deg orbit, every 8th frame held out)", lines)

@@ -1,4 +1,4 @@
-"""Camera files other tools read: nerfstudio `transforms.json` and COLMAP text.
+"""Camera files other tools read: nerfstudio `transforms.json` and COLMAP models (text, and binary to write).
 
 transforms.json (nerfstudio, gsplat's trainer, Postshot) stores camera-to-world matrices in the OpenGL camera
 convention (x right, y up, z back); COLMAP stores world-to-camera rotations (as quaternions) and translations
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -140,29 +141,57 @@ def quaternion_wxyz_to_rotation(q: np.ndarray) -> np.ndarray:
                      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
 
 
-def write_colmap_text(folder: str | Path, trajectory: Trajectory, names: list[str] | None = None) -> Path:
-    """cameras.txt (PINHOLE, one per distinct intrinsics), images.txt, and an empty points3D.txt, as one set: if
-    any of them cannot be written (a full disk), none of the three replaces what was there."""
-    folder = Path(folder)
+def _colmap_records(trajectory: Trajectory, names: list[str] | None):
+    """COLMAP's cameras {(fx, fy, cx, cy): camera id} (PINHOLE, one per distinct intrinsics) and images
+    [(image id, world-to-camera quaternion wxyz, translation, camera id, name)]."""
     names = names or [frame_name(i) for i in range(len(trajectory))]
     camera_ids: dict[tuple, int] = {}
-    image_lines = ["# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME", "# POINTS2D[] as (X, Y, POINT3D_ID)"]
+    images = []
     for index, (c2w, k, name) in enumerate(zip(trajectory.c2w_opencv, trajectory.intrinsics, names), start=1):
-        key = (k[0, 0], k[1, 1], k[0, 2], k[1, 2])
-        camera_id = camera_ids.setdefault(key, len(camera_ids) + 1)
+        key = tuple(float(v) for v in (k[0, 0], k[1, 1], k[0, 2], k[1, 2]))
         w2c = np.linalg.inv(c2w)
-        q = _rotation_to_quaternion_wxyz(w2c[:3, :3])
-        t = w2c[:3, 3]
+        images.append((index, _rotation_to_quaternion_wxyz(w2c[:3, :3]), w2c[:3, 3],
+                       camera_ids.setdefault(key, len(camera_ids) + 1), name))
+    return camera_ids, images
+
+
+def _write_colmap_set(folder: Path, files: dict[str, bytes]) -> Path:
+    """The three files as one set: if any cannot be written (a full disk), none replaces what was there."""
+    with atomic_paths([folder / name for name in files]) as parts:
+        for part, content in zip(parts, files.values()):
+            part.write_bytes(content)
+    return folder
+
+
+def write_colmap_text(folder: str | Path, trajectory: Trajectory, names: list[str] | None = None) -> Path:
+    """cameras.txt, images.txt and an empty points3D.txt, as one set."""
+    camera_ids, images = _colmap_records(trajectory, names)
+    image_lines = ["# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME", "# POINTS2D[] as (X, Y, POINT3D_ID)"]
+    for index, q, t, camera_id, name in images:
         image_lines += [f"{index} {' '.join(repr(float(v)) for v in (*q, *t))} {camera_id} {name}", ""]
     camera_lines = ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"]
-    camera_lines += [f"{cid} PINHOLE {trajectory.width} {trajectory.height} {' '.join(repr(float(v)) for v in key)}"
+    camera_lines += [f"{cid} PINHOLE {trajectory.width} {trajectory.height} {' '.join(repr(v) for v in key)}"
                      for key, cid in camera_ids.items()]
     files = {"cameras.txt": camera_lines, "images.txt": image_lines,
              "points3D.txt": ["# 3D point list (empty: poses only)"]}
-    with atomic_paths([folder / name for name in files]) as parts:
-        for part, lines in zip(parts, files.values()):
-            part.write_text("\n".join(lines) + "\n")
-    return folder
+    return _write_colmap_set(Path(folder), {name: ("\n".join(lines) + "\n").encode() for name, lines in files.items()})
+
+
+COLMAP_PINHOLE = 1  # COLMAP's model id of PINHOLE (fx, fy, cx, cy)
+
+
+def write_colmap_binary(folder: str | Path, trajectory: Trajectory, names: list[str] | None = None) -> Path:
+    """cameras.bin, images.bin and an empty points3D.bin (COLMAP's little-endian binary model), as one set: the
+    form tools that read only binary models take (gsplat's examples read text models through a Python 2 parser)."""
+    camera_ids, images = _colmap_records(trajectory, names)
+    cameras = struct.pack("<Q", len(camera_ids)) + b"".join(
+        struct.pack("<iiQQ4d", cid, COLMAP_PINHOLE, trajectory.width, trajectory.height, *key)
+        for key, cid in camera_ids.items())
+    records = b"".join(struct.pack("<i7di", index, *q, *t, camera_id) + name.encode() + b"\0" + struct.pack("<Q", 0)
+                       for index, q, t, camera_id, name in images)  # each image without 2D points
+    files = {"cameras.bin": cameras, "images.bin": struct.pack("<Q", len(images)) + records,
+             "points3D.bin": struct.pack("<Q", 0)}
+    return _write_colmap_set(Path(folder), files)
 
 
 def _is_points_line(fields: list[str]) -> bool:

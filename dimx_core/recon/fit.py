@@ -48,6 +48,7 @@ class Preset:
     refine_every: int
     sh_interval: int       # one more SH band every this many steps, up to degree 3
     strategy: str = "default"  # a key of STRATEGIES
+    view_order: str = "reshuffle"  # a key of VIEW_ORDERS
 
 
 def scaled_preset(preset: Preset, steps: int) -> Preset:
@@ -71,9 +72,9 @@ class StrategyKind:
 
 
 def _default_strategy(preset: Preset, height: int):
-    from gsplat.strategy import DefaultStrategy
+    from .densify import SyncFreeDefaultStrategy
 
-    return DefaultStrategy(refine_start_iter=preset.refine_start, refine_stop_iter=preset.refine_stop,
+    return SyncFreeDefaultStrategy(refine_start_iter=preset.refine_start, refine_stop_iter=preset.refine_stop,
                            refine_every=preset.refine_every,
                            grow_grad2d=GROW_GRAD2D * max(1.0, GROW_REFERENCE_HEIGHT / height))
 
@@ -145,6 +146,8 @@ class SceneOptimizer:
                  refine_poses: bool):
         if preset.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {preset.strategy!r}")
+        if preset.view_order not in VIEW_ORDERS:
+            raise ValueError(f"view_order must be one of {', '.join(VIEW_ORDERS)}, got {preset.view_order!r}")
         self.kind = STRATEGIES[preset.strategy]
         if self.kind.needs_cuda and device.type != "cuda":
             raise ValueError(f"strategy '{preset.strategy}' needs a CUDA device ({self.kind.needs_cuda}); on "
@@ -242,20 +245,30 @@ class Sampler(Protocol):
 
 
 class EpochOrder:
-    """`items` in a fresh random order every epoch (one pass over all of them), from a seeded generator."""
+    """`items` once per epoch in a random order from a seeded generator: a fresh order every epoch (`reshuffle`,
+    gsplat's trainer), or the first epoch's order repeated (`reshuffle=False`)."""
 
-    def __init__(self, items: Sequence, generator: torch.Generator):
+    def __init__(self, items: Sequence, generator: torch.Generator, *, reshuffle: bool = True):
         if not items:
             raise ValueError("no frames are left to fit (every frame is held out)")
-        self.items, self.generator = list(items), generator
+        self.items, self.generator, self.reshuffle = list(items), generator, reshuffle
         self.order: list[int] = []
         self.position = 0
 
     def next(self):
         if self.position == len(self.order):
-            self.order, self.position = torch.randperm(len(self.items), generator=self.generator).tolist(), 0
+            if self.reshuffle or not self.order:
+                self.order = torch.randperm(len(self.items), generator=self.generator).tolist()
+            self.position = 0
         self.position += 1
         return self.items[self.order[self.position - 1]]
+
+
+# the view orders a preset can name: each builds the order of a list of views from a seeded generator
+VIEW_ORDERS: dict[str, Callable[[Sequence, torch.Generator], EpochOrder]] = {
+    "reshuffle": lambda items, generator: EpochOrder(items, generator),
+    "cycle": lambda items, generator: EpochOrder(items, generator, reshuffle=False),
+}
 
 
 class Motion(Protocol):

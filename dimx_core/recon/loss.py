@@ -17,13 +17,37 @@ from ..optional import require
 L1_WEIGHT, SSIM_WEIGHT = 0.8, 0.2
 
 
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5                      # the 3DGS trainers' SSIM: an 11-tap Gaussian, sigma 1.5
+SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2                  # (k L)^2 for colours in 0..1
+
+
+def ssim_map(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(H, W, C) SSIM of two (H, W, C) images: kornia.metrics.ssim(..., 11)'s map (Gaussian window, reflect padding,
+    eps 1e-12), with the five local statistics (x, y, x^2, y^2, xy) blurred together, one depthwise convolution per
+    axis over all of them. kornia blurs them one by one (five pads and ten convolutions per call): on the GPU the
+    fit is bound by launching kernels (bench/RESULTS-recon-profile.md), and SSIM was a tenth of them."""
+    channels, radius = render.shape[-1], SSIM_WINDOW // 2
+    taps = torch.arange(SSIM_WINDOW, device=render.device, dtype=render.dtype) - radius
+    kernel = torch.exp(-taps * taps / (2 * SSIM_SIGMA ** 2))
+    kernel = kernel / kernel.sum()
+    x, y = render.permute(2, 0, 1), target.permute(2, 0, 1)
+    statistics = torch.cat([x, y, x * x, y * y, x * y])[None]                     # (1, 5C, H, W)
+    groups = statistics.shape[1]
+    blurred = torch.nn.functional.conv2d(torch.nn.functional.pad(statistics, [radius, radius, 0, 0], mode="reflect"),
+                                         kernel.view(1, 1, 1, -1).expand(groups, 1, 1, -1), groups=groups)
+    blurred = torch.nn.functional.conv2d(torch.nn.functional.pad(blurred, [0, 0, radius, radius], mode="reflect"),
+                                         kernel.view(1, 1, -1, 1).expand(groups, 1, -1, 1), groups=groups)
+    mu_x, mu_y, xx, yy, xy = blurred[0].split(channels)
+    mu_xy, mu_xx, mu_yy = mu_x * mu_y, mu_x * mu_x, mu_y * mu_y
+    numerator = (2.0 * mu_xy + SSIM_C1) * (2.0 * (xy - mu_xy) + SSIM_C2)
+    denominator = (mu_xx + mu_yy + SSIM_C1) * ((xx - mu_xx) + (yy - mu_yy) + SSIM_C2)
+    return (numerator / (denominator + 1e-12)).permute(1, 2, 0)
+
+
 def photometric_map(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(H, W) per-pixel 0.8 L1 + 0.2 (1 - SSIM) of two (H, W, 3) images."""
-    import kornia
-
     l1 = (render - target).abs().mean(dim=-1)
-    ssim = kornia.metrics.ssim(render.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None], 11)[0].mean(dim=0)
-    return L1_WEIGHT * l1 + SSIM_WEIGHT * (1.0 - ssim)
+    return L1_WEIGHT * l1 + SSIM_WEIGHT * (1.0 - ssim_map(render, target).mean(dim=-1))
 
 
 def weighted_mean(per_pixel: torch.Tensor, confidence: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

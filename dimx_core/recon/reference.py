@@ -1,4 +1,4 @@
-"""The pure-PyTorch reference rasterizer: exact EWA splatting with gsplat's math, differentiable by autograd.
+"""The pure-PyTorch reference rasterizer: exact EWA splatting with gsplat's math and gradients.
 
 Same inputs, outputs and conventions as `gsplat.rasterization` (classic mode, packed=False), so the two are
 interchangeable and comparable:
@@ -11,9 +11,12 @@ interchangeable and comparable:
   skipped below 1/255, stopping before the Gaussian that would bring transmittance to 1e-4 or below;
   colour = sum w_i c_i + T_final * background;
 - SH colours up to degree 3 with gsplat's basis and `max(sh + 0.5, 0)`.
-It is dense: inside an image block every pixel meets every Gaussian whose footprint overlaps the block.
-Blocks are split until (pixels x Gaussians) fits a budget, and when a view's total work is large each block
-is checkpointed under autograd, so memory stays bounded on large views (the GPU fallback without gsplat).
+It is tile-based like gsplat: every Gaussian is listed in the tiles (TILE_SIZE pixels square) that hold a pixel
+centre of its footprint box, and only those tiles evaluate it; since that box bounds every pixel where its alpha
+reaches 1/255, the image is the one every pixel against every Gaussian would give. Tiles whose lists have
+similar lengths are composited together as one padded tensor (few, large operations: the CPU's and MPS's
+strength); when a view's work is large each run is checkpointed under autograd, so memory stays bounded on
+large views (the GPU fallback without gsplat).
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from .gaussians import SH_C0
 ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
-MIN_BLOCK = 8  # pixels per side below which a block is never split
+TILE_SIZE = 4
+RUN_GROWTH, RUN_SLACK = 1.5, 16  # tiles composited together: lists within 1.5x + 16 of each other
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
 SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
@@ -62,12 +66,11 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, *, eps
             far_plane=1e10, radius_clip=0.0):
     """EWA projection of N Gaussians into C cameras: radii (C,N,2) int32, means2d (C,N,2), depths (C,N),
     conics (C,N,3) as (a, b, c) of the inverse 2D covariance."""
-    rotations = quat_to_rotmat(quats)
-    m = rotations * scales[:, None, :]
-    covars = m @ m.transpose(-1, -2)                                    # (N, 3, 3)
-    r, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]          # (C, 1, 3, 3), (C, 1, 3)
-    means_c = (r @ means[None, :, :, None])[..., 0] + t                 # (C, N, 3)
-    covars_c = r @ covars[None] @ r.transpose(-1, -2)                   # (C, N, 3, 3)
+    # einsum over the camera batch only: a matmul batched over N tiny matrices is slow on the CPU
+    rotation, t = viewmats[:, :3, :3], viewmats[:, None, :3, 3]         # (C, 3, 3), (C, 1, 3)
+    means_c = torch.einsum("cik,nk->cni", rotation, means) + t          # (C, N, 3)
+    # the 3D covariance's square root in camera axes, W R S: its projection J W R S squared is the 2D covariance
+    root_c = torch.einsum("cik,nkj->cnij", rotation, quat_to_rotmat(quats) * scales[:, None, :])  # (C, N, 3, 3)
     x, y, depth = means_c.unbind(-1)
     in_depth = (depth >= near_plane) & (depth <= far_plane)
     z = torch.where(in_depth, depth, torch.ones_like(depth))  # no 1/0 in the graph of culled Gaussians
@@ -75,12 +78,11 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, *, eps
     tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
     tx = z * torch.minimum(torch.maximum(x / z, -(cx / fx + 0.3 * tan_fovx)), (width - cx) / fx + 0.3 * tan_fovx)
     ty = z * torch.minimum(torch.maximum(y / z, -(cy / fy + 0.3 * tan_fovy)), (height - cy) / fy + 0.3 * tan_fovy)
-    zeros = torch.zeros_like(z)
-    jacobian = torch.stack([fx / z, zeros, -fx * tx / (z * z),
-                            zeros, fy / z, -fy * ty / (z * z)], dim=-1).reshape(*z.shape, 2, 3)
-    cov2d = jacobian @ covars_c @ jacobian.transpose(-1, -2)            # (C, N, 2, 2)
+    # rows of J W R S, with the EWA Jacobian J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]] written out
+    row_x = (fx / z)[..., None] * (root_c[..., 0, :] - (tx / z)[..., None] * root_c[..., 2, :])     # (C, N, 3)
+    row_y = (fy / z)[..., None] * (root_c[..., 1, :] - (ty / z)[..., None] * root_c[..., 2, :])
     means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)
-    a, b, c = cov2d[..., 0, 0] + eps2d, cov2d[..., 0, 1], cov2d[..., 1, 1] + eps2d
+    a, b, c = (row_x * row_x).sum(-1) + eps2d, (row_x * row_y).sum(-1), (row_y * row_y).sum(-1) + eps2d
     det = a * c - b * b
     safe_det = torch.where(det > 0, det, torch.ones_like(det))
     conics = torch.stack([c / safe_det, -b / safe_det, a / safe_det], dim=-1)
@@ -99,83 +101,139 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, *, eps
     return radii, means2d, depth, conics
 
 
-def _composite_block(pixels, means2d, conics, opacities, colors, background):
-    """Front-to-back compositing of depth-sorted Gaussians over a (P, 2) set of pixel centres."""
-    dx = means2d[None, :, 0] - pixels[:, None, 0]                      # (P, M)
-    dy = means2d[None, :, 1] - pixels[:, None, 1]
-    sigma = 0.5 * (conics[:, 0] * dx * dx + conics[:, 2] * dy * dy) + conics[:, 1] * dx * dy
-    alpha = torch.clamp_max(opacities * torch.exp(-sigma), MAX_ALPHA)
-    alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_THRESHOLD), alpha, torch.zeros_like(alpha))
-    transmittance = torch.cumprod(1.0 - alpha, dim=1)                   # after each Gaussian
-    before = torch.cat([torch.ones_like(transmittance[:, :1]), transmittance[:, :-1]], dim=1)
-    weights = alpha * before * (transmittance > MIN_TRANSMITTANCE)
-    coverage = weights.sum(dim=1, keepdim=True)
-    return weights @ colors + (1.0 - coverage) * background, coverage
-
-
-def _blocks(x0, y0, x1, y1, boxes, ids, max_elements):
-    """Split the pixel rectangle until pixels x overlapping Gaussians fits the budget; yield (rect, ids)."""
-    # generous by one pixel: an extra Gaussian only costs time, a missing one would change the image
-    inside = ((boxes[ids, 0] < x1 + 1) & (boxes[ids, 1] > x0 - 1) & (boxes[ids, 2] < y1 + 1)
-              & (boxes[ids, 3] > y0 - 1))
-    ids = ids[inside]
-    w, h = x1 - x0, y1 - y0
-    if w * h * max(len(ids), 1) <= max_elements or max(w, h) <= MIN_BLOCK:
-        yield (x0, y0, x1, y1), ids
-        return
-    if w >= h:
-        mid = x0 + w // 2
-        yield from _blocks(x0, y0, mid, y1, boxes, ids, max_elements)
-        yield from _blocks(mid, y0, x1, y1, boxes, ids, max_elements)
-    else:
-        mid = y0 + h // 2
-        yield from _blocks(x0, y0, x1, mid, boxes, ids, max_elements)
-        yield from _blocks(x0, mid, x1, y1, boxes, ids, max_elements)
-
-
-def _rasterize_view(radii, means2d, depths, conics, opacities, colors, background, width, height, block_elements,
-                    checkpoint_elements):
-    device, dtype = means2d.device, means2d.dtype
+def _tile_lists(means2d, radii, depths, width, height, tile):
+    """gsplat's intersection list: a (tile, Gaussian) pair for every tile with a pixel centre in the Gaussian's
+    footprint box, sorted by tile and inside a tile front to back. Returns the pairs' Gaussians and tiles and the
+    number of pairs per tile."""
+    device = means2d.device
+    tiles_x, tiles_y = -(-width // tile), -(-height // tile)
     visible = torch.nonzero(radii[:, 0] > 0, as_tuple=True)[0]
     order = visible[torch.argsort(depths.detach()[visible], stable=True)]
-    # footprint box in pixel-index coordinates: pixel column j is inside when |j + 0.5 - x| <= radius
-    centre, radius = means2d.detach()[order], radii[order].to(dtype)
-    boxes = torch.stack([centre[:, 0] - radius[:, 0] - 0.5, centre[:, 0] + radius[:, 0] - 0.5,
-                         centre[:, 1] - radius[:, 1] - 0.5, centre[:, 1] + radius[:, 1] - 0.5], dim=-1)
-    blocks = list(_blocks(0, 0, width, height, boxes, torch.arange(len(order), device=device), block_elements))
-    work = sum((x1 - x0) * (y1 - y0) * len(ids) for (x0, y0, x1, y1), ids in blocks)
+    centre, radius = means2d.detach()[order], radii[order].to(means2d.dtype)
+    # pixel column j is covered when |j + 0.5 - x| <= radius: j from ceil(x - r - 0.5) to floor(x + r - 0.5)
+    first = torch.ceil(centre - radius - 0.5).clamp_min(0).long()
+    last = torch.minimum(torch.floor(centre + radius - 0.5).long(),
+                         torch.tensor([width - 1, height - 1], device=device))
+    tile_first = first.div(tile, rounding_mode="floor")
+    span = (last.div(tile, rounding_mode="floor") - tile_first + 1) * (last >= first)  # tiles per axis (0: none)
+    counts = span[:, 0] * span[:, 1]
+    owner = torch.repeat_interleave(torch.arange(len(order), device=device), counts)
+    offset = torch.arange(len(owner), device=device) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    columns = span[owner, 0]
+    tile_ids = (tile_first[owner, 1] + offset // columns) * tiles_x + tile_first[owner, 0] + offset % columns
+    tile_ids, by_tile = torch.sort(tile_ids, stable=True)  # stable: the pairs were made front to back
+    return order[owner[by_tile]], tile_ids, torch.bincount(tile_ids, minlength=tiles_x * tiles_y)
+
+
+def _exponents(means2d, conics, opacities, tile_centres):
+    """Each pair's log alpha over its tile as a quadratic in the pixel's offset (u, v) from the tile's centre:
+    log o - sigma = q . (1, u, v, u^2, uv, v^2), so that one matrix product evaluates it at every pixel. sigma is
+    1/2 d^T conic d for the offset d from the Gaussian's centre; -inf where the opacity is zero (padding)."""
+    mu, mv = (means2d - tile_centres).unbind(-1)
+    a, b, c = conics.unbind(-1)
+    log_opacity = torch.where(opacities > 0, torch.log(torch.where(opacities > 0, opacities, 1.0)), -torch.inf)
+    return torch.stack([log_opacity - (0.5 * a * mu * mu + 0.5 * c * mv * mv + b * mu * mv), a * mu + b * mv,
+                        c * mv + b * mu, -0.5 * a, -b, -0.5 * c], dim=-1)
+
+
+class _CompositeTiles(torch.autograd.Function):
+    """Front-to-back compositing of every tile's depth-sorted Gaussians, with gsplat's backward written out.
+
+    Inputs: the pairs' exponent coefficients (T, L, 6) (see `_exponents`) and values (T, L, D + 1), their colours
+    and a 1, for T tiles of L Gaussians each (padded with -inf exponents); the basis (P, 6) of a tile's P pixels;
+    the background (D,). Output (T, P, D + 1): colours over the background, and the coverage. alpha =
+    min(0.999, exp(q . basis)), zero below 1/255, and the compositing stops before the transmittance would fall
+    to 1e-4. The backward is gsplat's (for each pixel, a reverse sum over the Gaussians behind) in tensor
+    operations: autograd through the forward's operations keeps three times as many (T, L, P) tensors and takes
+    twice as long. Not a compiled kernel: the fallback exists for machines where gsplat's kernels cannot be
+    built, so it runs wherever torch runs (CPU, Apple MPS) with nothing to compile."""
+
+    @staticmethod
+    def forward(ctx, exponents, values, basis, background):
+        alpha = torch.matmul(exponents, basis.T).exp_().clamp_max_(MAX_ALPHA)      # (T, L, P)
+        alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
+        transmittance = alpha.new_empty(alpha.shape[0], alpha.shape[1] + 1, alpha.shape[2])
+        transmittance[:, 0] = 1.0
+        torch.sub(1.0, alpha, out=transmittance[:, 1:])
+        transmittance.cumprod_(dim=1)                                    # before each Gaussian, and after the last
+        weights = (alpha * transmittance[:, :-1]).mul_(transmittance[:, 1:] > MIN_TRANSMITTANCE)
+        composite = torch.matmul(weights.transpose(1, 2), values)       # (T, P, D + 1): colours and coverage
+        ctx.save_for_backward(values, basis, background, alpha, weights, composite[..., -1:])
+        return composite + (1.0 - composite[..., -1:]) * torch.cat([background, background.new_zeros(1)])
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        values, basis, background, alpha, weights, coverage = ctx.saved_tensors
+        grad_rgb = grad_output[..., :-1]
+        # d loss / d weight of each (Gaussian, pixel) = its values . (grad rgb, grad coverage - grad rgb . background)
+        grad_weight = torch.cat([grad_rgb, grad_output[..., -1:] - (grad_rgb * background).sum(-1, keepdim=True)], -1)
+        change = torch.matmul(values, grad_weight.transpose(1, 2)).mul_(weights)   # (T, L, P)
+        later = change.sum(dim=1, keepdim=True) - change.cumsum(dim=1)   # from the Gaussians behind
+        # d loss / d exponent = alpha x d loss / d alpha: weight x (its own change) - alpha/(1 - alpha) x later;
+        # zero where alpha was clamped at 0.999 (where it was skipped, weight and alpha are zero already)
+        grad_exponent = change.sub_(later.mul_(alpha).div_(1.0 - alpha)).masked_fill_(alpha >= MAX_ALPHA, 0.0)
+        grad_background = ((1.0 - coverage) * grad_rgb).sum(dim=(0, 1))
+        return torch.matmul(grad_exponent, basis), torch.matmul(weights, grad_weight), None, grad_background
+
+
+def _runs(counts: list[int], pixels_per_tile: int, max_elements: int):
+    """Runs (start, stop) of tiles sorted by list length, each composited at once: padded to its longest list, so
+    a run ends when the lists grow by half (little padding) or its work would exceed `max_elements`."""
+    start = 0
+    for index, count in enumerate(counts):
+        if index > start and (count > RUN_GROWTH * counts[start] + RUN_SLACK
+                              or (index + 1 - start) * count * pixels_per_tile > max_elements):
+            yield start, index
+            start = index
+    yield start, len(counts)
+
+
+def _rasterize_view(radii, means2d, depths, conics, opacities, colors, background, width, height, tile,
+                    chunk_elements, checkpoint_elements):
+    device, dtype = means2d.device, means2d.dtype
+    tiles_x, tiles_y = -(-width // tile), -(-height // tile)
+    gaussians, tile_ids, per_tile = _tile_lists(means2d, radii, depths, width, height, tile)
+    tile_centres = (torch.stack([tile_ids % tiles_x, tile_ids // tiles_x], dim=-1).to(dtype) + 0.5) * tile
+    exponents = _exponents(means2d[gaussians], conics[gaussians], opacities[gaussians], tile_centres)
+    # one padding pair at the end (alpha 0, values 0) fills every tile's list up to the longest of its run
+    exponents = torch.cat([exponents, exponents.new_tensor([[-torch.inf, 0, 0, 0, 0, 0]])])
+    pair_values = torch.cat([torch.cat([colors[gaussians], colors.new_ones(len(gaussians), 1)], dim=-1),
+                             colors.new_zeros(1, colors.shape[-1] + 1)])
+    list_start = torch.cumsum(per_tile, 0) - per_tile
+    ys, xs = torch.meshgrid(torch.arange(tile, device=device), torch.arange(tile, device=device), indexing="ij")
+    u, v = xs.reshape(-1).to(dtype) + 0.5 - 0.5 * tile, ys.reshape(-1).to(dtype) + 0.5 - 0.5 * tile
+    basis = torch.stack([torch.ones_like(u), u, v, u * u, u * v, v * v], dim=-1)      # (P, 6)
+    counts, tiles = torch.sort(per_tile, stable=True)
+    counts = counts.tolist()
+    runs = list(_runs(counts, tile * tile, chunk_elements))
+    work = sum((stop - start) * max(counts[stop - 1], 1) for start, stop in runs) * tile * tile
     use_checkpoint = torch.is_grad_enabled() and work > checkpoint_elements
-    pieces, indices = [], []
-    for (x0, y0, x1, y1), ids in blocks:
-        ys, xs = torch.meshgrid(torch.arange(y0, y1, device=device), torch.arange(x0, x1, device=device),
-                                indexing="ij")
-        pixels = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1).to(dtype) + 0.5
-        chosen = order[ids]
-        args = (pixels, means2d[chosen], conics[chosen], opacities[chosen], colors[chosen], background)
-        rgb, coverage = (checkpoint(_composite_block, *args, use_reentrant=False) if use_checkpoint
-                         else _composite_block(*args))
-        pieces.append(torch.cat([rgb, coverage], dim=-1))
-        indices.append((ys * width + xs).reshape(-1))
+    pieces = []
+    for start, stop in runs:
+        chosen, rank = tiles[start:stop], torch.arange(max(counts[stop - 1], 1), device=device)
+        table = torch.where(rank < per_tile[chosen, None], list_start[chosen, None] + rank, len(gaussians))
+        args = (exponents[table], pair_values[table], basis, background)
+        pieces.append(checkpoint(_CompositeTiles.apply, *args, use_reentrant=False) if use_checkpoint
+                      else _CompositeTiles.apply(*args))
     values = torch.cat(pieces)
-    flat = values.new_zeros(width * height, values.shape[-1]).index_copy(0, torch.cat(indices), values)
-    image = flat.reshape(height, width, -1)
+    values = values.new_zeros(len(per_tile), *values.shape[1:]).index_copy(0, tiles, values)
+    image = values.reshape(tiles_y, tiles_x, tile, tile, -1).permute(0, 2, 1, 3, 4)
+    image = image.reshape(tiles_y * tile, tiles_x * tile, -1)[:height, :width]
     return image[..., :-1], image[..., -1:]
 
 
 def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *, sh_degree=None,
                   backgrounds=None, near_plane=0.01, far_plane=1e10, eps2d=0.3, radius_clip=0.0,
-                  block_elements=None, checkpoint_elements=1 << 24):
+                  tile_size=TILE_SIZE, chunk_elements=1 << 24, checkpoint_elements=1 << 24):
     """Render N Gaussians into C views, like gsplat.rasterization(..., packed=False).
 
     means (N,3), quats (N,4) wxyz, scales (N,3) linear, opacities (N,) in 0..1, colors (N,D) or SH (N,K,3)
     with `sh_degree`, viewmats (C,4,4) world-to-camera (OpenCV), Ks (C,3,3), backgrounds (C,D) or None.
     Returns colours (C,H,W,D), alphas (C,H,W,1) and meta with radii, means2d (retain_grad() on it gives the
     screen-space gradients densification uses), depths, conics, width, height, n_cameras.
-    `block_elements` bounds pixels x Gaussians per dense block (small blocks cull best on CPU, larger ones
-    launch fewer kernels on GPU); above `checkpoint_elements` in a view, blocks are recomputed in backward.
+    Tiles of `tile_size` pixels are composited together in runs of at most `chunk_elements` (tiles x longest
+    list x pixels); above `checkpoint_elements` in a view, the runs are recomputed in backward.
     """
-    if block_elements is None:
-        block_elements = 1 << 20 if means.is_cuda else 1 << 16
     radii, means2d, depths, conics = project(means, quats, scales, opacities, viewmats, Ks, width, height,
                                              eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
                                              radius_clip=radius_clip)
@@ -191,8 +249,8 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     renders, alphas = [], []
     for view in range(len(viewmats)):
         rgb, alpha = _rasterize_view(radii[view], means2d[view], depths[view], conics[view], opacities,
-                                     view_colors[view], backgrounds[view], width, height, block_elements,
-                                     checkpoint_elements)
+                                     view_colors[view], backgrounds[view], width, height, tile_size,
+                                     chunk_elements, checkpoint_elements)
         renders.append(rgb)
         alphas.append(alpha)
     meta = {"radii": radii, "means2d": means2d, "depths": depths, "conics": conics, "width": width,

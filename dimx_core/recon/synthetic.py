@@ -134,3 +134,26 @@ def dynamic_frames(cameras: Trajectory, times: list[float], count: int = 1500, *
     per_time = torch.stack([render_views(moving_ball_before_wall(t, count, seed), cameras, **options)
                             for t in times])                     # (N, K, H, W, 3)
     return per_time.transpose(0, 1).reshape(len(cameras) * len(times), *per_time.shape[2:])
+
+
+def ball_on_fine_ground(count: int = 3000, seed: int = 0, *, ground_y: float = 0.45, period: float = 0.08) -> Gaussians:
+    """`ball_before_wall` standing on a ground plane (y = `ground_y`, below the cameras: OpenCV's y points down)
+    painted with a fine checker of `period` units, which the orbit's cameras see at grazing angles: the
+    high-frequency texture on which a fit's densification and sampling are put to the test."""
+    scene = ball_before_wall(count // 2, seed)
+    generator = np.random.default_rng(seed + 2)
+    side = max(int(math.sqrt(count - count // 2)), 2)
+    xs, zs = np.meshgrid(np.linspace(-1.6, 1.6, side), np.linspace(0.6, 3.5, side))
+    spacing = 3.2 / (side - 1)
+    positions = np.stack([xs.ravel(), np.full(xs.size, ground_y), zs.ravel()], axis=1)
+    checker = (np.floor(positions[:, 0] / period) + np.floor(positions[:, 2] / period)) % 2
+    rgb = np.where(checker[:, None] > 0, 0.85, 0.15) + generator.uniform(-0.1, 0.1, (xs.size, 3))
+    # flat in the ground plane: local z turned onto the world y axis (a quarter turn about x)
+    quats = np.tile([math.cos(math.pi / 4), math.sin(math.pi / 4), 0.0, 0.0], (xs.size, 1))
+    tensor = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    ground = Gaussians(means=tensor(positions),
+                       log_scales=tensor(np.log(np.tile([0.6 * spacing, 0.6 * spacing, 0.05 * spacing], (xs.size, 1)))),
+                       quats_wxyz=tensor(quats), opacity_logits=torch.full((xs.size,), 4.0),
+                       sh=rgb_to_sh_dc(tensor(np.clip(rgb, 0, 1)))[:, None, :])
+    return Gaussians(*(torch.cat([getattr(scene, name), getattr(ground, name)])
+                       for name in ("means", "log_scales", "quats_wxyz", "opacity_logits", "sh")))

@@ -17,7 +17,7 @@ from ..camera import Trajectory
 from ..hooks import NO_HOOKS, Hooks
 from ..optional import require
 from . import confidence as conf
-from .fit import (MAX_SH_DEGREE, STRATEGIES, EpochOrder, Heldout, LossOf, Preset, Reconstruction,
+from .fit import (MAX_SH_DEGREE, STRATEGIES, VIEW_ORDERS, Heldout, LossOf, Preset, Reconstruction,
                   ReconstructReport, Sample, SceneOptimizer, conclude, psnr, run_fit, scaled_preset)
 from .init import initial_gaussians
 from .loss import LPIPS_FILE, check_lpips_weights, load_lpips, lpips_map, photometric_map, weighted_mean
@@ -190,12 +190,12 @@ def frame_loss(options: ReconstructOptions, lpips_network: torch.nn.Module | Non
 
 
 class FrameSampler:
-    """The 3D fit's frames, every training frame once per epoch, reshuffled each epoch."""
+    """The 3D fit's frames, every training frame once per epoch, in the preset's view order."""
 
     def __init__(self, targets: torch.Tensor, confidences: torch.Tensor, masks: torch.Tensor | None,
-                 training: list[int], seed: int):
+                 training: list[int], seed: int, view_order: str):
         self.targets, self.confidences, self.masks = targets, confidences, masks
-        self.order = EpochOrder(training, torch.Generator().manual_seed(seed))
+        self.order = VIEW_ORDERS[view_order](training, torch.Generator().manual_seed(seed))
 
     def sample(self, step: int) -> Sample:
         view = self.order.next()
@@ -249,7 +249,7 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
     fit, rasterizer, lpips_network = prepare_fit(choice, images[kept], preset, options, notices, hooks=hooks)
     sampler = FrameSampler(torch.as_tensor(images[kept], device=device), torch.as_tensor(weights, device=device),
                            None if masks is None else torch.as_tensor(masks[kept], device=device), training,
-                           options.seed)
+                           options.seed, preset.view_order)
 
     # 4. the fit
     final_loss = run_fit(fit, rasterizer, sampler, preset, frame_loss(options, lpips_network, preset.steps),

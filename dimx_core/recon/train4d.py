@@ -23,7 +23,7 @@ from ..identity.multiview import evenly_spaced_views
 from ..optional import require
 from . import confidence as conf
 from .deform import Deformation, DeformationField, FieldConfig, deform
-from .fit import EpochOrder, Heldout, Preset, Reconstruction, Sample, conclude, run_fit
+from .fit import VIEW_ORDERS, Heldout, Preset, Reconstruction, Sample, conclude, run_fit
 from .poses import choose_poses
 from .train import ReconstructOptions, as_frames, content_warnings, frame_loss, matched_trajectory, prepare_fit
 
@@ -142,16 +142,17 @@ def _check_layout(count: int, views: int, times: int) -> None:
 
 class StagedSampler:
     """The warm-up's frames (the reference time, canonical Gaussians) for the first `warmup` steps, then every
-    training frame (camera, time) with its time; each stage reshuffled every epoch."""
+    training frame (camera, time) with its time; each stage in the preset's view order."""
 
     def __init__(self, targets: torch.Tensor, confidences: torch.Tensor, training: list[tuple[int, int]],
-                 reference: int, warmup: int, stamps: list[float], seed: int):
+                 reference: int, warmup: int, stamps: list[float], seed: int, view_order: str):
         generator = torch.Generator().manual_seed(seed)
         self.targets, self.confidences, self.warmup, self.stamps = targets, confidences, warmup, stamps
         at_reference = [(view, i) for view, i in training if i == reference]
         if not at_reference:
             raise ValueError("every view of the reference time is held out; choose another reference_time")
-        self.warm, self.joint = EpochOrder(at_reference, generator), EpochOrder(training, generator)
+        order = VIEW_ORDERS[view_order]
+        self.warm, self.joint = order(at_reference, generator), order(training, generator)
 
     def sample(self, step: int) -> Sample:
         view, moment = (self.warm if step < self.warmup else self.joint).next()
@@ -227,7 +228,7 @@ def reconstruct_4d(frames, views: int, times: int, cameras: Trajectory,
     # 3. starting Gaussians, coloured from the reference time's views, and the 3D fit's optimisation state
     fit, rasterizer, lpips_network = prepare_fit(choice, grid[kept, reference], preset, options, notices, hooks=hooks)
     sampler = StagedSampler(torch.as_tensor(grid[kept], device=device), torch.as_tensor(weights, device=device),
-                            training, reference, warmup, stamps, options.seed)
+                            training, reference, warmup, stamps, options.seed, preset.view_order)
     motion = FieldMotion(chosen, stamps, reference, preset.steps - warmup, options.seed)
 
     # 4. the fit: a static warm-up at the reference time, then every frame with the field

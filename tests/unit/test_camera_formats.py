@@ -6,7 +6,7 @@ import pytest
 from dimx_core.camera import Trajectory, plan
 from dimx_core.camera.conventions import from_load3d_camera, opencv_to_opengl, opengl_to_opencv, to_load3d_camera
 from dimx_core.camera.formats import (quaternion_wxyz_to_rotation, read_colmap_text, read_transforms_json,
-                                      write_colmap_text, write_transforms_json)
+                                      write_colmap_binary, write_colmap_text, write_transforms_json)
 
 
 def _random_rotation(rng):
@@ -120,3 +120,20 @@ def test_load3d_camera_without_quaternion_uses_position_and_target():
         from_load3d_camera({"position": [0, 0, 0], "target": {"x": 0, "y": 0, "z": 1}}, 720, 480)
     with pytest.raises(ValueError, match="frame index 9"):
         to_load3d_camera(planned, 9)
+
+
+def test_colmap_binary_reads_back_as_the_same_cameras_and_poses(tmp_path, trajectory):
+    """COLMAP's own reader (pycolmap) takes the binary model; converted to text by it, the pack reads the poses and
+    intrinsics it was given."""
+    pycolmap = pytest.importorskip("pycolmap")
+    names = [f"view_{i}.png" for i in range(6)]
+    write_colmap_binary(tmp_path / "binary", trajectory, names)
+    (tmp_path / "text").mkdir()
+    pycolmap.Reconstruction(str(tmp_path / "binary")).write_text(str(tmp_path / "text"))
+    back, back_names = read_colmap_text(tmp_path / "text")
+    order = np.argsort(back_names)
+    np.testing.assert_allclose(back.c2w_opencv[order], trajectory.c2w_opencv, atol=1e-9)
+    np.testing.assert_allclose(back.intrinsics[order], trajectory.intrinsics, atol=1e-9)
+    assert sorted(back_names) == names and (back.width, back.height) == (720, 480)
+    assert sorted(path.name for path in (tmp_path / "binary").iterdir()) == ["cameras.bin", "images.bin",
+                                                                              "points3D.bin"]

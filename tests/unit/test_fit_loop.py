@@ -1,11 +1,11 @@
 """The one fit loop (fit.py) that the 3D and 4D fits share: gsplat's order (densify after the optimisers' step),
-views reshuffled every epoch, the strategy a field of the preset (DefaultStrategy or MCMCStrategy)."""
+the view order and the strategy fields of the preset (VIEW_ORDERS, STRATEGIES)."""
 import dataclasses
 
 import pytest
 import torch
 
-from dimx_core.recon.fit import STRATEGIES, EpochOrder, StrategyKind
+from dimx_core.recon.fit import STRATEGIES, VIEW_ORDERS, EpochOrder, StrategyKind
 from dimx_core.recon.train import PRESETS, ReconstructOptions, reconstruct
 from dimx_core.recon.train4d import Reconstruct4DOptions, reconstruct_4d
 from tests.unit.recon_scenes import one_thread, orbit_frames  # noqa: F401 (autouse fixture)
@@ -14,13 +14,50 @@ from tests.unit.test_recon_4d import TIMES, VIEWS, moving_scene
 TINY = dict(preset="fast", poses="trajectory", confidence="none", initial_points=60)
 
 
-def test_every_epoch_visits_each_view_once_in_a_fresh_order():
-    order = EpochOrder(list(range(10)), torch.Generator().manual_seed(0))
-    epochs = [[order.next() for _ in range(10)] for _ in range(3)]
-    assert all(sorted(epoch) == list(range(10)) for epoch in epochs)
+def test_every_epoch_visits_each_view_once_reshuffled_or_in_one_order_repeated():
+    reshuffled = VIEW_ORDERS["reshuffle"](list(range(10)), torch.Generator().manual_seed(0))
+    cycled = VIEW_ORDERS["cycle"](list(range(10)), torch.Generator().manual_seed(0))
+    epochs = [[reshuffled.next() for _ in range(10)] for _ in range(3)]
+    repeated = [[cycled.next() for _ in range(10)] for _ in range(3)]
+    assert all(sorted(epoch) == list(range(10)) for epoch in epochs + repeated)
     assert epochs[0] != epochs[1] != epochs[2]
+    assert repeated[0] == repeated[1] == repeated[2] == epochs[0]  # the same seed draws the same first order
     with pytest.raises(ValueError, match="every frame is held out"):
         EpochOrder([], torch.Generator())
+    frames, trajectory = orbit_frames(64, 48, 16)
+    with pytest.raises(ValueError, match="view_order must be one of reshuffle, cycle"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(PRESETS, "fast", dataclasses.replace(PRESETS["fast"], view_order="random"))
+            reconstruct(frames, trajectory, ReconstructOptions(**TINY, steps=2))
+
+
+@pytest.mark.parametrize("cameras, scale2d", [(1, True), (2, False)])
+def test_sync_free_densification_statistics_equal_gsplats(cameras, scale2d):
+    """The default strategy's per-step statistics, summed densely over (C, N) instead of gsplat's torch.where and
+    scatter: the same gradient sums, visibility counts and (one camera a step, as the fit renders) screen radii.
+    With several cameras gsplat's radii keep the last camera's write where the dense form keeps the maximum."""
+    from gsplat.strategy import DefaultStrategy
+
+    from dimx_core.recon.densify import SyncFreeDefaultStrategy
+
+    generator = torch.Generator().manual_seed(cameras)
+    count = 300
+    params = {"means": torch.zeros(count, 3)}
+    options = dict(refine_scale2d_stop_iter=1000 if scale2d else 0)
+    theirs, ours = DefaultStrategy(**options), SyncFreeDefaultStrategy(**options)
+    states = [strategy.initialize_state(scene_scale=1.0) for strategy in (theirs, ours)]
+    for _ in range(3):
+        means2d = torch.zeros(cameras, count, 2, requires_grad=True)
+        (means2d * torch.randn(cameras, count, 2, generator=generator)).sum().backward()
+        radii = torch.randint(0, 6, (cameras, count, 2), generator=generator, dtype=torch.int32)
+        radii[:, :50] = 0  # never on screen
+        info = {"width": 64, "height": 48, "n_cameras": cameras, "radii": radii, "gaussian_ids": None,
+                "means2d": means2d}
+        for strategy, state in zip((theirs, ours), states):
+            strategy._update_state(params, state, info, packed=False)
+    for key in ("grad2d", "count") + (("radii",) if scale2d else ()):
+        assert torch.allclose(states[1][key], states[0][key], rtol=1e-6, atol=1e-7), key
+    assert (states[0]["count"][:50] == 0).all() and (states[0]["count"][50:] > 0).float().mean() > 0.9
 
 
 @pytest.mark.parametrize("four_d", [False, True])

@@ -106,14 +106,14 @@ def test_a_full_disk_leaves_the_previous_colmap_set_as_it_was(tmp_path, monkeypa
     out = tmp_path / "colmap"
     assert main(["trajectory", "--pattern", "pan_left", "--frames", "5", "--format", "colmap", "--out", str(out)]) == 0
     before = {name: (out / name).read_bytes() for name in ("cameras.txt", "images.txt", "points3D.txt")}
-    real_write = Path.write_text
+    real_write = Path.write_bytes  # the COLMAP set's files, text or binary, are written as bytes
 
-    def full_disk_on_images(self, text, *args, **kwargs):
+    def full_disk_on_images(self, data):
         if "images" in self.name:
             raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real_write(self, text, *args, **kwargs)
+        return real_write(self, data)
 
-    monkeypatch.setattr(Path, "write_text", full_disk_on_images)
+    monkeypatch.setattr(Path, "write_bytes", full_disk_on_images)
     assert main(["trajectory", "--pattern", "tilt_up", "--frames", "9", "--format", "colmap", "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert "dimx trajectory: error: [Errno 28] No space left on device" in error and "Traceback" not in error

@@ -7,7 +7,7 @@ import torch
 from dimx_core.hooks import Hooks, Interrupted
 from dimx_core.recon.confidence import FLOOR, flow_confidence, residual_confidence
 from dimx_core.recon.files import read_ply, write_ply
-from dimx_core.recon.loss import LPIPS_FILE, load_lpips, lpips_map, weighted_mean
+from dimx_core.recon.loss import LPIPS_FILE, load_lpips, lpips_map, ssim_map, weighted_mean
 from dimx_core.recon.synthetic import orbit_rig
 from dimx_core.recon.train import ReconstructOptions, reconstruct
 from tests.unit.recon_scenes import one_thread, orbit_frames  # noqa: F401 (autouse fixture)
@@ -127,6 +127,24 @@ def test_masked_pixels_carry_no_loss_and_no_gradient():
     loss.backward()
     assert torch.allclose(loss, per_pixel[:, :4].mean())
     assert (per_pixel.grad[:, 4:] == 0).all() and (per_pixel.grad[:, :4] > 0).all()
+
+
+@pytest.mark.parametrize("height, width", [(48, 64), (13, 17)])
+def test_one_pass_ssim_equals_kornias_map_and_gradients(height, width):
+    """All five statistics blurred in one depthwise pass per axis give kornia.metrics.ssim(..., 11)'s map and
+    gradients (float32, reflect padding, sizes the window does not divide)."""
+    import kornia
+
+    torch.manual_seed(height)
+    render, target = torch.rand(height, width, 3, requires_grad=True), torch.rand(height, width, 3)
+    weights = torch.rand(height, width, 3)
+    ours = ssim_map(render, target)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), render)
+    theirs = kornia.metrics.ssim(render.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None], 11)[0].permute(1, 2, 0)
+    (grad_theirs,) = torch.autograd.grad((theirs * weights).sum(), render)
+    assert ours.shape == (height, width, 3) and -1.0 <= float(ours.min()) < 0.5
+    assert torch.allclose(ours, theirs, atol=2e-6) and torch.allclose(grad_ours, grad_theirs, atol=1e-6)
+    assert torch.allclose(ssim_map(target, target), torch.ones(height, width, 3), atol=1e-5)
 
 
 @pytest.fixture(scope="module")
