@@ -35,7 +35,7 @@ from dimx_core.optional import version_of  # noqa: E402
 from dimx_core.tiny import TINY_TRANSFORMER, TINY_VAE  # noqa: E402
 from dimx_core.training.lora import add_training_adapter, remove_training_adapter  # noqa: E402
 from dimx_core.training.options import OPTIMIZERS, TrainOptions  # noqa: E402
-from dimx_core.training.trainer import director_loss, optimizer_step, training_attention  # noqa: E402
+from dimx_core.training.trainer import director_loss, optimizer_step  # noqa: E402
 from dimx_core.video.solvers import make_scheduler  # noqa: E402
 from dimx_core.cogvideox.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
                                   COGVIDEOX_5B_I2V_VAE, spec_from_configs)
@@ -128,8 +128,7 @@ class TrainBench:
                 f"{config.attention_head_dim}, random bf16 weights; {self.spec.frames} frames of "
                 f"{self.spec.width}x{self.spec.height} = {tokens} video + {self.spec.text_tokens} text tokens, batch 1",
                 f"- LoRA rank {self.rank}, alpha 1, on attn1.to_q/to_k/to_v/to_out.0 of every block; fp32 LoRA "
-                "weights, bf16 base; one timed step = forward + backward + optimizer step",
-                f"- attention as the trainer runs it (training_attention): {'; '.join(self.attention_notes)}"]
+                "weights, bf16 base; SDPA attention; one timed step = forward + backward + optimizer step"]
 
     def forward_pass(self) -> None:
         """One unguided forward pass of the base model (what one step of an unguided video costs)."""
@@ -183,11 +182,6 @@ class TrainBench:
             cap_memory(self.device, None)
 
     def run(self) -> None:
-        self.attention_notes: list[str] = []
-        with training_attention(self.transformer, self.spec, 1, 0, self.attention_notes):
-            self._run()
-
-    def _run(self) -> None:
         self.report.add("Setup", self.facts())
         self.forward_pass()
         header = ["| variant | s/step | step / forward | peak GPU memory | 3000-step run |", "|---|---|---|---|---|"]

@@ -294,18 +294,17 @@ def pack_processors(transformer: torch.nn.Module) -> list[PackAttention]:
 
 @contextlib.contextmanager
 def pack_attention(transformer: torch.nn.Module):
-    """The pack's processor in every block for one run; what was there before is put back afterwards (diffusers'
-    own processors, or the pack's with an outer run's kernel: a trainer's validation video runs inside its run)."""
+    """The pack's processor in every block for one run; diffusers' own processors are put back afterwards."""
     pairs, originals = [], []
     for attn, processor in zip(attention_modules(transformer), pack_processors(transformer)):
-        originals.append((attn.processor, processor.kernel, processor.qkv, processor.sequence))
+        originals.append(attn.processor)
         attn.set_processor(processor)
         pairs.append((attn, processor))
     try:
         yield pairs
     finally:
-        for (attn, processor), (original, kernel, qkv, sequence) in zip(pairs, originals):
-            processor.kernel, processor.qkv, processor.sequence = kernel, qkv, sequence
+        for (attn, processor), original in zip(pairs, originals):
+            processor.kernel, processor.qkv, processor.sequence = sdpa, None, None
             attn.set_processor(original)
 
 

@@ -13,7 +13,6 @@ writes the checkpoints, the file and the validation videos.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,8 +29,6 @@ from ..directors.adapters import activate
 from ..hooks import Hooks, Interrupted
 from ..speed.compile import set_compiled
 from ..speed.options import SpeedOptions
-from ..speed.session import attention_shape, speed_applied
-from ..cogvideox.spec import ModelSpec
 from ..video.components import VideoComponents
 from ..video.request import SamplerSettings, VideoRequest
 from ..video.runtime import Runtime
@@ -159,18 +156,6 @@ def _batch(conditions: Conditions, samples: list[Sample], scheduler, padding: in
     return (stack(latents), stack(noises), torch.tensor(steps, device=device), stack(images), stack(prompts))
 
 
-@contextlib.contextmanager
-def training_attention(transformer: torch.nn.Module, spec: ModelSpec, batch: int, padding: int, notes: list[str]):
-    """The pack's attention processor with the fastest exact kernel measured here ('auto') instead of diffusers'
-    SDPA call: the same arithmetic (a test pins the processor to diffusers'), and every kernel 'auto' may choose
-    has a backward. Attention is most of a training step at 17.8k tokens, its backward most of all."""
-    latent_shape = (batch, spec.latent_frames + padding, spec.latent_channels, spec.height // spec.spatial_factor,
-                    spec.width // spec.spatial_factor)
-    shape = attention_shape(transformer.config, latent_shape, spec.text_tokens)
-    with speed_applied(transformer, SpeedOptions(fuse_qkv=False, merge_directors=False), None, shape, notes):
-        yield
-
-
 def director_loss(transformer: torch.nn.Module, scheduler, latents: torch.Tensor, noise: torch.Tensor,
                   timesteps: torch.Tensor, image_latents: torch.Tensor, prompt_states: torch.Tensor) -> torch.Tensor:
     """v-prediction MSE of one batch: (B, F, C, h, w) latents, noise and first-frame latents, (B,) timesteps."""
@@ -257,7 +242,7 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
     """Train a director on `dataset` and write it to `out` (.safetensors). `checkpoints`: the folder of this
     run's checkpoint (None: no checkpoints); `resume` continues from it. `runtime` places and offloads modules
     (the host's memory manager, or .to()) and carries progress and Cancel: a Cancel saves a checkpoint of the last
-    finished step and raises Interrupted. Its speed options are not used; attention: training_attention."""
+    finished step and raises Interrupted. Its speed options are not used: training runs diffusers' attention."""
     hooks = runtime.hooks
     transformer, dtype = parts.transformer, parts.transformer.dtype
     if dtype == torch.float16:
@@ -284,10 +269,7 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
     scheduler = make_scheduler("ddim", parts.scheduler_config)
     padding = padded_latent_frames(parts) - parts.spec.latent_frames
     parameters, config = add_training_adapter(transformer, options.rank, options.alpha, options.seed)
-    attention_notes: list[str] = []
-    run = contextlib.ExitStack()
     try:
-        run.enter_context(training_attention(transformer, parts.spec, options.batch_size, padding, attention_notes))
         if options.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
         description, build = OPTIMIZERS[options.optimizer]
@@ -355,13 +337,12 @@ def train_director(parts: VideoComponents, dataset: Dataset, options: TrainOptio
         if lead:
             result.path = save_director(out, transformer, config, _file_info(options, dataset, parts, step, evals),
                                         dtype)
-        result.notes += [f"optimizer: {description}", *attention_notes]
+        result.notes.append(f"optimizer: {description}")
         if dataset.kind and dataset.kind[0] != options.kind:
             result.notes.append(f"note: the dataset was built as {dataset.kind}-variant but a {options.role}-Director "
                                 "was trained on it")
         return result
     finally:
-        run.close()
         if options.gradient_checkpointing:
             transformer.disable_gradient_checkpointing()
         remove_training_adapter(transformer)

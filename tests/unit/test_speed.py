@@ -8,8 +8,7 @@ from dimx_core.directors import schedule
 from dimx_core.directors.adapters import Director, DirectorControl, attach
 from dimx_core.directors.formats import read_lora
 from dimx_core.hooks import Hooks, Interrupted
-from dimx_core.speed.attention import (PackAttention, TokensMajorFlash, choose_kernel, installed,
-                                       pack_attention, sdpa)
+from dimx_core.speed.attention import PackAttention, TokensMajorFlash, choose_kernel, installed, sdpa
 from dimx_core.speed.fp8 import Fp8Linear, fp8_linear, fp8_linear_reference, quantize_rowwise
 from dimx_core.speed.memory import tiled_vae
 from dimx_core.speed.options import LossyOptions, SpeedOptions
@@ -106,23 +105,6 @@ def test_pack_processor_equals_diffusers_bit_for_bit(tiny_model_dir, dtype):
     ours, notes = forward_with(transformer, SpeedOptions.off())
     assert torch.equal(ours, reference)
     assert notes == ["attention: PyTorch SDPA, its own backend choice"]
-
-
-def test_a_run_inside_a_run_gives_the_outer_run_its_kernel_back(parts):
-    """A trainer's validation video runs the sampler's speed options inside the trainer's attention: afterwards the
-    trainer's kernel runs again, and after both, diffusers' own processors."""
-    transformer = parts.transformer
-    diffusers_processor = transformer.transformer_blocks[0].attn1.processor
-    outer_kernel = TokensMajorFlash(lambda q, k, v, causal: sdpa(q.transpose(1, 2), k.transpose(1, 2),
-                                                                  v.transpose(1, 2)).transpose(1, 2))
-    with pack_attention(transformer) as outer:
-        for _, processor in outer:
-            processor.kernel = outer_kernel
-        with torch.no_grad(), speed_applied(transformer, SpeedOptions(), None, SHAPE, []):
-            assert all(processor.kernel is sdpa and processor.qkv is not None for _, processor in outer)
-        assert all(processor.kernel is outer_kernel and processor.qkv is None for _, processor in outer)
-        assert transformer.transformer_blocks[0].attn1.processor is outer[0][1]
-    assert transformer.transformer_blocks[0].attn1.processor is diffusers_processor
 
 
 def test_fused_qkv_equals_unfused_and_holds_no_second_copy(parts):
