@@ -169,8 +169,12 @@ class SceneOptimizer:
         self.strategy_state = self.kind.initial_state(self.strategy, self.extent)
         self.c2w = torch.as_tensor(cameras.c2w_opencv, dtype=torch.float32, device=device)
         self.intrinsics = torch.as_tensor(cameras.intrinsics, dtype=torch.float32, device=device)
-        self.pose_delta = torch.nn.Parameter(torch.zeros(len(cameras), 6, device=device))
-        self.pose_optimizer = torch.optim.Adam([self.pose_delta], lr=POSE_LEARNING_RATE * max(self.extent, 1e-3),
+        # One parameter per camera: a step sees one view, and Adam skips a parameter without a gradient. With one
+        # (N, 6) tensor every camera got a gradient (zeros but the viewed row's), and Adam's momentum moved every
+        # camera at every step, ~N times more often than it was seen: on exact poses that drift cost 8 dB
+        # (bench/RESULTS-recon-plain-device.md).
+        self.pose_deltas = [torch.nn.Parameter(torch.zeros(1, 6, device=device)) for _ in range(len(cameras))]
+        self.pose_optimizer = torch.optim.Adam(self.pose_deltas, lr=POSE_LEARNING_RATE * max(self.extent, 1e-3),
                                                fused=fused) if refine_poses else None
         self.anchored = torch.ones(len(cameras), 1, device=device)
         self.anchored[0] = 0.0  # the first camera anchors the frame (it is the input image's camera)
@@ -187,7 +191,7 @@ class SceneOptimizer:
         """(1, 4, 4) world-to-camera of camera `view`, with its pose correction when poses are refined."""
         pose = self.c2w[view:view + 1]
         if self.pose_optimizer is not None:
-            pose = _refined_c2w(pose, self.pose_delta[view:view + 1] * self.anchored[view])
+            pose = _refined_c2w(pose, self.pose_deltas[view] * self.anchored[view])
         return _world_to_camera(pose)
 
     def regularisation(self) -> torch.Tensor | None:
@@ -220,7 +224,7 @@ class SceneOptimizer:
         if self.pose_optimizer is None:
             return requested, []
         with torch.no_grad():
-            refined = _refined_c2w(self.c2w, self.pose_delta * self.anchored).cpu().double().numpy()
+            refined = _refined_c2w(self.c2w, torch.cat(self.pose_deltas) * self.anchored).cpu().double().numpy()
         refined[:, :3, :3] = _orthonormal(refined[:, :3, :3])
         cameras = replace(requested, c2w_opencv=refined)
         loop = ["closed loop: the last camera kept its planned pose beside the first (loop closure), the others "
