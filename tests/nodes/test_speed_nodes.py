@@ -30,7 +30,7 @@ def test_low_memory_sampler_has_comfyui_unload_t5_and_says_what_ran(node_classes
     speed = node_classes["DimensionXSpeedOptions"].execute("auto", True, True, False, False, True, 0.0).result[0]
     args = dict(model=model, image=torch.rand(1, 96, 144, 3), prompt="a cat", negative_prompt="", steps=2,
                 guidance=6.0, use_dynamic_cfg=True, scheduler="ddim", seed=3)
-    frames, latent, _, info = node_classes["DimensionXDirectorSampler"].execute(**args, speed=speed).result
+    frames, latent, _, info, *_video = node_classes["DimensionXDirectorSampler"].execute(**args, speed=speed).result
     t5 = model.patchers[id(model.parts.text_encoder)]
     assert all(entry.model is not t5 for entry in mm.current_loaded_models)
     assert any(entry.model is model.patchers[id(model.parts.transformer)] for entry in mm.current_loaded_models)
