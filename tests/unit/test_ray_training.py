@@ -1,11 +1,13 @@
 """Director training as one task of two Ray CPU workers (gloo) on the tiny model: the two workers of batch 1 write
 the director one process of batch 2 writes, and a Cancel leaves a checkpoint from which the next run ends exactly
-where an uninterrupted one does. One Ray start for the module."""
+where an uninterrupted one does; `dimx train-director --workers 2` writes that same file. One Ray start for the
+module (the command line's pool is the fixture's: pool_for keeps one per spec)."""
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from dimx_core.distributed.executor import WorkerPool, WorkerSettings, WorkersSpec
+from dimx_core.cli import main
+from dimx_core.distributed.executor import WorkersSpec, close_pools, pool_for
 from dimx_core.hooks import Hooks, Interrupted
 from dimx_core.training.checkpoint import CheckpointStore
 from dimx_core.training.job import TrainingJob, run_training
@@ -18,7 +20,9 @@ ray = pytest.importorskip("ray")
 RUN = Runtime(place=lambda module: torch.device("cpu"), preview_every=0)
 # 16 steps: a Cancel asked for after the first checkpoint reaches the workers a few steps later, before the end
 OPTIONS = TrainOptions(rank=4, alpha=4.0, learning_rate=1e-2, steps=16, eval_every=0, validation=False,
-                       checkpoint_every=1, image_dropout=0.0)
+                       checkpoint_every=1)
+FLAGS = ["--kind", "s", "--rank", "4", "--alpha", "4", "--lr", "1e-2", "--steps", "16", "--eval-every", "0",
+         "--no-validation", "--checkpoint-every", "1", "--device", "cpu"]  # OPTIONS on the command line
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +35,8 @@ def parts(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def pool(parts):
-    workers = WorkerPool(WorkersSpec(count=2, cpu=True, settings=WorkerSettings(threads=1)))
-    yield workers
-    workers.close()
+    yield pool_for(WorkersSpec(count=2, cpu=True))  # the spec `--workers 2` makes on a machine without a GPU
+    close_pools()
     ray.shutdown()
 
 
@@ -86,3 +89,19 @@ def test_cancel_on_workers_keeps_a_checkpoint_and_the_next_run_ends_as_an_uninte
     assert resumed.losses == whole.losses
     finished, uninterrupted = load_file(resumed.path), load_file(whole.path)
     assert all(torch.equal(finished[key], uninterrupted[key]) for key in uninterrupted)
+
+
+def test_train_director_with_two_workers_writes_the_file_of_the_pools_run(tiny_model_dir, pool, dataset, on_workers,
+                                                                           tmp_path):
+    out = tmp_path / "cli.safetensors"
+    assert main(["train-director", "--model", str(tiny_model_dir), "--dataset", str(dataset), "--out", str(out),
+                 *FLAGS, "--workers", "2"]) == 0
+    written, expected = load_file(out), load_file(on_workers[0].path)
+    assert all(torch.equal(written[key], expected[key]) for key in expected)
+    assert (tmp_path / "cli.loss.png").is_file() and (tmp_path / "cli.checkpoints" / "checkpoint.pt").is_file()
+
+
+def test_train_director_refuses_a_ray_address_without_a_worker_count(tiny_model_dir, dataset, tmp_path, capsys):
+    assert main(["train-director", "--model", str(tiny_model_dir), "--dataset", str(dataset),
+                 "--out", str(tmp_path / "x.safetensors"), *FLAGS, "--ray-address", "auto"]) == 2
+    assert "--ray-address needs --workers N" in capsys.readouterr().err
