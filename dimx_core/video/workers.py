@@ -26,5 +26,5 @@ class Workers(Protocol):
             on_done: Callable[[Task, object, str], None]) -> None:
         """Do every task with the model `parts` was loaded from and `runtime`'s speed options, reporting the
         progress of all of them through runtime.hooks; on_done(task, result, where) is called here, in this
-        process, as each one finishes (a video's result is its frames). A Cancel (runtime.hooks.should_stop) stops every worker and raises
-        Interrupted once they stopped."""
+        process, as each one finishes (a video's result is its frames). A Cancel (runtime.hooks.should_stop)
+        stops every worker and raises Interrupted once they stopped."""
