@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .camera import cli as camera_cli
 from .datasets import cli as datasets_cli
+from .distributed import cli as distributed_cli
 from .pipeline import cli as pipeline_cli
 from .recon import cli as recon_cli
 from .recon import cli4d as recon4d_cli
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed_cli.register(commands)
     sat_cli.register(commands)
     datasets_cli.register(commands)
-    training_cli.register(commands)
+    training_cli.register(commands, distributed_cli.TRAINING)
     pipeline_cli.register(commands)
     return parser
 

@@ -9,11 +9,12 @@ from ..dimx_core.datasets.clips import write_clip
 from ..dimx_core.datasets.layout import open_dataset
 from ..dimx_core.training.curve import loss_curve
 from ..dimx_core.training.options import OPTIMIZERS, ROLES, TrainOptions, parse_steps
-from ..dimx_core.training.trainer import train_director, training_run_id
+from ..dimx_core.training.job import TrainingJob, run_training
+from ..dimx_core.training.trainer import training_run_id
 from ..dimx_core.video.runtime import Runtime
 from ..dimx_core.video.sampling import FPS
 from . import host
-from .types import DatasetType, VideoModelType
+from .types import DatasetType, VideoModelType, WorkersType
 
 DEFAULTS = TrainOptions()
 KINDS = {role: kind for kind, role in ROLES.items()}  # "S" -> "s"
@@ -33,7 +34,7 @@ class TrainDirectorLoRA(io.ComfyNode):
                         "Defaults are the paper's: rank 256, learning rate 1e-3, 3000 steps. Resumable: Cancel keeps "
                         "a checkpoint and queueing again continues it. Writes the file into models/loras, where Load "
                         "Director LoRA finds it (strength 1.0 = as trained); shows the loss curve and a validation "
-                        "video.",
+                        "video. With Workers connected, the run is shared by Ray workers (several GPUs or hosts).",
             inputs=[
                 VideoModelType.Input("model", tooltip="From Load Video Model (bf16 on a GPU; fp32 for CPU tests)."),
                 io.String.Input("lora_name", default="dimensionx/my_director",
@@ -86,6 +87,11 @@ class TrainDirectorLoRA(io.ComfyNode):
                                 tooltip="Prompt of the validation videos; empty: the first clip's caption."),
                 io.Image.Input("validation_image", optional=True,
                                tooltip="First frame of the validation videos; none: the first clip's first frame."),
+                WorkersType.Input("workers", optional=True,
+                                  tooltip="From Workers (DimensionX): every worker trains its share of each step's "
+                                          "batch (N workers of batch_size B train what one process of batch N x B "
+                                          "trains); the first writes the file. Their CFG/Ulysses settings are not "
+                                          "used here. None: ComfyUI's process trains."),
             ],
             outputs=[io.String.Output(display_name="lora_name",
                                       tooltip="The file's name as Load Director LoRA lists it (refresh the page)."),
@@ -100,7 +106,7 @@ class TrainDirectorLoRA(io.ComfyNode):
     def execute(cls, model, lora_name, kind, rank, alpha, learning_rate, steps, batch_size, optimizer,
                 gradient_checkpointing, low_memory, checkpoint_every, eval_every, early_stop_patience,
                 validation_steps, validation_inference_steps, seed, resume, overwrite, dataset=None,
-                dataset_folder="", validation_prompt="", validation_image=None) -> io.NodeOutput:
+                dataset_folder="", validation_prompt="", validation_image=None, workers=None) -> io.NodeOutput:
         if dataset is None:
             if not (dataset_folder or "").strip():
                 raise ValueError("connect a dataset (Build Spatial Dataset / Curate Temporal Dataset) or give "
@@ -116,14 +122,14 @@ class TrainDirectorLoRA(io.ComfyNode):
                                validation_steps=parse_steps(validation_steps),
                                validation_inference_steps=validation_inference_steps)
         path, listed = host.new_model_file("loras", lora_name, ".safetensors", "lora_name", overwrite=overwrite)
-        checkpoints = host.cache_folder("training") / training_run_id(model.parts, dataset, options)
+        processes = 1 if workers is None else workers.size
+        checkpoints = host.cache_folder("training") / training_run_id(model.parts, dataset, options, processes)
         image = None if validation_image is None else validation_image[0].clone()
-        with host.fitting(steps, TRAINING_MEMORY) as hooks:
-            result = train_director(model.parts, dataset, options, path,
-                                    Runtime(place=model.place, offload=model.offload, hooks=hooks),
-                                    checkpoints=checkpoints, resume=resume,
-                                    validation_prompt=(validation_prompt or "").strip() or None,
-                                    validation_image=image, say=host.progress_text)
+        job = TrainingJob(dataset.folder, options, path, checkpoints, resume,
+                          (validation_prompt or "").strip() or None, image)
+        with host.fitting(steps, 0 if workers else TRAINING_MEMORY) as hooks, host.workers_lent(workers) as pool:
+            result = run_training(model.parts, job, Runtime(place=model.place, offload=model.offload, hooks=hooks),
+                                  pool, say=host.progress_text)
         stem = Path(listed).stem
         for step, frames in result.validations:
             video, _, _ = host.result_path(f"DimensionX/training/{stem}_step{step:05d}", "mp4")

@@ -13,7 +13,8 @@ class Workers(io.ComfyNode):
             node_id="DimensionXWorkers", display_name="Workers (DimensionX)", category="DimensionX/scale",
             description="Runs the independent videos of Multi-View Generate and Appearance Refine on Ray workers: one "
                         "per GPU of this machine or of a running Ray cluster, each loading the model once and taking "
-                        "one video at a time. Optionally several GPUs share each video (CFG-parallel, Ulysses). "
+                        "one video at a time; Train Director LoRA trains on all of them at once (data-parallel). "
+                        "Optionally several GPUs share each video (CFG-parallel, Ulysses). "
                         "While workers run on ComfyUI's own GPU, ComfyUI's models are unloaded. Needs the ray "
                         "package (and yunchang for Ulysses).",
             inputs=[
@@ -39,7 +40,7 @@ class Workers(io.ComfyNode):
                                          "encoded, the VAE decodes in tiles."),
             ],
             outputs=[WorkersType.Output(display_name="workers",
-                                        tooltip="For Multi-View Generate and Appearance Refine."),
+                                        tooltip="For Multi-View Generate, Appearance Refine and Train Director LoRA."),
                      io.String.Output(display_name="info", tooltip="Where the videos will run.")],
         )
 

@@ -101,3 +101,20 @@ def truth_clips(folder: Path, frames: int = 17, width: int = 144, height: int = 
                 write_clip(path, torch.from_numpy(make()).float() / 255.0, 8.0)
                 clips.append(TruthClip(path.stem, static, path))
     return clips
+
+
+def blur_dataset(folder: Path, clips: int = 3) -> Path:
+    """A spatial dataset folder of `clips` smooth random colour clips at the tiny model's size (17 frames of
+    144x96): the cheapest data a training test can read through the dataset layout."""
+    import torch
+
+    from dimx_core.datasets.layout import ClipGeometry, DatasetWriter
+
+    writer = DatasetWriter(folder, "spatial", ClipGeometry(144, 96, 17, 8.0), {})
+    generator = torch.Generator().manual_seed(0)
+    for index in range(clips):
+        coarse = torch.rand(1, 3, 3, 4, 6, generator=generator)
+        frames = torch.nn.functional.interpolate(coarse, size=(17, 96, 144), mode="trilinear")[0]
+        writer.add(frames.permute(1, 2, 3, 0), f"a coloured blur {index}", {})
+    writer.finish([])
+    return folder

@@ -7,7 +7,8 @@ caller at once (the multi-view cache files it under its content key, so nothing 
 of every running task adds up in the caller's one progress bar. Cancel asks every running worker to stop at its next
 step and waits for them, so nothing partial comes back. With a ParallelPlan of more than one rank, workers form
 gangs of plan.world, each with a torch.distributed group (NCCL on GPUs, gloo on CPUs) that splits one video
-(parallel.py).
+(parallel.py). A task that every worker takes at once (a training run, tasks.KINDS' whole_pool) goes to one gang of
+all the pool's workers, joined in one group the same way.
 
 Ray is imported only here and in worker.py, on first use; without it the pack runs in one process as before.
 """
@@ -34,6 +35,7 @@ from ..video.runtime import Runtime
 from ..video.workers import Task
 from . import wire
 from .parallel import ParallelPlan
+from .tasks import KINDS
 
 POLL_SECONDS = 0.2
 STOP_WAIT_SECONDS = 120
@@ -153,10 +155,15 @@ def start_ray(spec: WorkersSpec):
 
 @dataclass
 class Gang:
-    """Workers that make one video together (one worker when the plan has one rank); members[0] returns it."""
+    """Workers that take one task together (one worker when the plan has one rank); members[0] returns its result.
+    places: where each member runs ("GPU 1")."""
     members: list
-    where: str
+    places: list[str]
     running: tuple[Task, list] | None = None  # the task and each member's result reference
+
+    @property
+    def where(self) -> str:
+        return " + ".join(self.places)
 
 
 class WorkerPool:
@@ -179,13 +186,17 @@ class WorkerPool:
 
     # --- starting ------------------------------------------------------------------------------------------------
 
-    def ensure(self, parts: VideoComponents) -> None:
-        """Workers holding `parts`' model: started (again) when there are none, some died, or they hold another."""
+    def ensure(self, parts: VideoComponents, gang_size: int = 0) -> None:
+        """Workers holding `parts`' model, in gangs of `gang_size` (0: the plan's ranks per video): started (again)
+        when there are none, some died, or they hold another model; joined in other groups when the gangs differ."""
         if parts.origin is None:
             raise ValueError("workers load the model from its folder or files, but this model was built in code: "
                              "load it from a folder (Load Video Model) to use workers")
-        if self.model == parts.identity and len(self.workers) == self.spec.size:
-            return
+        if self.model != parts.identity or len(self.workers) != self.spec.size:
+            self._start(parts)
+        self._form_gangs(gang_size or self.spec.plan.world)
+
+    def _start(self, parts: VideoComponents) -> None:
         self.close()
         self.ray = start_ray(self.spec)
         actor = worker_module().VideoWorker
@@ -194,23 +205,28 @@ class WorkerPool:
                                                      wire.encode(self.spec.settings))
                    for _ in range(self.spec.size)]
         try:
-            where = self.ray.get([member.describe.remote() for member in members])
+            places = self.ray.get([member.describe.remote() for member in members])
         except self.ray.exceptions.RayActorError as err:
             for member in members:
                 self.ray.kill(member)
             raise RuntimeError(f"the workers could not load the model: {err}") from err
-        world = self.spec.plan.world
-        self.gangs = [Gang(members[i:i + world], " + ".join(where[i:i + world])) for i in range(0, len(members), world)]
-        if world > 1:
-            self._join_groups()
+        self.gangs = [Gang([member], [place]) for member, place in zip(members, places)]
         self.model = parts.identity
 
-    def _join_groups(self) -> None:
-        joined = []
+    def _form_gangs(self, size: int) -> None:
+        """Regroup the workers in gangs of `size`, each joined in a torch.distributed group of its own (NCCL on
+        GPUs, gloo on CPUs) when size > 1; a gang of the plan's size splits videos by the plan."""
+        if all(len(gang.members) == size for gang in self.gangs):
+            return
+        members = [(member, place) for gang in self.gangs for member, place in zip(gang.members, gang.places)]
+        self.gangs = [Gang([member for member, _ in members[i:i + size]], [place for _, place in members[i:i + size]])
+                      for i in range(0, len(members), size)]
+        if size == 1:
+            return
+        joined, plan = [], wire.encode(self.spec.plan)
         for gang in self.gangs:
             address = self.ray.get(gang.members[0].rendezvous.remote())
-            joined += [member.join.remote(address, rank, wire.encode(self.spec.plan))
-                       for rank, member in enumerate(gang.members)]
+            joined += [member.join.remote(address, rank, size, plan) for rank, member in enumerate(gang.members)]
         self.ray.get(joined)
 
     def close(self) -> None:
@@ -223,11 +239,15 @@ class WorkerPool:
     # --- running -------------------------------------------------------------------------------------------------
 
     def run(self, parts: VideoComponents, tasks: list[Task], runtime: Runtime,
-            on_done: Callable[[Task, torch.Tensor, str], None]) -> None:
+            on_done: Callable[[Task, object, str], None]) -> None:
         unique = list({task.key: task for task in tasks}.values())  # equal keys, equal results: made once
         if not unique:
             return
-        self.ensure(parts)
+        whole_pool = {KINDS[task.kind].whole_pool for task in unique}
+        if len(whole_pool) > 1:
+            raise ValueError("one run gives the workers either tasks for the whole pool or tasks for one gang each, "
+                             "not both")
+        self.ensure(parts, self.spec.size if whole_pool.pop() else 0)
         hooks, speed = runtime.hooks, wire.encode(dataclasses.replace(runtime.speed, compile_cache=None))
         queue, total, finished, shown = deque(unique), sum(task.steps for task in unique), 0, 0
         while queue or self._busy():
@@ -251,8 +271,8 @@ class WorkerPool:
                 finished += task.steps
                 on_done(task, wire.decode(outcome), gang.where)
             if (queue or self._busy()) and not self.gangs:
-                raise RuntimeError("every worker stopped (see the Ray log); the finished videos are kept, run again "
-                                   "to go on")
+                raise RuntimeError("every worker stopped (see the Ray log); what finished is kept (videos in their "
+                                   "cache, training in its checkpoint): run again to go on")
             # a worker too busy to answer in time reports nothing this round: the bar waits instead of going back
             shown = max(shown, finished + self._running_steps())
             hooks.progress(shown, total, None)

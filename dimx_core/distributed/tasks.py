@@ -1,26 +1,26 @@
 """What a worker can be asked to do: one row per kind of task, each a function of the worker's model, the task's
-payload and the worker's Runtime, returning frames (F, H, W, 3).
+payload and the worker's Runtime, returning the task's result.
 
-- "video": a VideoRequest (one per-frame video of the 4D grid, or any single video);
-- "refine": (video, shared request, pass strengths): one camera's appearance refinement (identity/refine.py).
-
-Training shards are the next row (not wired yet; the trainer reached main while this was written): the trainer's
-`training.trainer.train_director(parts, dataset, options, out, runtime, process_group=group, ...)` takes a
-torch.distributed group, with which every process trains its own slots of each global batch and the first writes
-the file. Its row would load the dataset from its folder (payload: folder, TrainOptions, out, checkpoint folder) and
-pass the worker's default process group; the pool would form one gang of all its workers (as it does for a
-ParallelPlan of that many ranks, WorkerPool._join_groups) and send each member the same task.
+- "video": a VideoRequest (one per-frame video of the 4D grid, or any single video) -> frames (F, H, W, 3);
+- "refine": (video, shared request, pass strengths): one camera's appearance refinement (identity/refine.py) ->
+  frames;
+- "train": a TrainingJob (training/job.py) -> its TrainResult. Every worker of the pool takes the same task
+  together (whole_pool): the pool joins all its workers in one torch.distributed group (the worker's default group),
+  over which each trains its own slots of every global batch; the first writes the checkpoints and the file.
 """
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 
 from ..directors.adapters import Director, DirectorRef, attach
 from ..directors.formats import read_lora
 from ..identity.refine import refine_video
+from ..training.job import TrainingJob
 from ..video.components import VideoComponents
 from ..video.request import VideoRequest
 from ..video.runtime import Runtime
@@ -48,7 +48,20 @@ def _refinement(parts: VideoComponents, payload, runtime: Runtime) -> torch.Tens
     return refine_video(parts, video, shared, list(passes), runtime)
 
 
-KINDS: dict[str, Callable[[VideoComponents, object, Runtime], torch.Tensor]] = {
-    "video": _video,
-    "refine": _refinement,
+def _training(parts: VideoComponents, job: TrainingJob, runtime: Runtime):
+    return job.run(parts, runtime, process_group=dist.group.WORLD if dist.is_initialized() else None)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """run(parts, payload, runtime) -> result. whole_pool: every worker of the pool takes the task at once, in one
+    process group (otherwise one gang of the pool's ParallelPlan takes it)."""
+    run: Callable[[VideoComponents, object, Runtime], object]
+    whole_pool: bool = False
+
+
+KINDS: dict[str, Kind] = {
+    "video": Kind(_video),
+    "refine": Kind(_refinement),
+    "train": Kind(_training, whole_pool=True),
 }

@@ -2,13 +2,14 @@
 
 ComfyUI imports a node pack under its folder's path (the pack's `dimx_core` is `/…/custom_nodes/pack.dimx_core`), a
 name no worker process can import, so a VideoRequest pickled as it is would not load in a worker. On the wire a
-dataclass of this library is its module path inside the library and its fields; tensors, numbers and strings go as
-they are (tensors as copies of their own: a view of a frame batch would carry the whole batch).
+dataclass of this library is its module path inside the library and its fields; tensors, numbers, strings and paths
+go as they are (tensors as copies of their own: a view of a frame batch would carry the whole batch).
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
+from pathlib import PurePath
 
 import torch
 
@@ -30,10 +31,10 @@ def encode(value):
         return [encode(item) for item in value]
     if isinstance(value, dict):
         return {"__dict__": [(encode(key), encode(item)) for key, item in value.items()]}
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, (bool, int, float, str, PurePath)):
         return value
-    raise TypeError(f"a {type(value).__name__} cannot go to a worker (plain data, tensors and the library's values "
-                    "only)")
+    raise TypeError(f"a {type(value).__name__} cannot go to a worker (plain data, paths, tensors and the library's "
+                    "values only)")
 
 
 def decode(value):

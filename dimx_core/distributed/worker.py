@@ -1,4 +1,4 @@
-"""The Ray actor: one per GPU (or CPU worker), holding one model, taking one task at a time.
+"""The Ray actor: one per GPU (or CPU worker), holding one model, taking one task at a time (tasks.KINDS).
 
 Its task methods run one after another; `progress` and `cancel` belong to a second concurrency group, so the
 driver can read progress and stop a running task while it runs (Ray cannot interrupt a running actor task).
@@ -14,6 +14,7 @@ import threading
 
 import ray
 import torch
+import torch.distributed as dist
 
 from ..hooks import Hooks
 from ..video.runtime import Runtime
@@ -58,15 +59,16 @@ class VideoWorker:
             port = probe.getsockname()[1]
         return f"tcp://{ray.util.get_node_ip_address()}:{port}"
 
-    def join(self, address: str, rank: int, plan) -> None:
-        """Join this gang's torch.distributed group (NCCL on GPUs, gloo on CPUs) and split videos by `plan`."""
-        import torch.distributed as dist
-
+    def join(self, address: str, rank: int, world: int, plan) -> None:
+        """Join this gang's torch.distributed group of `world` ranks (NCCL on GPUs, gloo on CPUs), leaving the
+        group of an earlier gang; split videos by `plan` when the gang is one of its gangs."""
         plan = wire.decode(plan)
+        if dist.is_initialized():
+            dist.destroy_process_group()
         backend = "nccl" if self.device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, init_method=address, rank=rank, world_size=plan.world,
+        dist.init_process_group(backend, init_method=address, rank=rank, world_size=world,
                                 **({"device_id": self.device} if backend == "nccl" else {}))
-        self.split = split_for(plan)
+        self.split = split_for(plan) if plan.world == world else None
 
     def run(self, task, speed):
         task, speed = wire.decode(task), wire.decode(speed)
@@ -80,7 +82,7 @@ class VideoWorker:
         runtime = Runtime.on_device(self.device, hooks=Hooks(progress=report, should_stop=self._stop.is_set),
                                     speed=dataclasses.replace(speed, low_memory=speed.low_memory or self.low_memory),
                                     preview_every=0, **fields)
-        return wire.encode(KINDS[task.kind](self.parts, task.payload, runtime))
+        return wire.encode(KINDS[task.kind].run(self.parts, task.payload, runtime))
 
     @ray.method(concurrency_group=CONTROL)
     def progress(self) -> tuple[str, int, int]:

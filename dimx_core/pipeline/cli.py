@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ..distributed.cli import VIDEOS
+
 PRECISIONS = ("bf16", "fp16", "fp32")
 
 
@@ -17,8 +19,6 @@ def _say(text: str) -> None:
 
 def _setting_up(args):
     """(model parts, runtime here, workers or None, device) from the shared arguments."""
-    from ..distributed.executor import WorkersSpec, pool_for
-    from ..distributed.parallel import ParallelPlan
     from ..hooks import Hooks
     from ..recon.cli import _device, _progress_printer
     from ..video.components import ModelSource, dtype_name
@@ -29,16 +29,7 @@ def _setting_up(args):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     parts = ModelSource(dtype_name(dtype), folder=str(args.model)).load()
     runtime = Runtime.on_device(device, hooks=Hooks(progress=_progress_printer(args.command)), preview_every=0)
-    if args.ray_address and not args.workers:
-        raise ValueError("--ray-address needs --workers N: how many of the cluster's GPUs to use")
-    workers = None
-    if args.workers:
-        spec = WorkersSpec(count=args.workers, address=args.ray_address or None,
-                           cpu=not args.ray_address and not torch.cuda.is_available(),
-                           plan=ParallelPlan(cfg=2 if args.cfg_parallel else 1, ulysses=args.ulysses))
-        workers = pool_for(spec).with_messages(_say)
-        _say(f"workers: {spec.describe()}")
-    return parts, runtime, workers, device
+    return parts, runtime, VIDEOS.pool(args, _say), device
 
 
 def _director(path: Path, name: str, role: str):
@@ -103,12 +94,7 @@ def _shared_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the videos (default 7, as the workflow)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where this process runs (default: cuda if any)")
     parser.add_argument("--precision", choices=PRECISIONS, help="default: bf16 on cuda, fp32 on cpu")
-    where = parser.add_argument_group("workers", "Ray workers for the independent videos (default: this process)")
-    where.add_argument("--workers", type=int, default=0,
-                       help="N workers: GPUs of this machine (CPU workers where it has none) or of the cluster")
-    where.add_argument("--ray-address", help="a running Ray cluster (auto, HOST:PORT or ray://HOST:PORT)")
-    where.add_argument("--cfg-parallel", action="store_true", help="two workers share each video's guided steps")
-    where.add_argument("--ulysses", type=int, default=1, help="workers sharing each video's tokens (default 1)")
+    VIDEOS.add(parser)
 
 
 def register(commands) -> None:

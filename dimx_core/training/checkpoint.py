@@ -42,9 +42,9 @@ class CheckpointStore:
                              "start over") from err
         if state.get("identity") != identity:
             raise ValueError(f"checkpoint '{self.path}' (step {state.get('step')}) belongs to another run: the model, "
-                             "the dataset or the options that shape the weights (rank, alpha, learning rate, batch "
-                             "size, seed, optimizer...) differ. Use the same ones to resume, or another checkpoint "
-                             "folder (or delete this one) to start over.")
+                             "the dataset, the options that shape the weights (rank, alpha, learning rate, batch "
+                             "size, seed, optimizer...) or the number of workers differ. Use the same ones to "
+                             "resume, or another checkpoint folder (or delete this one) to start over.")
         return state
 
     def step_saved(self) -> int | None:

@@ -1,4 +1,4 @@
-"""`dimx train-director`: train an S- or T-Director LoRA on a dataset folder, resumable."""
+"""`dimx train-director`: train an S- or T-Director LoRA on a dataset folder, resumable, here or on Ray workers."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,7 @@ from .options import OPTIMIZERS, SPARSE_VIEW_STEPS, TrainOptions, parse_steps
 DEFAULTS = TrainOptions()
 
 
-def _train(args) -> None:
+def _train(args, workers) -> None:
     import torch
     from PIL import Image
 
@@ -25,7 +25,7 @@ def _train(args) -> None:
     from ..video.runtime import Runtime
     from ..video.sampling import FPS
     from .curve import loss_curve
-    from .trainer import train_director
+    from .job import TrainingJob, run_training
 
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out must be a .safetensors file, got '{args.out}'")
@@ -36,13 +36,16 @@ def _train(args) -> None:
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
         early_stop_patience=args.early_stop_patience, validation_steps=parse_steps(args.validation_steps),
         validation=args.validation, validation_inference_steps=args.validation_inference_steps)
-    dataset = open_dataset(args.dataset)
+    open_dataset(args.dataset)  # a bad folder is refused before the model loads
     image = None
     if args.validation_image is not None:
         image = torch.from_numpy(read_rgb(args.validation_image, "--validation-image")).float() / 255.0
     device, dtype = video_cli.device_and_dtype(args)
     parts = video_cli.load_model(args, dtype)
     checkpoints = args.checkpoints or args.out.with_name(args.out.stem + ".checkpoints")
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    pool = workers.pool(args, say)
+    job = TrainingJob(args.dataset, options, args.out, checkpoints, args.resume, args.validation_prompt, image)
 
     stop = threading.Event()
 
@@ -54,10 +57,8 @@ def _train(args) -> None:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = train_director(parts, dataset, options, args.out,
-                                Runtime.on_device(device, hooks=Hooks(should_stop=stop.is_set)),
-                                checkpoints=checkpoints, resume=args.resume, validation_prompt=args.validation_prompt,
-                                validation_image=image, say=lambda text: print(text, file=sys.stderr, flush=True))
+        result = run_training(parts, job, Runtime.on_device(device, hooks=Hooks(should_stop=stop.is_set)), pool,
+                              say=say)
     except Interrupted:
         print(f"stopped; continue with the same command and --resume (checkpoint in {checkpoints})", file=sys.stderr)
         raise SystemExit(130) from None
@@ -75,14 +76,16 @@ def _train(args) -> None:
     print(result.path)
 
 
-def register(commands) -> None:
+def register(commands, workers) -> None:
+    """workers: the top-level CLI's distributed.cli.WorkerArguments for training (--workers, --ray-address)."""
     train = commands.add_parser(
         "train-director", help="train an S- or T-Director LoRA (diffusers + peft) on a dataset folder",
         description="Train a director LoRA on the attention projections of every transformer block of a CogVideoX "
                     "image-to-video model: v-prediction MSE, conditions computed once, T5 and the VAE off the GPU "
                     "while training. Writes FILE.safetensors (loads at strength 1.0 as trained in Load Director LoRA "
                     "and in diffusers' load_lora_weights), FILE.loss.png and the validation videos beside it, and "
-                    "keeps a resumable checkpoint in FILE.checkpoints/.")
+                    "keeps a resumable checkpoint in FILE.checkpoints/. With --workers N the run is shared by N Ray "
+                    "workers (GPUs here or of a cluster), each training its share of every batch.")
     video_cli.add_model_arguments(train)
     train.add_argument("--dataset", type=Path, required=True, help="dataset folder (prompts.txt + videos.txt)")
     train.add_argument("--kind", choices=("s", "t"), required=True,
@@ -123,4 +126,5 @@ def register(commands) -> None:
     train.add_argument("--validation-image", type=Path, default=None,
                        help="default: the first clip's first frame (and its last, for a start/end-frame base)")
     video_cli.add_device_arguments(train)
-    train.set_defaults(run=_train)
+    workers.add(train)
+    train.set_defaults(run=lambda args: _train(args, workers))

@@ -1,11 +1,9 @@
-"""Other processes that make videos for this one (dimx_core.distributed's Ray workers), as the stages that can hand
-out their independent videos (multi-view grid, refinement) see them."""
+"""Other processes that work for this one (dimx_core.distributed's Ray workers), as the stages that can hand out
+their independent videos (multi-view grid, refinement) or a training run see them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Protocol
-
-import torch
 
 from .components import VideoComponents
 from .runtime import Runtime
@@ -25,8 +23,8 @@ class Task:
 
 class Workers(Protocol):
     def run(self, parts: VideoComponents, tasks: list[Task], runtime: Runtime,
-            on_done: Callable[[Task, torch.Tensor, str], None]) -> None:
+            on_done: Callable[[Task, object, str], None]) -> None:
         """Do every task with the model `parts` was loaded from and `runtime`'s speed options, reporting the
-        progress of all of them through runtime.hooks; on_done(task, frames, where) is called here, in this
-        process, as each one finishes. A Cancel (runtime.hooks.should_stop) stops every worker and raises
-        Interrupted once they stopped."""
+        progress of all of them through runtime.hooks; on_done(task, result, where) is called here, in this
+        process, as each one finishes (a video's result is its frames). A Cancel (runtime.hooks.should_stop)
+        stops every worker and raises Interrupted once they stopped."""

@@ -22,7 +22,7 @@ def test_the_workers_node_refuses_what_it_cannot_run(node_classes):
         node_classes["DimensionXWorkers"].execute("first two", "", False, 1, 0.0, False)
 
 
-def test_the_4d_nodes_take_workers_as_an_optional_input(node_classes):
-    for node_id in ("DimensionXMultiViewGenerate", "DimensionXAppearanceRefine"):
+def test_the_4d_nodes_and_the_trainer_take_workers_as_an_optional_input(node_classes):
+    for node_id in ("DimensionXMultiViewGenerate", "DimensionXAppearanceRefine", "DimensionXTrainDirectorLoRA"):
         (workers,) = [item for item in node_classes[node_id].GET_SCHEMA().inputs if item.id == "workers"]
         assert workers.optional and workers.io_type == "DIMX_WORKERS"

@@ -5,7 +5,7 @@ import torch.distributed as dist
 import torch.multiprocessing as multiprocessing
 from safetensors.torch import load_file
 
-from dimx_core.datasets.layout import ClipGeometry, DatasetWriter, open_dataset
+from dimx_core.datasets.layout import open_dataset
 from dimx_core.training.options import TrainOptions
 from dimx_core.training.trainer import train_director
 from dimx_core.video.components import load_diffusers_folder
@@ -30,13 +30,9 @@ def _process(rank: int, world: int, rendezvous: str, model: str, dataset: str, o
 
 
 def test_two_processes_of_batch_one_train_what_one_process_of_batch_two_trains(tiny_model_dir, tmp_path):
-    writer = DatasetWriter(tmp_path / "data", "spatial", ClipGeometry(144, 96, 17, 8.0), {})
-    generator = torch.Generator().manual_seed(0)
-    for index in range(3):
-        coarse = torch.rand(1, 3, 3, 4, 6, generator=generator)
-        frames = torch.nn.functional.interpolate(coarse, size=(17, 96, 144), mode="trilinear")[0]
-        writer.add(frames.permute(1, 2, 3, 0), f"a coloured blur {index}", {})
-    writer.finish([])
+    from tests.synthetic_videos import blur_dataset  # here: the spawned processes cannot import tests/
+
+    blur_dataset(tmp_path / "data")
     out = tmp_path / "parallel.safetensors"
     multiprocessing.spawn(_process, args=(2, str(tmp_path / "rendezvous"), str(tiny_model_dir), str(tmp_path / "data"),
                                           str(out)), nprocs=2)
