@@ -194,10 +194,11 @@ def _rasterize_view(radii, means2d, depths, conics, opacities, colors, backgroun
     tiles_x, tiles_y = -(-width // tile), -(-height // tile)
     gaussians, tile_ids, per_tile = _tile_lists(means2d, radii, depths, width, height, tile)
     tile_centres = (torch.stack([tile_ids % tiles_x, tile_ids // tiles_x], dim=-1).to(dtype) + 0.5) * tile
-    exponents = _exponents(means2d[gaussians], conics[gaussians], opacities[gaussians], tile_centres)
+    exponents = _exponents(_gather(means2d, gaussians), _gather(conics, gaussians), _gather(opacities, gaussians),
+                           tile_centres)
     # one padding pair at the end (alpha 0, values 0) fills every tile's list up to the longest of its run
     exponents = torch.cat([exponents, exponents.new_tensor([[-torch.inf, 0, 0, 0, 0, 0]])])
-    pair_values = torch.cat([torch.cat([colors[gaussians], colors.new_ones(len(gaussians), 1)], dim=-1),
+    pair_values = torch.cat([torch.cat([_gather(colors, gaussians), colors.new_ones(len(gaussians), 1)], dim=-1),
                              colors.new_zeros(1, colors.shape[-1] + 1)])
     list_start = torch.cumsum(per_tile, 0) - per_tile
     ys, xs = torch.meshgrid(torch.arange(tile, device=device), torch.arange(tile, device=device), indexing="ij")
@@ -212,7 +213,7 @@ def _rasterize_view(radii, means2d, depths, conics, opacities, colors, backgroun
     for start, stop in runs:
         chosen, rank = tiles[start:stop], torch.arange(max(counts[stop - 1], 1), device=device)
         table = torch.where(rank < per_tile[chosen, None], list_start[chosen, None] + rank, len(gaussians))
-        args = (exponents[table], pair_values[table], basis, background)
+        args = (_gather(exponents, table), _gather(pair_values, table), basis, background)
         pieces.append(checkpoint(_CompositeTiles.apply, *args, use_reentrant=False) if use_checkpoint
                       else _CompositeTiles.apply(*args))
     values = torch.cat(pieces)
@@ -220,6 +221,13 @@ def _rasterize_view(radii, means2d, depths, conics, opacities, colors, backgroun
     image = values.reshape(tiles_y, tiles_x, tile, tile, -1).permute(0, 2, 1, 3, 4)
     image = image.reshape(tiles_y * tile, tiles_x * tile, -1)[:height, :width]
     return image[..., :-1], image[..., -1:]
+
+
+def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values[index] (rows) with a backward that adds in a fixed order: the backward of advanced indexing
+    (index_put_ with accumulate) runs in parallel on the CPU and sums the rows in a different order every run, so
+    a fit was not reproducible; index_select's backward (index_add_) is serial over the index there."""
+    return values.index_select(0, index.reshape(-1)).reshape(*index.shape, *values.shape[1:])
 
 
 def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *, sh_degree=None,

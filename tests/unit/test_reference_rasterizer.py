@@ -178,3 +178,26 @@ def test_spherical_harmonics_match_gsplats_basis(degree):
     directions, coeffs = torch.randn(500, 3), torch.randn(500, 16, 3)
     ours = reference.evaluate_sh(degree, directions, coeffs)
     assert torch.allclose(ours, _spherical_harmonics(degree, directions, coeffs), atol=1e-5)
+
+
+def test_gradients_are_the_same_at_every_backward_on_several_threads():
+    """A fit on the CPU is reproducible: the gathers' backward adds the rows in a fixed order (advanced indexing's
+    backward summed them in parallel, in a different order each run, on more than one thread)."""
+    generator = torch.Generator().manual_seed(4)
+    count = 3000
+    scene = gaussians(torch.randn(count, 3, generator=generator) * 0.3 + torch.tensor([0.0, 0.0, 3.0]),
+                      torch.rand(count, 3, generator=generator) * 0.05 + 0.01,
+                      torch.rand(count, generator=generator) * 0.9 + 0.05, torch.rand(count, 3, generator=generator))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(3):
+            leaves = {name: tensor.detach().requires_grad_() for name, tensor in scene.items()}
+            image, _, _ = render(leaves, width=64, height=48)
+            (image * torch.linspace(0, 1, image.numel()).reshape(image.shape)).sum().backward()
+            grads.append([leaf.grad for leaf in leaves.values()])
+    finally:
+        torch.set_num_threads(threads)
+    for later in grads[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(grads[0], later))
