@@ -47,7 +47,10 @@ def require(module: str, purpose: str | None = None) -> ModuleType:
 
 def version_of(module: str) -> str | None:
     """Installed version without importing the module (importing gsplat may start a CUDA build)."""
-    if importlib.util.find_spec(module) is None:
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+    except ModuleNotFoundError:  # a dotted name whose parent package is absent (yunchang.comm.all_to_all)
         return None
     dist = KNOWN.get(module, (module, ""))[0]
     try:

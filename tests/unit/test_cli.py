@@ -66,3 +66,14 @@ def test_lora_info_names_format_rank_and_scale(tiny_model_dir, tmp_path, capsys)
     assert main(["lora-info", str(build_tiny_lora(tiny_model_dir, tmp_path / "t.safetensors", "t"))]) == 0
     out = capsys.readouterr().out
     assert "diffusers/PEFT keys" in out and "rank: 8" in out and "W + 0.125·B·A" in out
+
+
+def test_the_report_names_optional_packages_whose_parent_package_is_absent(monkeypatch):
+    """Pack Info and `dimx info` list yunchang.comm.all_to_all (the optional 'distributed' extra); where yunchang is
+    not installed, the report says so instead of failing."""
+    from dimx_core import backends
+    from dimx_core.optional import version_of
+
+    assert version_of("no_such_parent_package.child") is None
+    monkeypatch.setitem(backends.KNOWN, "no_such_parent_package.child", ("no-such-package", "a test"))
+    assert backends.report().packages["no_such_parent_package.child"] is None
