@@ -45,12 +45,17 @@ def require(module: str, purpose: str | None = None) -> ModuleType:
             f"({err}). Install it into the Python that runs ComfyUI: python -m pip install {dist}{also}.") from err
 
 
-def version_of(module: str) -> str | None:
-    """Installed version without importing the module (importing gsplat may start a CUDA build)."""
+def is_installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it (importing gsplat may start a CUDA build)."""
     try:
-        if importlib.util.find_spec(module) is None:
-            return None
+        return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # a dotted name whose parent package is absent (yunchang.comm.all_to_all)
+        return False
+
+
+def version_of(module: str) -> str | None:
+    """Installed version without importing the module."""
+    if not is_installed(module):
         return None
     dist = KNOWN.get(module, (module, ""))[0]
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import weakref
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..optional import require
+from ..optional import is_installed, require
 
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                  "efficient": SDPBackend.EFFICIENT_ATTENTION}
@@ -105,10 +104,7 @@ def kernel_named(name: str) -> Kernel:
 
 
 def installed(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(OPTIONAL_KERNELS[name].module) is not None
-    except ModuleNotFoundError:  # the parent package of a dotted name is absent
-        return False
+    return is_installed(OPTIONAL_KERNELS[name].module)
 
 
 # --- choosing a kernel ---------------------------------------------------------------------------------------------
