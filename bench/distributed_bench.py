@@ -2,17 +2,18 @@
 
 Two modes:
 - `split` (no Ray): the guided CogVideoX-5b-I2V step (random weights, bf16, 49 frames at 480x720: 17,550 video +
-  226 text tokens, batch 2) plain and through each split code path. At world size 1 (a 1-rank NCCL group) that is
-  the overhead of the paths (goal: none); under torchrun on W GPUs every plan cfg x ulysses = W that the 48 heads
-  allow is timed against the plain step on one GPU, i.e. the scaling. Every rank checks its result against the
-  plain step (relative L2).
+  226 text tokens, batch 2) plain and through each split code path. At world size 1 every plan takes the plain
+  path (split_for makes no group for a part over one rank), so the exchanges are forced through a 1-rank NCCL
+  group: the local copies a rank makes around its communication; under torchrun on W GPUs every plan
+  cfg x ulysses = W that the 48 heads allow is timed against the plain step on one GPU, i.e. the scaling. Every
+  rank checks its result against the plain step (relative L2).
 - `ray`: one whole video (--video-steps, default 50) made in this process and by one Ray worker holding the same
-  model (loaded once, not timed): the worker's overhead (goal <= 3% of a 50-step video). Needs a model folder
-  (--model), or --tiny.
+  model (loaded once, not timed): the worker's overhead (goal <= 3% of a 50-step video). On --model DIR, or a
+  full-size folder with random weights it writes first (the text encoder cut to 2 layers), or --tiny.
 
     python bench/distributed_bench.py --mode split                     # one GPU, no Ray, about 60 s
     torchrun --nproc-per-node 8 bench/distributed_bench.py --mode split  # scaling over 8 GPUs
-    python bench/distributed_bench.py --mode ray --model DIR           # needs ray (and the 5B folder)
+    python bench/distributed_bench.py --mode ray                      # needs ray; about 5 minutes
     python bench/distributed_bench.py --mode split --tiny ; python bench/distributed_bench.py --mode ray --tiny
 """
 from __future__ import annotations
@@ -35,7 +36,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from video_bench import build_modules, rel_l2, synchronize  # noqa: E402
 
-from dimx_core.cogvideox.spec import COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER  # noqa: E402
+from dimx_core.cogvideox.spec import (COGVIDEOX_5B_I2V_SCHEDULER, COGVIDEOX_5B_I2V_TRANSFORMER,  # noqa: E402
+                                      COGVIDEOX_5B_I2V_VAE, T5_XXL_ENCODER)
 from dimx_core.distributed.parallel import ParallelPlan, ParallelSplit, split_for  # noqa: E402
 from dimx_core.tiny import TINY_TRANSFORMER  # noqa: E402
 from dimx_core.video.request import SamplerSettings  # noqa: E402
@@ -59,11 +61,15 @@ def _init_group(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _plans(world: int, heads: int) -> list[tuple[str, ParallelPlan]]:
-    """At world size 1 each code path alone and both; else every cfg x ulysses = world the heads allow."""
+def _splits(world: int, heads: int) -> list[tuple[str, ParallelSplit]]:
+    """Every cfg x ulysses = world the heads allow; at world size 1 the plan as split_for gives it, then each
+    exchange and both forced through a 1-rank group."""
     if world == 1:
-        return [("cfg path", ParallelPlan()), ("ulysses path", ParallelPlan()), ("cfg+ulysses path", ParallelPlan())]
-    return [(f"cfg {cfg} x ulysses {world // cfg}", ParallelPlan(cfg, world // cfg)) for cfg in (1, 2)
+        one, plan = dist.new_group([0]), ParallelPlan()
+        return [("plan 1 x 1 (split_for)", split_for(plan)), ("cfg exchange, 1 rank", ParallelSplit(plan, one, None)),
+                ("ulysses exchange, 1 rank", ParallelSplit(plan, None, one)),
+                ("cfg+ulysses exchanges, 1 rank", ParallelSplit(plan, one, one))]
+    return [(f"cfg {cfg} x ulysses {world // cfg}", split_for(ParallelPlan(cfg, world // cfg))) for cfg in (1, 2)
             if world % cfg == 0 and heads % (world // cfg) == 0]
 
 
@@ -97,16 +103,36 @@ def split_mode(args, device: torch.device) -> dict:
 
     plain_seconds, plain = run(WHOLE_STEPS)
     rows = [{"variant": "plain step", "s_per_step": plain_seconds, "speedup": 1.0, "rel_l2": 0.0}]
-    for name, plan in _plans(world, config["num_attention_heads"]):
-        whole = split_for(plan)
-        split = {"cfg path": ParallelSplit(plan, whole.cfg_group, None),
-                 "ulysses path": ParallelSplit(plan, None, whole.sequence_group)}.get(name, whole)
+    for name, split in _splits(world, config["num_attention_heads"]):
         seconds, out = run(split)
         rows.append({"variant": name, "s_per_step": seconds, "speedup": plain_seconds / seconds,
                      "rel_l2": rel_l2(out, plain)})
     dist.destroy_process_group()
     return {"mode": "split", "world": world, "rank": rank, "device": str(device), "build_s": built,
             "steps_timed": args.steps, "rows": rows}
+
+
+# The text encoder runs once per video (~20 ms for T5-XXL's 24 layers): 2 of them keep the folder write and the two
+# loads short without changing the timed video; the transformer and the VAE are full size.
+RANDOM_T5_LAYERS = 2
+
+
+def random_model_folder(out: Path, device: torch.device, dtype: torch.dtype) -> Path:
+    """A CogVideoX-5b-I2V folder with random weights (built on `device`, saved in `dtype`)."""
+    from dimx_core.tiny import new_model_folder, write_model_folder
+
+    out, _ = new_model_folder(out)
+    started = time.perf_counter()
+    built = build_modules(COGVIDEOX_5B_I2V_TRANSFORMER, COGVIDEOX_5B_I2V_VAE,
+                          dict(T5_XXL_ENCODER, num_layers=RANDOM_T5_LAYERS), device, dtype,
+                          which=("transformer", "vae", "text_encoder"))
+    write_model_folder(out, built["transformer"], built["vae"], built["text_encoder"],
+                       readme=f"CogVideoX-5b-I2V with random weights (T5 cut to {RANDOM_T5_LAYERS} layers).\n")
+    del built
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    print(f"random model folder written in {time.perf_counter() - started:.1f} s", flush=True)
+    return out
 
 
 def ray_mode(args, device: torch.device) -> dict:
@@ -119,7 +145,12 @@ def ray_mode(args, device: torch.device) -> dict:
     from dimx_core.video.workers import Task
 
     dtype = torch.float32 if args.tiny else torch.bfloat16
-    folder = args.model or build_tiny_model(Path(tempfile.mkdtemp()) / "model")
+    if args.model:
+        folder = args.model
+    elif args.tiny:
+        folder = build_tiny_model(Path(tempfile.mkdtemp()) / "model")
+    else:
+        folder = random_model_folder(Path(tempfile.mkdtemp()) / "model", device, dtype)
     parts = ModelSource(dtype_name(dtype), folder=str(folder)).load()
     image = torch.rand(parts.spec.height, parts.spec.width, 3, generator=torch.Generator().manual_seed(0))
     request = VideoRequest(image, "a house on a hill", settings=SamplerSettings(steps=args.video_steps))
@@ -152,14 +183,13 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks the logic")
     parser.add_argument("--steps", type=int, default=2, help="timed guided steps per variant (split mode)")
     parser.add_argument("--video-steps", type=int, default=50, help="steps of the timed video (ray mode)")
-    parser.add_argument("--model", type=Path, help="a CogVideoX-5b-I2V folder (ray mode without --tiny)")
+    parser.add_argument("--model", type=Path, help="a CogVideoX-5b-I2V folder (ray mode; default: one with random "
+                        "weights written to a temporary folder)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads of the worker (ray mode)")
     parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "bench"), help="results folder")
     args = parser.parse_args(argv)
     if not args.tiny and not torch.cuda.is_available():
         parser.error("no CUDA GPU: run on the GPU machine, or use --tiny to check the logic on the CPU")
-    if args.mode == "ray" and not args.tiny and args.model is None:
-        parser.error("--mode ray needs --model DIR (a CogVideoX-5b-I2V folder), or --tiny")
     device = torch.device("cpu" if args.tiny else "cuda")
     result = (split_mode if args.mode == "split" else ray_mode)(args, device)
     text = json.dumps(result, indent=2)

@@ -112,16 +112,32 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
     transformer_config, inverts_scale, pipeline, extra_config = TINY_VERSIONS[version]
     diffusers = require("diffusers")
     transformers = require("transformers")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"'{out}' exists and is not empty; choose a new folder for the tiny model.")
-    out.mkdir(parents=True, exist_ok=True)
-    vocab = _write_tokenizer(out / "tokenizer", TINY_TRANSFORMER["max_text_seq_length"])
+    out, vocab = new_model_folder(out)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         transformer = diffusers.CogVideoXTransformer3DModel(**transformer_config)
         vae = diffusers.AutoencoderKLCogVideoX(**dict(TINY_VAE, invert_scale_latents=inverts_scale))
         text_encoder = transformers.T5EncoderModel(transformers.T5Config(vocab_size=vocab, **TINY_T5))
+    return write_model_folder(
+        out, transformer, vae, text_encoder, pipeline, extra_config,
+        f"Tiny CogVideoX {version} image-to-video model with random weights, built by `dimx tiny-model` for tests "
+        f"and demos (seed {seed}). Same layout and architecture as the 5B model; outputs are noise.\n")
+
+
+def new_model_folder(out: str | Path) -> tuple[Path, int]:
+    """`out` created (empty or absent before) with the tiny SentencePiece tokenizer in it; its vocabulary size."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"'{out}' exists and is not empty; choose a new folder for the model.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out, _write_tokenizer(out / "tokenizer", TINY_TRANSFORMER["max_text_seq_length"])
+
+
+def write_model_folder(out: Path, transformer, vae, text_encoder, pipeline: str = I2V_PIPELINE,
+                       extra_config: dict | None = None, readme: str = "") -> Path:
+    """Save built modules into a folder from new_model_folder as a diffusers image-to-video folder (DDIM scheduler,
+    model_index) that loads through the same code as the published ones; benchmarks write full-size random ones."""
+    diffusers = require("diffusers")
     transformer.save_pretrained(out / "transformer", safe_serialization=True)
     if extra_config:  # keys diffusers' class does not know, written into the config as the published folders do
         config_path = out / "transformer" / "config.json"
@@ -131,9 +147,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, version: str = "1.0") -> Pa
     diffusers.CogVideoXDDIMScheduler(**COGVIDEOX_5B_I2V_SCHEDULER).save_pretrained(out / "scheduler")
     index = dict(MODEL_INDEX, _class_name=pipeline, _diffusers_version=diffusers.__version__)
     (out / "model_index.json").write_text(json.dumps(index, indent=2))
-    (out / "README.md").write_text(
-        f"Tiny CogVideoX {version} image-to-video model with random weights, built by `dimx tiny-model` for "
-        f"tests and demos (seed {seed}). Same layout and architecture as the 5B model; outputs are noise.\n")
+    (out / "README.md").write_text(readme or "CogVideoX image-to-video folder with random weights (benchmarks).\n")
     return out
 
 

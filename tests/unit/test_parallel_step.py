@@ -54,8 +54,11 @@ def _rank(rank, world, port, plan, lora_path, out):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         seen = []
-        latents = denoised(lora_path, split_for(plan), seen)
-        torch.save({"latents": latents, "block_tokens": seen}, f"{out}/rank{rank}.pt")
+        split = split_for(plan)
+        latents = denoised(lora_path, split, seen)
+        torch.save({"latents": latents, "block_tokens": seen,
+                    "split_parts": (split.cfg_group is not None, split.sequence_group is not None)},
+                   f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -81,6 +84,8 @@ def test_a_split_video_denoises_what_one_process_denoises(plan, director, alone,
         # each block saw this rank's run of the 225 video tokens (113: padded to 226), and only its guided row
         rows, tokens = (1 if plan.cfg == 2 else 2), (225 if plan.ulysses == 1 else 113)
         assert result["block_tokens"] == [(rows, tokens)] * 2
+        # a part over one rank has no group: it takes the plain path instead of copying through an exchange
+        assert result["split_parts"] == (plan.cfg > 1, plan.ulysses > 1)
 
 
 def test_ulysses_refuses_heads_that_do_not_divide():
