@@ -128,7 +128,8 @@ class TrainBench:
                 f"{config.attention_head_dim}, random bf16 weights; {self.spec.frames} frames of "
                 f"{self.spec.width}x{self.spec.height} = {tokens} video + {self.spec.text_tokens} text tokens, batch 1",
                 f"- LoRA rank {self.rank}, alpha 1, on attn1.to_q/to_k/to_v/to_out.0 of every block; fp32 LoRA "
-                "weights, bf16 base; SDPA attention; one timed step = forward + backward + optimizer step"]
+                "weights computing in bf16 (add_training_adapter); SDPA attention; one timed step = forward + "
+                "backward + optimizer step"]
 
     def forward_pass(self) -> None:
         """One unguided forward pass of the base model (what one step of an unguided video costs)."""
@@ -143,7 +144,7 @@ class TrainBench:
         self.report.add("Reference: one unguided forward pass", [
             f"- {self.forward_seconds:.3f} s (median of {len(times)}; {', '.join(f'{t:.3f}' for t in times)})"])
 
-    def variant(self, variant: Variant) -> str:
+    def variant(self, variant: Variant, profile: bool = False) -> str:
         options = TrainOptions(rank=self.rank, optimizer=variant.optimizer,
                                gradient_checkpointing=variant.checkpointing)
         latents, noise, steps, images, prompt = self.inputs
@@ -163,6 +164,8 @@ class TrainBench:
                 optimizer_step(loss, parameters, optimizer, options.max_grad_norm)
 
             times = timed(step, self.device, self.args.repeats)
+            if profile:
+                self.profile(variant, step)
             seconds, peak = statistics.median(times), peak_gib(self.device)
             ratio = seconds / self.forward_seconds if self.forward_seconds else float("nan")
             run = RUN_STEPS * seconds + RUN_STEPS // EVAL_EVERY * options.eval_samples * (self.forward_seconds or 0)
@@ -181,17 +184,31 @@ class TrainBench:
             remove_training_adapter(self.transformer)
             cap_memory(self.device, None)
 
+    def profile(self, variant: Variant, step) -> None:
+        """Where one step's GPU time goes: the kernels and operators taking the most of it (torch.profiler)."""
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
+        with profile(activities=activities) as recorded:
+            step()
+            synchronize(self.device)
+        sort = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+        table = recorded.key_averages().table(sort_by=sort, row_limit=self.args.profile_rows, max_name_column_width=70)
+        self.report.add(f"Profile of one step: {variant.name}", ["```", *table.splitlines(), "```"])
+
     def run(self) -> None:
         self.report.add("Setup", self.facts())
         self.forward_pass()
         header = ["| variant | s/step | step / forward | peak GPU memory | 3000-step run |", "|---|---|---|---|---|"]
         for variant in VARIANTS:
+            if self.args.only is not None and variant.name not in self.args.only:
+                continue
             if time.perf_counter() > self.deadline:
                 self.rows.append(f"| {variant.name} | skipped (budget) | - | - | - |")
                 continue
             print(f"running: {variant.name}", flush=True)
             try:
-                self.rows.append(self.variant(variant))
+                self.rows.append(self.variant(variant, profile=variant.name in self.args.profile))
             except Exception as err:  # noqa: BLE001 - one failing variant must not end the benchmark
                 traceback.print_exc()
                 if self.args.tiny:
@@ -213,6 +230,10 @@ def parse_args(argv=None):
     parser.add_argument("--rank", type=int, default=256, help="LoRA rank (default 256, the paper's)")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per variant after a warm-up (default 3)")
     parser.add_argument("--budget", type=float, default=480, help="no new variant after this many seconds")
+    parser.add_argument("--profile", nargs="*", default=[], metavar="VARIANT",
+                        help="variants (by name) whose step is also profiled; their top kernels go to the results")
+    parser.add_argument("--profile-rows", type=int, default=30, help="rows of each profile table (default 30)")
+    parser.add_argument("--only", nargs="*", default=None, metavar="VARIANT", help="run only these variants")
     parser.add_argument("--out", default=str(Path(os.environ.get("OUT", "bench")) / "RESULTS-train.md"),
                         help="the results file (default $OUT/RESULTS-train.md)")
     args = parser.parse_args(argv)

@@ -57,7 +57,30 @@ def add_training_adapter(transformer: torch.nn.Module, rank: int, alpha: float, 
     for parameter in parameters:
         parameter.data = parameter.data.float()
         parameter.requires_grad_(True)
+    if transformer.dtype != torch.float32:
+        _compute_in(transformer, transformer.dtype)
     return parameters, config
+
+
+class _CastWeight(torch.nn.Module):
+    def __init__(self, dtype: torch.dtype):
+        super().__init__()
+        self.dtype = dtype
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.to(self.dtype)
+
+
+def _compute_in(transformer: torch.nn.Module, dtype: torch.dtype) -> None:
+    """The fp32 adapter weights are read as `dtype` copies in the forward pass (a parametrization: gradients reach
+    the fp32 weights through the cast), as automatic mixed precision does. Else peft casts every layer's bf16 input
+    up to the weights' fp32 and the sum back: at 17.8k tokens those casts and fp32 products took ~25% of a 5B
+    training step on the H200. The weights stay the same fp32 Parameters, which the optimizer updates."""
+    parametrize = require("torch.nn.utils.parametrize")
+    for layer in lora_layers(transformer):
+        if TRAINING_ADAPTER in layer.lora_A:
+            for module in (layer.lora_A[TRAINING_ADAPTER], layer.lora_B[TRAINING_ADAPTER]):
+                parametrize.register_parametrization(module, "weight", _CastWeight(dtype), unsafe=True)  # dtype changes
 
 
 def remove_training_adapter(transformer: torch.nn.Module) -> None:
@@ -79,7 +102,8 @@ def adapter_state(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The adapter's tensors under diffusers' file keys (`transformer.<module>.lora_A.weight`)."""
     peft_utils = require("peft.utils")
     state = peft_utils.get_peft_model_state_dict(transformer, adapter_name=TRAINING_ADAPTER)
-    return {f"transformer.{key}": value.detach() for key, value in state.items()}
+    cast = f".{TRAINING_ADAPTER}.parametrizations.weight.original"  # a weight under _compute_in's cast: its original
+    return {f"transformer.{key.replace(cast, '.weight')}": value.detach() for key, value in state.items()}
 
 
 def save_director(path: str | Path, transformer: torch.nn.Module, config, info: dict, dtype: torch.dtype) -> Path:
