@@ -329,3 +329,20 @@ def test_an_inp_base_trains_a_sparse_view_s_director(inp_parts, one_clip, tmp_pa
     (step, frames), = result.validations  # the validation video joins the clip's first and last frame
     assert step == 20 and frames.shape == (17, 96, 144, 3)
     assert read_lora(result.path).describe()
+
+
+def test_a_bf16_model_trains_renders_its_validation_video_and_writes_the_fp32_weights(tiny_model_dir, one_clip,
+                                                                                       tmp_path):
+    """On a bf16 model the adapter's fp32 weights are read as bf16 (training/lora.py): the validation video and the
+    file go through the same cast, and the file keeps what the optimizer made, in the file's dtype."""
+    parts = load_diffusers_folder(tiny_model_dir, dtype=torch.bfloat16)
+    out = tmp_path / "bf16.safetensors"
+    result = train_director(parts, one_clip, TrainOptions(steps=2, **dict(FAST, validation=True,
+                                                                          validation_inference_steps=2)), out, RUN)
+    assert [step for step, _ in result.validations] == [2]
+    assert torch.isfinite(result.validations[0][1]).all()
+    tensors = load_file(out)
+    assert len(tensors) == 4 * 2 * 2 and all(".lora_A.weight" in k or ".lora_B.weight" in k for k in tensors)
+    assert any(value.abs().max() > 0 for key, value in tensors.items() if "lora_B" in key)  # B moved from zero
+    assert len(read_lora(out).targets) == 4 * 2
+    assert not any("lora" in name for name, _ in parts.transformer.named_parameters())  # adapter removed after
