@@ -1,17 +1,19 @@
 """The fit's cameras: each step's world-to-camera matrix, kept as planned or refined jointly with the scene.
 
 Refinement is gsplat's trainer's pose_opt (a correction per camera, Adam at 1e-5 decaying 100x over the fit) with
-three changes, each measured (bench/RESULTS-recon-plain-cpu.md):
+three changes:
 - one parameter per camera, so Adam moves a camera only at the steps that see it (with one (N, 6) tensor every
   camera had a gradient, zeros but the viewed row's, and Adam's momentum moved all of them at every step);
 - the correction's rotation in closed form (Rodrigues) for the one camera a step sees: torch.linalg.matrix_exp
-  chooses its series on the host from the matrix's norm, a device sync every step on CUDA, and took ~20 s of a
-  7000-step fit on the H200 (bench/RESULTS-recon-plain-device.md);
+  chooses its series on the host from the matrix's norm, a device sync every step on CUDA (refinement cost ~20 s
+  of a 7000-step fit on the H200, bench/RESULTS-recon-plain-device.md);
 - anchors: cameras that keep their planned pose and so fix the frame the scene is fitted in (the caller picks
-  cameras the fit sees: an anchor that is never rendered fixes nothing).
+  cameras the fit sees: an anchor that is never rendered fixes nothing, and the refined cameras and the scene then
+  drift together off the plan, which held-out views at planned poses pay for; bench/RESULTS-recon-plain-cpu.md).
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 
@@ -21,9 +23,14 @@ import torch
 POSE_LEARNING_RATE = 1e-5  # gsplat trainer's pose_opt_lr: radians (and scene-scale units) per step
 POSE_LEARNING_RATE_DECAY = 0.01  # over the whole fit, as gsplat's trainer decays pose_opt_lr (and the means' rate)
 
-# [w]x = (w @ _SKEW.T) read as 3x3, row-major: the cross-product matrix of a rotation vector w
-_SKEW = torch.tensor([[0, 0, 0], [0, 0, -1], [0, 1, 0], [0, 0, 1], [0, 0, 0], [-1, 0, 0], [0, -1, 0], [1, 0, 0],
-                      [0, 0, 0]], dtype=torch.float32)
+@functools.lru_cache(maxsize=8)
+def _constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(skew map, 3x3 identity, a rigid matrix's last row) on `device`, made once: a tensor made from Python values
+    in each step would be a host-to-device copy every step. (w @ skew map) read as 3x3 row-major is [w]x."""
+    with torch.inference_mode(False):
+        skew = torch.tensor([[0, 0, 0], [0, 0, -1], [0, 1, 0], [0, 0, 1], [0, 0, 0], [-1, 0, 0], [0, -1, 0],
+                             [1, 0, 0], [0, 0, 0]], dtype=dtype, device=device).T
+        return skew, torch.eye(3, dtype=dtype, device=device), torch.tensor([[0, 0, 0, 1]], dtype=dtype, device=device)
 
 
 def rotation_exp(rotvec: torch.Tensor) -> torch.Tensor:
@@ -31,16 +38,16 @@ def rotation_exp(rotvec: torch.Tensor) -> torch.Tensor:
     with t = |w| and (1 - cos t) / t^2 = sinc(t / 2)^2 / 2, both finite with finite gradients at w = 0 (where every
     correction starts). Written out because kornia's axis_angle_to_rotation_matrix builds the matrix entry by entry
     (~60 small kernels a call, and the fit is bound by launching kernels)."""
-    skew = (rotvec @ _SKEW.to(rotvec).T).unflatten(-1, (3, 3))
+    skew_map, eye, _ = _constants(rotvec.device, rotvec.dtype)
+    skew = (rotvec @ skew_map).unflatten(-1, (3, 3))
     angle = torch.linalg.vector_norm(rotvec, dim=-1)[:, None, None]  # its gradient at 0 is 0, not nan
     half = torch.sinc(angle / (2 * math.pi))
-    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
     return eye + torch.sinc(angle / math.pi) * skew + 0.5 * half * half * (skew @ skew)
 
 
 def _rigid(rotation: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
     """(N, 4, 4) [[rotation, position], [0, 0, 0, 1]] from (N, 3, 3) and (N, 3, 1)."""
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=rotation.dtype, device=rotation.device)
+    bottom = _constants(rotation.device, rotation.dtype)[2]
     return torch.cat([torch.cat([rotation, position], dim=-1), bottom.expand(len(rotation), 1, 4)], dim=-2)
 
 
