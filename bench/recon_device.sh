@@ -4,7 +4,10 @@
 #       its parity with the fallback rasterizer and one view's forward + backward (recon_bench.py);
 #   (b) gsplat's own examples/simple_trainer.py on the same frames and exact poses with the preset's steps, starting
 #       points and refinement schedule: wall time per step beside the pack's (same recon_bench.py call);
-#   (c) the plain loop against the pack's fit on the fine ground seen at grazing angles (recon_plain.py).
+#   (c) the plain loop against the pack's fit on the fine ground seen at grazing angles (recon_plain.py), the exact
+#       poses refined and kept;
+#   (d) the same ground with the training poses perturbed (0.5 deg, 1% of the scene scale), refined and kept: what
+#       refinement gains where the poses are off.
 # Each stage runs only when the budget leaves it its expected time, under `timeout` for what is left, and writes its
 # markdown as it goes, so a stage cut short keeps what it measured. What it expects beside the repository (see
 # bench/README.md, "One device call for issue 14"): .whl/recon (gsplat, kornia), .whl/simple-trainer (tyro and its
@@ -100,5 +103,7 @@ stage ab_standard_fit_and_simple_trainer 150 $python bench/recon_bench.py "${dev
 { echo "--- simple_trainer's output"; cat bench/work/simple-trainer-log.txt; } >>"$out/ab_standard_fit_and_simple_trainer.log" 2>/dev/null
 stage c_plain_ground 150 $python bench/recon_plain.py "${c_args[@]}" --scenes ground --fits plain,pack,pack-fixed-poses \
   --out "$out/RESULTS-recon-plain-device.md"
+stage d_perturbed_ground 120 $python bench/recon_plain.py "${c_args[@]}" --scenes ground \
+  --fits pack-perturbed,pack-perturbed-fixed-poses --out "$out/RESULTS-recon-plain-device.md"
 note ""
 note "total $((SECONDS - start)) s of $budget s"

@@ -50,9 +50,7 @@ def _densify_first(self, step, meta):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     self.means_decay.step()
-    if self.pose_optimizer is not None:
-        self.pose_optimizer.step()
-        self.pose_optimizer.zero_grad(set_to_none=True)
+    self.poses.step()
 
 
 def _fixed_poses():

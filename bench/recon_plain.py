@@ -118,6 +118,36 @@ def replace_views(trajectory, views: list[int]):
     return replace(trajectory, c2w_opencv=trajectory.c2w_opencv[views], intrinsics=trajectory.intrinsics[views])
 
 
+PERTURBATION = {"degrees": 0.5, "shift": 0.01}  # --perturb: each perturbed camera's rotation and move (share of scale)
+
+
+def perturbed(trajectory, seed: int):
+    """`trajectory` with every camera but the held-out ones (every 8th, scored on their exact poses) and the first
+    one the fit sees (which anchors the frame) turned by PERTURBATION degrees about a random axis and moved by its
+    share of the scene scale in a random direction: a video that follows its planned path only roughly."""
+    from dataclasses import replace
+
+    from scipy.spatial.transform import Rotation
+
+    from dimx_core.recon.init import scene_scale
+
+    rng = np.random.default_rng(seed)
+    c2w = trajectory.c2w_opencv.copy()
+    moved = [index for index in range(len(c2w)) if index % 8 and index != 1]
+    axes = rng.normal(size=(len(moved), 3))
+    turns = Rotation.from_rotvec(np.radians(PERTURBATION["degrees"]) * axes / np.linalg.norm(axes, axis=1,
+                                                                                             keepdims=True))
+    shifts = rng.normal(size=(len(moved), 3))
+    shifts *= PERTURBATION["shift"] * scene_scale(trajectory) / np.linalg.norm(shifts, axis=1, keepdims=True)
+    c2w[moved, :3, :3] = c2w[moved, :3, :3] @ turns.as_matrix()
+    c2w[moved, :3, 3] += shifts
+    return replace(trajectory, c2w_opencv=c2w)
+
+
+def pack_fit_perturbed(images, trajectory, *, steps: int, points: int, seed: int, device: torch.device):
+    return pack_fit(images, perturbed(trajectory, seed), steps=steps, points=points, seed=seed, device=device)
+
+
 def pack_fit(images, trajectory, *, steps: int, points: int, seed: int, device: torch.device):
     result = reconstruct(images, trajectory, ReconstructOptions(
         preset="standard", steps=steps, poses="trajectory", holdout_every=8, device=str(device), seed=seed,
@@ -129,6 +159,9 @@ FITS = {
     "plain": ("the plain loop (simple_trainer's)", plain_fit, None),
     "pack": ("the pack: standard preset stretched to the steps, confidence none", pack_fit, None),
     "pack-fixed-poses": ("the pack, the exact poses not refined", pack_fit, _fixed_poses),
+    "pack-perturbed": ("the pack, the training poses perturbed (--perturb), refined", pack_fit_perturbed, None),
+    "pack-perturbed-fixed-poses": ("the pack, the training poses perturbed (--perturb), not refined",
+                                   pack_fit_perturbed, _fixed_poses),
     "pack-unscaled-grow": ("the pack, gsplat's grow_grad2d not scaled by the frame height", pack_fit,
                            lambda: patched(fit_module, "GROW_REFERENCE_HEIGHT", 0)),
 }
@@ -146,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=100_000, help="starting points of every fit")
     parser.add_argument("--scene-gaussians", type=int, default=60_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--perturb", default="0.5,0.01",
+                        help="the perturbed fits' turn of each camera in degrees and its move as a share of the scene "
+                             "scale")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    PERTURBATION["degrees"], PERTURBATION["shift"] = (float(value) for value in args.perturb.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -8,6 +8,8 @@ change the number of Gaussians.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from gsplat.strategy import DefaultStrategy
 
@@ -15,13 +17,20 @@ from gsplat.strategy import DefaultStrategy
 class SyncFreeDefaultStrategy(DefaultStrategy):
     """DefaultStrategy whose per-step bookkeeping (packed=False) never waits for the GPU."""
 
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _to_screen(x: float, y: float, device: torch.device) -> torch.Tensor:
+        """gsplat's gradient scale to pixels, made once: a new tensor each step is a host-to-device copy."""
+        with torch.inference_mode(False):
+            return torch.tensor([x, y], device=device)
+
     @torch.no_grad()
     def _update_state(self, params, state, info, packed: bool = False):
         if packed:
             return super()._update_state(params, state, info, packed=packed)
         gradient = info[self.key_for_gradient].absgrad if self.absgrad else info[self.key_for_gradient].grad
         cameras = info["n_cameras"]
-        to_screen = gradient.new_tensor([info["width"] / 2.0 * cameras, info["height"] / 2.0 * cameras])
+        to_screen = self._to_screen(info["width"] / 2.0 * cameras, info["height"] / 2.0 * cameras, gradient.device)
         visible = (info["radii"] > 0.0).all(dim=-1)                      # (C, N)
         count = len(params["means"])
         for key in ("grad2d", "count"):

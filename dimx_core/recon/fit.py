@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from ..camera import Trajectory
 from ..hooks import NO_HOOKS, Hooks
 from .gaussians import Gaussians
 from .init import scene_scale
+from .pose_refinement import CameraPoses
 from .poses import PoseCheck, PoseChoice, describe_refinement
 from .raster import Rasterizer
 from .render import render_views
@@ -30,7 +31,6 @@ MAX_SH_DEGREE = 3
 # gsplat's trainer: learning rates per parameter group (means scale with the scene)
 LEARNING_RATES = {"means": 1.6e-4, "scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 2.5e-3,
                   "shN": 2.5e-3 / 20}
-POSE_LEARNING_RATE = 1e-5  # gsplat trainer's pose_opt_lr: radians (and scene-scale units) per step
 # gsplat's densification threshold (0.0002) was tuned on frames several hundred pixels high; its screen-space
 # gradient grows as 1 / height for Gaussians of a given pixel size, so the threshold follows the frame height
 # relative to CogVideoX's 480 rows (unchanged there; 10x higher for the 48-row frames of the CPU tests).
@@ -104,46 +104,16 @@ STRATEGIES = {
 }
 
 
-# --- camera pose refinement ----------------------------------------------------------------------------------------
-
-def _refined_c2w(c2w: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """c2w @ exp(delta): delta (N, 6) is a small rotation vector and translation in each camera's own frame."""
-    skew = torch.zeros(len(delta), 3, 3, dtype=delta.dtype, device=delta.device)
-    w = delta[:, :3]
-    skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -w[:, 2], w[:, 1], -w[:, 0]
-    skew = skew - skew.transpose(1, 2)
-    correction = torch.eye(4, dtype=delta.dtype, device=delta.device).repeat(len(delta), 1, 1)
-    correction[:, :3, :3] = torch.linalg.matrix_exp(skew)
-    correction[:, :3, 3] = delta[:, 3:]
-    return c2w @ correction
-
-
-def _world_to_camera(c2w: torch.Tensor) -> torch.Tensor:
-    """Inverse of rigid (N, 4, 4) poses without a general matrix inverse."""
-    rotation_t = c2w[:, :3, :3].transpose(1, 2)
-    w2c = torch.zeros_like(c2w)
-    w2c[:, :3, :3] = rotation_t
-    w2c[:, :3, 3] = -(rotation_t @ c2w[:, :3, 3:])[..., 0]
-    w2c[:, 3, 3] = 1.0
-    return w2c
-
-
-def _orthonormal(rotations: np.ndarray) -> np.ndarray:
-    """Nearest rotations (float32 matrix_exp drifts by ~1e-7, the Trajectory check allows 1e-4)."""
-    u, _, vt = np.linalg.svd(rotations)
-    return u @ vt
-
-
 # --- the optimisation state ------------------------------------------------------------------------------------------
 
 class SceneOptimizer:
     """The optimisation state of a Gaussian fit, laid out as gsplat's trainer does it: one Adam per parameter
     group (eps 1e-15), the means' rate scaled by the scene and decaying 100x over the fit, the preset's
-    densification strategy, and (optionally) a pose correction per camera with the first camera anchoring the
-    frame."""
+    densification strategy, and the cameras (pose_refinement.CameraPoses: planned, or refined with `anchors`
+    fixing the frame)."""
 
     def __init__(self, scene: Gaussians, cameras: Trajectory, preset: Preset, *, device: torch.device,
-                 refine_poses: bool):
+                 refine_poses: bool, anchors: Sequence[int] = (0,)):
         if preset.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {preset.strategy!r}")
         if preset.view_order not in VIEW_ORDERS:
@@ -167,32 +137,17 @@ class SceneOptimizer:
         self.strategy = self.kind.build(preset, cameras.height)
         self.strategy.check_sanity(self.params, self.optimizers)
         self.strategy_state = self.kind.initial_state(self.strategy, self.extent)
-        self.c2w = torch.as_tensor(cameras.c2w_opencv, dtype=torch.float32, device=device)
-        self.intrinsics = torch.as_tensor(cameras.intrinsics, dtype=torch.float32, device=device)
-        # One parameter per camera: a step sees one view, and Adam skips a parameter without a gradient. With one
-        # (N, 6) tensor every camera got a gradient (zeros but the viewed row's), and Adam's momentum moved every
-        # camera at every step, ~N times more often than it was seen: on exact poses that drift cost 8 dB
-        # (bench/RESULTS-recon-plain-device.md).
-        self.pose_deltas = [torch.nn.Parameter(torch.zeros(1, 6, device=device)) for _ in range(len(cameras))]
-        self.pose_optimizer = torch.optim.Adam(self.pose_deltas, lr=POSE_LEARNING_RATE * max(self.extent, 1e-3),
-                                               fused=fused) if refine_poses else None
-        self.anchored = torch.ones(len(cameras), 1, device=device)
-        self.anchored[0] = 0.0  # the first camera anchors the frame (it is the input image's camera)
-        # A closed loop's last camera sees what the first sees, one step before it: it keeps its planned pose
-        # beside the first (loop closure), so the refined ring cannot drift open or turn about the first camera.
+        # the anchors keep their planned poses and fix the frame the scene is fitted in; a closed loop's last camera
+        # sees what the first sees, one step before it: it keeps its planned pose beside the first (loop closure),
+        # so the refined ring cannot drift open or turn about the first camera
         self.closes_loop = refine_poses and cameras.closes_loop
-        if self.closes_loop:
-            self.anchored[-1] = 0.0
+        self.poses = CameraPoses(cameras.c2w_opencv, device=device, refine=refine_poses,
+                                 anchors=list(anchors) + ([-1] if self.closes_loop else []), scale=self.extent,
+                                 steps=preset.steps)
+        self.intrinsics = torch.as_tensor(cameras.intrinsics, dtype=torch.float32, device=device)
 
     def colours(self) -> torch.Tensor:
         return torch.cat([self.params["sh0"], self.params["shN"]], dim=1)
-
-    def world_to_camera(self, view: int) -> torch.Tensor:
-        """(1, 4, 4) world-to-camera of camera `view`, with its pose correction when poses are refined."""
-        pose = self.c2w[view:view + 1]
-        if self.pose_optimizer is not None:
-            pose = _refined_c2w(pose, self.pose_deltas[view] * self.anchored[view])
-        return _world_to_camera(pose)
 
     def regularisation(self) -> torch.Tensor | None:
         return None if self.kind.regularisation is None else self.kind.regularisation(self.params)
@@ -205,9 +160,7 @@ class SceneOptimizer:
         for optimizer in self.optimizers.values():
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        if self.pose_optimizer is not None:
-            self.pose_optimizer.step()
-            self.pose_optimizer.zero_grad(set_to_none=True)
+        self.poses.step()
         self.means_decay.step()
         self.kind.post_backward(self.strategy, self.params, self.optimizers, self.strategy_state, step, meta,
                                 self.means_decay.get_last_lr()[0])
@@ -221,12 +174,9 @@ class SceneOptimizer:
 
     def cameras(self, requested: Trajectory) -> tuple[Trajectory, list[str]]:
         """`requested` with the refined poses (and a sentence on how far they moved) when poses were refined."""
-        if self.pose_optimizer is None:
+        if not self.poses.refined:
             return requested, []
-        with torch.no_grad():
-            refined = _refined_c2w(self.c2w, torch.cat(self.pose_deltas) * self.anchored).cpu().double().numpy()
-        refined[:, :3, :3] = _orthonormal(refined[:, :3, :3])
-        cameras = replace(requested, c2w_opencv=refined)
+        cameras = replace(requested, c2w_opencv=self.poses.c2w_opencv())
         loop = ["closed loop: the last camera kept its planned pose beside the first (loop closure), the others "
                 "were refined"] if self.closes_loop else []
         return cameras, [describe_refinement(requested, cameras)] + loop
@@ -303,15 +253,17 @@ def run_fit(fit: SceneOptimizer, rasterizer: Rasterizer, sampler: Sampler, prese
             hooks: Hooks = NO_HOOKS) -> float:
     """Run `preset.steps` optimisation steps; returns the mean loss over the last tenth of them."""
     params = fit.params
-    recent_losses: list[torch.Tensor] = []  # kept on the device: reading a loss every step would sync the GPU
+    # kept on the device: reading a loss every step would sync the GPU
+    recent_losses: deque[torch.Tensor] = deque(maxlen=max(1, preset.steps // 10))
     for step in range(preset.steps):
         sample = sampler.sample(step)
         height, width = sample.target.shape[:2]
         sh_degree = min(step // preset.sh_interval, MAX_SH_DEGREE)
         means, quats, log_scales = motion.place(params, sample)
         image, _, meta = rasterizer.render(means, quats, log_scales, params["opacities"], fit.colours(),
-                                           fit.world_to_camera(sample.view), fit.intrinsics[sample.view:sample.view + 1],
-                                           width, height, sh_degree=sh_degree, background=background)
+                                           fit.poses.world_to_camera(sample.view),
+                                           fit.intrinsics[sample.view:sample.view + 1], width, height,
+                                           sh_degree=sh_degree, background=background)
         fit.before_backward(step, meta)
         loss = loss_of(image[0], sample, step)
         for extra in (fit.regularisation(), motion.regularisation()):
@@ -320,10 +272,10 @@ def run_fit(fit: SceneOptimizer, rasterizer: Rasterizer, sampler: Sampler, prese
         loss.backward()
         fit.step(step, meta)
         motion.step()
-        recent_losses = (recent_losses + [loss.detach()])[-max(1, preset.steps // 10):]
+        recent_losses.append(loss.detach())
         show = (step + 1) % max(1, preview_every) == 0 or step + 1 == preset.steps
         hooks.step(step + 1, preset.steps, image[0].detach().clamp(0, 1).cpu() if show else None)
-    return float(torch.stack(recent_losses).mean())
+    return float(torch.stack(list(recent_losses)).mean())
 
 
 # --- the result and its report -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ torch.load(weights_only=True), so no code in it runs.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -21,15 +22,23 @@ SSIM_WINDOW, SSIM_SIGMA = 11, 1.5                      # the 3DGS trainers' SSIM
 SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2                  # (k L)^2 for colours in 0..1
 
 
+@functools.lru_cache(maxsize=8)
+def _ssim_window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The normalised 1D Gaussian window, made once per device (five small kernels a step otherwise), outside
+    inference mode so that a fit can save it for backward whoever asked first."""
+    with torch.inference_mode(False):
+        taps = torch.arange(SSIM_WINDOW, device=device, dtype=dtype) - SSIM_WINDOW // 2
+        kernel = torch.exp(-taps * taps / (2 * SSIM_SIGMA ** 2))
+        return kernel / kernel.sum()
+
+
 def ssim_map(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(H, W, C) SSIM of two (H, W, C) images: kornia.metrics.ssim(..., 11)'s map (Gaussian window, reflect padding,
     eps 1e-12), with the five local statistics (x, y, x^2, y^2, xy) blurred together, one depthwise convolution per
     axis over all of them. kornia blurs them one by one (five pads and ten convolutions per call): on the GPU the
     fit is bound by launching kernels (bench/RESULTS-recon-profile.md), and SSIM was a tenth of them."""
     channels, radius = render.shape[-1], SSIM_WINDOW // 2
-    taps = torch.arange(SSIM_WINDOW, device=render.device, dtype=render.dtype) - radius
-    kernel = torch.exp(-taps * taps / (2 * SSIM_SIGMA ** 2))
-    kernel = kernel / kernel.sum()
+    kernel = _ssim_window(render.device, render.dtype)
     x, y = render.permute(2, 0, 1), target.permute(2, 0, 1)
     statistics = torch.cat([x, y, x * x, y * y, x * y])[None]                     # (1, 5C, H, W)
     groups = statistics.shape[1]

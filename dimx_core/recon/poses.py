@@ -271,8 +271,8 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
     everything = list(range(len(trajectory)))
     if mode == "trajectory":
         return PoseChoice("trajectory", trajectory, everything,
-                          notes=["poses: the requested trajectory, refined jointly with the scene (first camera "
-                                 "fixed); the video's motion was not checked by SfM"])
+                          notes=["poses: the requested trajectory, refined jointly with the scene (the first "
+                                 "camera the fit sees fixed); the video's motion was not checked by SfM"])
     loop = trajectory.closes_loop
     try:
         sfm = run_sfm(frames, trajectory.intrinsics[0], loop=loop, hooks=hooks, workdir=workdir)

@@ -154,11 +154,12 @@ def _as_mask(mask, count: int, height: int, width: int) -> np.ndarray | None:
 # --- the fit -------------------------------------------------------------------------------------------------------
 
 def prepare_fit(choice: PoseChoice, frames: np.ndarray, preset: Preset, options: ReconstructOptions,
-                notices: list[str], *, hooks: Hooks = NO_HOOKS) -> tuple[SceneOptimizer, Rasterizer,
-                                                                         torch.nn.Module | None]:
+                notices: list[str], *, anchor: int = 0, hooks: Hooks = NO_HOOKS) -> tuple[SceneOptimizer, Rasterizer,
+                                                                                          torch.nn.Module | None]:
     """Starting Gaussians (SfM points, else random points every camera sees) coloured from `frames` (one per
-    chosen camera), the rasterizer, the optional LPIPS network and the optimiser; what the user should know about
-    them is appended to `notices`."""
+    chosen camera), the rasterizer, the optional LPIPS network and the optimiser, whose pose refinement keeps camera
+    `anchor` (a position among the chosen cameras; one the fit sees) where it was planned; what the user should know
+    about them is appended to `notices`."""
     device = torch.device(options.device)
     scene = initial_gaussians(choice.cameras, frames, count=options.initial_points or preset.initial_points,
                               sh_degree=MAX_SH_DEGREE, seed=options.seed, points=choice.points,
@@ -169,7 +170,8 @@ def prepare_fit(choice: PoseChoice, frames: np.ndarray, preset: Preset, options:
     if options.lpips_weight > 0:
         lpips_network = load_lpips(options.lpips_weights, device)
         notices.append(f"LPIPS on: weight {options.lpips_weight:g}, VGG16 from {options.lpips_weights}")
-    fit = SceneOptimizer(scene, choice.cameras, preset, device=device, refine_poses=choice.source == "trajectory")
+    fit = SceneOptimizer(scene, choice.cameras, preset, device=device, refine_poses=choice.source == "trajectory",
+                         anchors=(anchor,))
     return fit, rasterizer, lpips_network
 
 
@@ -246,7 +248,10 @@ def reconstruct(frames, trajectory: Trajectory, options: ReconstructOptions = Re
             notices.append(f"known frame {index} was left out by the pose step; it is not fitted")
 
     # 3. starting Gaussians and the optimisation state
-    fit, rasterizer, lpips_network = prepare_fit(choice, images[kept], preset, options, notices, hooks=hooks)
+    # the first camera the fit sees anchors the frame (the input image's camera, unless it is held out: an anchor
+    # that is never rendered leaves the refined cameras and the scene free to drift together off the plan)
+    fit, rasterizer, lpips_network = prepare_fit(choice, images[kept], preset, options, notices,
+                                                 anchor=training[0] if training else 0, hooks=hooks)
     sampler = FrameSampler(torch.as_tensor(images[kept], device=device), torch.as_tensor(weights, device=device),
                            None if masks is None else torch.as_tensor(masks[kept], device=device), training,
                            options.seed, preset.view_order)

@@ -92,7 +92,7 @@ def test_refinement_keeps_a_loops_last_camera_beside_the_first():
                        (plan("orbit_right", 24, 90.0, width=64, height=48), False)):
         fit = SceneOptimizer(scene, path, PRESETS["fast"], device=torch.device("cpu"), refine_poses=True)
         with torch.no_grad():
-            for delta in fit.pose_deltas:  # as if the optimiser had moved every camera
+            for delta in fit.poses.deltas:  # as if the optimiser had moved every camera
                 delta.add_(0.01)
         cameras, notes = fit.cameras(path)
         np.testing.assert_allclose(cameras.c2w_opencv[0], path.c2w_opencv[0], atol=1e-6)
@@ -113,13 +113,12 @@ def test_a_cameras_pose_moves_only_at_the_steps_that_see_it():
 
     def steps_seeing(view: int, count: int) -> None:
         for _ in range(count):
-            fit.world_to_camera(view)[:, :3].sum().backward()
-            fit.pose_optimizer.step()
-            fit.pose_optimizer.zero_grad(set_to_none=True)
+            fit.poses.world_to_camera(view)[:, :3].sum().backward()
+            fit.poses.step()
 
     steps_seeing(2, 3)
-    moved = fit.pose_deltas[2].detach().clone()
+    moved = fit.poses.deltas[2].detach().clone()
     steps_seeing(3, 5)
-    assert moved.abs().sum() > 0 and torch.equal(fit.pose_deltas[2], moved)
-    assert fit.pose_deltas[3].abs().sum() > 0
-    assert all(not fit.pose_deltas[view].any() for view in (0, 1, 4, 5, 6, 7))
+    assert moved.abs().sum() > 0 and torch.equal(fit.poses.deltas[2], moved)
+    assert fit.poses.deltas[3].abs().sum() > 0
+    assert all(not fit.poses.deltas[view].any() for view in (0, 1, 4, 5, 6, 7))

@@ -1,0 +1,115 @@
+"""The fit's cameras: each step's world-to-camera matrix, kept as planned or refined jointly with the scene.
+
+Refinement is gsplat's trainer's pose_opt (a correction per camera, Adam at 1e-5 decaying 100x over the fit) with
+three changes:
+- one parameter per camera, so Adam moves a camera only at the steps that see it (with one (N, 6) tensor every
+  camera had a gradient, zeros but the viewed row's, and Adam's momentum moved all of them at every step);
+- the correction's rotation in closed form (Rodrigues) for the one camera a step sees: torch.linalg.matrix_exp
+  chooses its series on the host from the matrix's norm, a device sync every step on CUDA (refinement cost ~20 s
+  of a 7000-step fit on the H200, bench/RESULTS-recon-plain-device.md);
+- anchors: cameras that keep their planned pose and so fix the frame the scene is fitted in (the caller picks
+  cameras the fit sees: an anchor that is never rendered fixes nothing, and the refined cameras and the scene then
+  drift together off the plan, which held-out views at planned poses pay for; bench/RESULTS-recon-plain-cpu.md).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+POSE_LEARNING_RATE = 1e-5  # gsplat trainer's pose_opt_lr: radians (and scene-scale units) per step
+POSE_LEARNING_RATE_DECAY = 0.01  # over the whole fit, as gsplat's trainer decays pose_opt_lr (and the means' rate)
+
+@functools.lru_cache(maxsize=8)
+def _constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(skew map, 3x3 identity, a rigid matrix's last row) on `device`, made once: a tensor made from Python values
+    in each step would be a host-to-device copy every step. (w @ skew map) read as 3x3 row-major is [w]x."""
+    with torch.inference_mode(False):
+        skew = torch.tensor([[0, 0, 0], [0, 0, -1], [0, 1, 0], [0, 0, 1], [0, 0, 0], [-1, 0, 0], [0, -1, 0],
+                             [1, 0, 0], [0, 0, 0]], dtype=dtype, device=device).T
+        return skew, torch.eye(3, dtype=dtype, device=device), torch.tensor([[0, 0, 0, 1]], dtype=dtype, device=device)
+
+
+def rotation_exp(rotvec: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) exp([w]x) of rotation vectors (N, 3), by Rodrigues: I + sinc(t) [w]x + (1 - cos t) / t^2 [w]x^2
+    with t = |w| and (1 - cos t) / t^2 = sinc(t / 2)^2 / 2, both finite with finite gradients at w = 0 (where every
+    correction starts). Written out because kornia's axis_angle_to_rotation_matrix builds the matrix entry by entry
+    (~60 small kernels a call, and the fit is bound by launching kernels)."""
+    skew_map, eye, _ = _constants(rotvec.device, rotvec.dtype)
+    skew = (rotvec @ skew_map).unflatten(-1, (3, 3))
+    angle = torch.linalg.vector_norm(rotvec, dim=-1)[:, None, None]  # its gradient at 0 is 0, not nan
+    half = torch.sinc(angle / (2 * math.pi))
+    return eye + torch.sinc(angle / math.pi) * skew + 0.5 * half * half * (skew @ skew)
+
+
+def _rigid(rotation: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """(N, 4, 4) [[rotation, position], [0, 0, 0, 1]] from (N, 3, 3) and (N, 3, 1)."""
+    bottom = _constants(rotation.device, rotation.dtype)[2]
+    return torch.cat([torch.cat([rotation, position], dim=-1), bottom.expand(len(rotation), 1, 4)], dim=-2)
+
+
+def refined_c2w(c2w: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """c2w @ [exp([w]x) | t]: delta (N, 6) = (w, t), a rotation vector and a translation in each camera's frame."""
+    rotation = c2w[:, :3, :3]
+    return _rigid(rotation @ rotation_exp(delta[:, :3]), torch.baddbmm(c2w[:, :3, 3:], rotation, delta[:, 3:, None]))
+
+
+def world_to_camera(c2w: torch.Tensor) -> torch.Tensor:
+    """Inverse of rigid (N, 4, 4) poses without a general matrix inverse."""
+    rotation_t = c2w[:, :3, :3].transpose(1, 2)
+    return _rigid(rotation_t, -(rotation_t @ c2w[:, :3, 3:]))
+
+
+def orthonormal(rotations: np.ndarray) -> np.ndarray:
+    """Nearest rotations (float32 products drift by ~1e-7, the Trajectory check allows 1e-4)."""
+    u, _, vt = np.linalg.svd(rotations)
+    return u @ vt
+
+
+class CameraPoses:
+    """World-to-camera matrices of the fit's cameras (OpenCV c2w in), planned or refined.
+
+    Kept: every matrix is computed once, a step only slices it. Refined: one (1, 6) correction per camera with its
+    own Adam state, cameras in `anchors` never move; `steps` sets the learning rate's decay."""
+
+    def __init__(self, c2w_opencv: np.ndarray, *, device: torch.device, refine: bool, anchors: Iterable[int] = (),
+                 scale: float = 1.0, steps: int = 1):
+        self.c2w = torch.as_tensor(c2w_opencv, dtype=torch.float32, device=device)
+        self.planned = world_to_camera(self.c2w)
+        self.anchors = sorted({int(view) % len(self.c2w) for view in anchors})
+        self.deltas = [torch.nn.Parameter(torch.zeros(1, 6, device=device)) for _ in range(len(self.c2w))]
+        self.optimizer = self.decay = None
+        if refine:
+            self.optimizer = torch.optim.Adam([self.deltas[view] for view in range(len(self.c2w))
+                                               if view not in self.anchors],
+                                              lr=POSE_LEARNING_RATE * max(scale, 1e-3), fused=device.type == "cuda")
+            self.decay = torch.optim.lr_scheduler.ExponentialLR(
+                self.optimizer, gamma=POSE_LEARNING_RATE_DECAY ** (1.0 / max(1, steps)))
+
+    @property
+    def refined(self) -> bool:
+        return self.optimizer is not None
+
+    def world_to_camera(self, view: int) -> torch.Tensor:
+        """(1, 4, 4) world-to-camera of camera `view`, with its correction when poses are refined."""
+        if not self.refined or view in self.anchors:
+            return self.planned[view:view + 1]
+        return world_to_camera(refined_c2w(self.c2w[view:view + 1], self.deltas[view]))
+
+    def step(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.decay.step()
+
+    def c2w_opencv(self) -> np.ndarray:
+        """(N, 4, 4) float64 camera-to-world poses as fitted (orthonormal rotations)."""
+        with torch.no_grad():
+            deltas = torch.cat(self.deltas)
+            deltas[self.anchors] = 0.0
+            fitted = refined_c2w(self.c2w, deltas).cpu().double().numpy()
+        fitted[:, :3, :3] = orthonormal(fitted[:, :3, :3])
+        return fitted
