@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--perturb", default="0.5,0.01",
                         help="the perturbed fits' turn of each camera in degrees and its move as a share of the scene "
                              "scale")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="profile each fit (torch.profiler) and add its ROWS operators of most host time: the fit "
+                             "is bound by launching kernels. Keep --steps to a few hundred on the GPU (the table of "
+                             "a 1500-step fit took over 90 s to build)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     PERTURBATION["degrees"], PERTURBATION["shift"] = (float(value) for value in args.perturb.split(","))
@@ -199,12 +203,33 @@ def main(argv: list[str] | None = None) -> int:
                               rasterizer=select_rasterizer(device))
         for fit_name in args.fits.split(","):
             description, run, patch = FITS[fit_name]
-            with (patch() if patch else contextlib.nullcontext()):
+            with (patch() if patch else contextlib.nullcontext()), profiled(args.profile) as recorded:
                 score, count, seconds = run(images, trajectory, steps=args.steps, points=args.points, seed=args.seed,
                                             device=device)
             emit([f"| {scene_name} | {fit_name}: {description} | {args.steps} | {seconds:.1f} | {score:.2f} | "
                   f"{count} |"], args.out)
+            if recorded:
+                table = recorded[0].key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile,
+                                                         max_name_column_width=60)
+                emit(["", f"Profile of {fit_name} ({args.steps} steps, times under the profiler):", "```",
+                      *table.splitlines(), "```", "", "| scene | fit | steps | time s | held-out PSNR dB | Gaussians |",
+                      "| --- | --- | --- | --- | --- | --- |"], args.out)
     return 0
+
+
+@contextlib.contextmanager
+def profiled(rows: int):
+    """[the profile] of what runs inside when `rows` > 0, else []."""
+    if not rows:
+        yield []
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    recorded = []
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as session:
+        yield recorded
+    recorded.append(session)
 
 
 def emit(lines: list[str], out: Path | None) -> None:
