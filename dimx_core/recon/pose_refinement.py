@@ -24,25 +24,29 @@ POSE_LEARNING_RATE = 1e-5  # gsplat trainer's pose_opt_lr: radians (and scene-sc
 POSE_LEARNING_RATE_DECAY = 0.01  # over the whole fit, as gsplat's trainer decays pose_opt_lr (and the means' rate)
 
 @functools.lru_cache(maxsize=8)
-def _constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(skew map, 3x3 identity, a rigid matrix's last row) on `device`, made once: a tensor made from Python values
-    in each step would be a host-to-device copy every step. (w @ skew map) read as 3x3 row-major is [w]x."""
+def _constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """(skew map, 3x3 identity, a rigid matrix's last row, the sinc arguments' scales) on `device`, made once: a
+    tensor made from Python values in each step would be a host-to-device copy every step. (w @ skew map) read as
+    3x3 row-major is [w]x."""
     with torch.inference_mode(False):
         skew = torch.tensor([[0, 0, 0], [0, 0, -1], [0, 1, 0], [0, 0, 1], [0, 0, 0], [-1, 0, 0], [0, -1, 0],
                              [1, 0, 0], [0, 0, 0]], dtype=dtype, device=device).T
-        return skew, torch.eye(3, dtype=dtype, device=device), torch.tensor([[0, 0, 0, 1]], dtype=dtype, device=device)
+        return (skew, torch.eye(3, dtype=dtype, device=device),
+                torch.tensor([[0, 0, 0, 1]], dtype=dtype, device=device),
+                torch.tensor([1 / math.pi, 0.5 / math.pi], dtype=dtype, device=device))
 
 
 def rotation_exp(rotvec: torch.Tensor) -> torch.Tensor:
     """(N, 3, 3) exp([w]x) of rotation vectors (N, 3), by Rodrigues: I + sinc(t) [w]x + (1 - cos t) / t^2 [w]x^2
     with t = |w| and (1 - cos t) / t^2 = sinc(t / 2)^2 / 2, both finite with finite gradients at w = 0 (where every
-    correction starts). Written out because kornia's axis_angle_to_rotation_matrix builds the matrix entry by entry
-    (~60 small kernels a call, and the fit is bound by launching kernels)."""
-    skew_map, eye, _ = _constants(rotvec.device, rotvec.dtype)
+    correction starts). Written out, in few operations, because the fit is bound by launching kernels: kornia's
+    axis_angle_to_rotation_matrix builds the matrix entry by entry (~60 small kernels a call)."""
+    skew_map, eye, _, scales = _constants(rotvec.device, rotvec.dtype)
     skew = (rotvec @ skew_map).unflatten(-1, (3, 3))
-    angle = torch.linalg.vector_norm(rotvec, dim=-1)[:, None, None]  # its gradient at 0 is 0, not nan
-    half = torch.sinc(angle / (2 * math.pi))
-    return eye + torch.sinc(angle / math.pi) * skew + 0.5 * half * half * (skew @ skew)
+    angle = torch.linalg.vector_norm(rotvec, dim=-1, keepdim=True)  # its gradient at 0 is 0, not nan
+    sincs = torch.sinc(angle * scales)[:, :, None, None]  # (N, 2, 1, 1): sinc(t), sinc(t / 2) (numpy's sinc)
+    first = torch.addcmul(eye, sincs[:, 0], skew)
+    return torch.addcmul(first, sincs[:, 1].square(), skew @ skew, value=0.5)
 
 
 def _rigid(rotation: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
@@ -55,6 +59,15 @@ def refined_c2w(c2w: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """c2w @ [exp([w]x) | t]: delta (N, 6) = (w, t), a rotation vector and a translation in each camera's frame."""
     rotation = c2w[:, :3, :3]
     return _rigid(rotation @ rotation_exp(delta[:, :3]), torch.baddbmm(c2w[:, :3, 3:], rotation, delta[:, 3:, None]))
+
+
+def corrected_world_to_camera(planned_w2c: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """The inverse of refined_c2w(c2w, delta) from the planned world-to-camera P = c2w^-1: the correction
+    [R | t] is inverted in closed form, [R^T | -R^T t] P, whose top rows are R^T (P[:3] - t (0, 0, 0, 1)) - four
+    operations after the rotation, where inverting the corrected pose took a dozen."""
+    planned_top, bottom = planned_w2c[:, :3], planned_w2c[:, 3:]
+    shifted = torch.addcmul(planned_top, delta[:, 3:, None], bottom, value=-1.0)
+    return torch.cat([rotation_exp(delta[:, :3]).transpose(1, 2) @ shifted, bottom], dim=1)
 
 
 def world_to_camera(c2w: torch.Tensor) -> torch.Tensor:
@@ -97,7 +110,7 @@ class CameraPoses:
         """(1, 4, 4) world-to-camera of camera `view`, with its correction when poses are refined."""
         if not self.refined or view in self.anchors:
             return self.planned[view:view + 1]
-        return world_to_camera(refined_c2w(self.c2w[view:view + 1], self.deltas[view]))
+        return corrected_world_to_camera(self.planned[view:view + 1], self.deltas[view])
 
     def step(self) -> None:
         if self.optimizer is not None:
