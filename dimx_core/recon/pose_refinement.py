@@ -4,9 +4,10 @@ Refinement is gsplat's trainer's pose_opt (a correction per camera, Adam at 1e-5
 three changes:
 - one parameter per camera, so Adam moves a camera only at the steps that see it (with one (N, 6) tensor every
   camera had a gradient, zeros but the viewed row's, and Adam's momentum moved all of them at every step);
-- the correction's rotation in closed form (Rodrigues) for the one camera a step sees: torch.linalg.matrix_exp
-  chooses its series on the host from the matrix's norm, a device sync every step on CUDA (refinement cost ~20 s
-  of a 7000-step fit on the H200, bench/RESULTS-recon-plain-device.md);
+- the correction's rotation in closed form (Rodrigues) for the one camera a step sees, in few operations:
+  torch.linalg.matrix_exp chooses its series on the host from the matrix's norm, a device sync every step on
+  CUDA. Refinement still cost 19-28 s of a 7000-step fit on the H200 after that (bench/RESULTS-recon-plain-device.md:
+  the fit is bound by launching kernels, and every operation here is one more launch forward and backward);
 - anchors: cameras that keep their planned pose and so fix the frame the scene is fitted in (the caller picks
   cameras the fit sees: an anchor that is never rendered fixes nothing, and the refined cameras and the scene then
   drift together off the plan, which held-out views at planned poses pay for; bench/RESULTS-recon-plain-cpu.md).
