@@ -24,6 +24,7 @@ import torch
 POSE_LEARNING_RATE = 1e-5  # gsplat trainer's pose_opt_lr: radians (and scene-scale units) per step
 POSE_LEARNING_RATE_DECAY = 0.01  # over the whole fit, as gsplat's trainer decays pose_opt_lr (and the means' rate)
 
+
 @functools.lru_cache(maxsize=8)
 def _constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     """(skew map, 3x3 identity, a rigid matrix's last row, the sinc arguments' scales) on `device`, made once: a

@@ -2,7 +2,8 @@
 
 The adapter is named like any attached director (dimx_<fingerprint>), so the pack's own director machinery
 (DirectorControl, merged directors) renders validation videos with it as it trains. Its weights are kept in
-fp32 on a bf16 model, as diffusers' training scripts do (cast_training_params).
+fp32 on a bf16 model, as diffusers' training scripts do (cast_training_params), and read as bf16 in the forward
+pass (_compute_in), as mixed precision does.
 
 The file is diffusers' LoRA layout (`transformer.<module>.lora_A/B.weight`) with diffusers' adapter metadata
 (`lora_adapter_metadata`: r, lora_alpha, target modules): diffusers' `load_lora_weights` builds the adapter from
@@ -17,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch.nn.utils import parametrize
 
 from ..directors.adapters import DirectorRef, activate, lora_layers
 from ..directors.formats import DIRECTOR_METADATA_KEY
@@ -63,6 +65,8 @@ def add_training_adapter(transformer: torch.nn.Module, rank: int, alpha: float, 
 
 
 class _CastWeight(torch.nn.Module):
+    """A weight read in another dtype (a parametrization's forward)."""
+
     def __init__(self, dtype: torch.dtype):
         super().__init__()
         self.dtype = dtype
@@ -76,7 +80,6 @@ def _compute_in(transformer: torch.nn.Module, dtype: torch.dtype) -> None:
     the fp32 weights through the cast), as automatic mixed precision does. Else peft casts every layer's bf16 input
     up to the weights' fp32 and the sum back: at 17.8k tokens those casts and fp32 products took ~25% of a 5B
     training step on the H200. The weights stay the same fp32 Parameters, which the optimizer updates."""
-    parametrize = require("torch.nn.utils.parametrize")
     for layer in lora_layers(transformer):
         if TRAINING_ADAPTER in layer.lora_A:
             for module in (layer.lora_A[TRAINING_ADAPTER], layer.lora_B[TRAINING_ADAPTER]):
