@@ -23,6 +23,7 @@ import torch
 
 POSE_LEARNING_RATE = 1e-5  # gsplat trainer's pose_opt_lr: radians (and scene-scale units) per step
 POSE_LEARNING_RATE_DECAY = 0.01  # over the whole fit, as gsplat's trainer decays pose_opt_lr (and the means' rate)
+POSE_REFINEMENT_FROM = 0.0  # share of the fit's steps the cameras keep their planned poses before they move
 
 
 @functools.lru_cache(maxsize=8)
@@ -72,6 +73,16 @@ def corrected_world_to_camera(planned_w2c: torch.Tensor, delta: torch.Tensor) ->
     return torch.cat([rotation_exp(delta[:, :3]).transpose(1, 2) @ shifted, bottom], dim=1)
 
 
+def graphed_correction(device: torch.device):
+    """corrected_world_to_camera for one camera; on CUDA replayed as one CUDA graph forward and one backward
+    (torch.cuda.make_graphed_callables): its ~40 small kernels a step, launched one by one, were most of what
+    refinement cost the fit (bound by launching kernels). A graph owns its buffers: one per CameraPoses."""
+    if device.type != "cuda":
+        return corrected_world_to_camera
+    sample = (torch.eye(4, device=device)[None], torch.zeros(1, 6, device=device, requires_grad=True))
+    return torch.cuda.make_graphed_callables(corrected_world_to_camera, sample)
+
+
 def world_to_camera(c2w: torch.Tensor) -> torch.Tensor:
     """Inverse of rigid (N, 4, 4) poses without a general matrix inverse."""
     rotation_t = c2w[:, :3, :3].transpose(1, 2)
@@ -97,6 +108,8 @@ class CameraPoses:
         self.anchors = sorted({int(view) % len(self.c2w) for view in anchors})
         self.deltas = [torch.nn.Parameter(torch.zeros(1, 6, device=device)) for _ in range(len(self.c2w))]
         self.optimizer = self.decay = None
+        self._correct = None  # the correction's forward and backward, made at the first refined step
+        self.steps_taken, self.start = 0, int(POSE_REFINEMENT_FROM * steps)
         if refine:
             self.optimizer = torch.optim.Adam([self.deltas[view] for view in range(len(self.c2w))
                                                if view not in self.anchors],
@@ -110,11 +123,14 @@ class CameraPoses:
 
     def world_to_camera(self, view: int) -> torch.Tensor:
         """(1, 4, 4) world-to-camera of camera `view`, with its correction when poses are refined."""
-        if not self.refined or view in self.anchors:
+        if not self.refined or view in self.anchors or self.steps_taken < self.start:
             return self.planned[view:view + 1]
-        return corrected_world_to_camera(self.planned[view:view + 1], self.deltas[view])
+        if self._correct is None:
+            self._correct = graphed_correction(self.c2w.device)
+        return self._correct(self.planned[view:view + 1], self.deltas[view])
 
     def step(self) -> None:
+        self.steps_taken += 1
         if self.optimizer is not None:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)

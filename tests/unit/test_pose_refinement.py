@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dimx_core.camera import plan
-from dimx_core.recon.pose_refinement import CameraPoses, refined_c2w, rotation_exp
+from dimx_core.recon.pose_refinement import CameraPoses, corrected_world_to_camera, refined_c2w, rotation_exp
 
 
 def skew(rotvec: torch.Tensor) -> torch.Tensor:
@@ -59,3 +59,35 @@ def test_a_refined_cameras_world_to_camera_is_the_inverse_of_its_corrected_pose(
     kept = CameraPoses(path.c2w_opencv, device=torch.device("cpu"), refine=False)
     assert not kept.refined and kept.world_to_camera(3).grad_fn is None
     torch.testing.assert_close(kept.world_to_camera(3)[0], torch.linalg.inv(c2w[3]), atol=2e-6, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_the_graphed_correction_has_the_eager_values_and_gradients_step_after_step():
+    """The CUDA graph replays into its own buffers: each step's matrix and gradient must still be that step's."""
+    path = plan("orbit_right", 6, 30.0, width=64, height=48)
+    device = torch.device("cuda")
+    graphed = CameraPoses(path.c2w_opencv, device=device, refine=True, anchors=(0,))
+    eager = CameraPoses(path.c2w_opencv, device=device, refine=True, anchors=(0,))
+    eager._correct = corrected_world_to_camera
+    weights = torch.randn(4, 4, generator=torch.Generator().manual_seed(3)).to(device)
+    for step, view in enumerate([1, 3, 1, 4, 2, 5, 3]):
+        matrices = []
+        for poses in (graphed, eager):
+            matrix = poses.world_to_camera(view)
+            (matrix * weights * (step + 1)).sum().backward()
+            matrices.append(matrix.detach().clone())
+            poses.step()
+        torch.testing.assert_close(matrices[0], matrices[1], atol=1e-6, rtol=0)
+        for ours, theirs in zip(graphed.deltas, eager.deltas):
+            torch.testing.assert_close(ours.detach(), theirs.detach(), atol=1e-7, rtol=0)
+    assert any(delta.abs().max() > 0 for delta in graphed.deltas[1:])
+    assert graphed.deltas[0].abs().max() == 0
+
+
+def test_camera_centres_of_rigid_poses_are_their_inverse_translations():
+    from dimx_core.recon.reference import camera_centres
+
+    path = plan("orbit_right", 6, 30.0, width=64, height=48)
+    viewmats = torch.linalg.inv(torch.as_tensor(path.c2w_opencv, dtype=torch.float64))
+    torch.testing.assert_close(camera_centres(viewmats), torch.as_tensor(path.c2w_opencv[:, :3, 3]), atol=1e-12,
+                               rtol=0)
