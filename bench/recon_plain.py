@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.recon_loop_ab import _fixed_poses, _together, patched  # noqa: E402
-from dimx_core.recon import fit as fit_module  # noqa: E402
+from bench.recon_loop_ab import _fixed_poses, patched  # noqa: E402
+from dimx_core.recon import fit as fit_module, pose_refinement  # noqa: E402
 from dimx_core.recon.gaussians import Gaussians, rgb_to_sh_dc  # noqa: E402
 from dimx_core.recon.raster import select_rasterizer  # noqa: E402
 from dimx_core.recon.render import camera_tensors, render_views  # noqa: E402
@@ -155,24 +155,8 @@ def pack_fit(images, trajectory, *, steps: int, points: int, seed: int, device: 
     return result.report.heldout_psnr, result.report.gaussians, result.report.seconds
 
 
-def _gsplat_own_sh():
-    """gsplat evaluating the SH itself, from camera centres it finds with torch.inverse (a device sync a step)."""
-    from dimx_core.recon import raster
-
-    def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *, sh_degree=None,
-                  backgrounds=None):
-        import gsplat
-
-        return gsplat.rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-                                    sh_degree=sh_degree, backgrounds=backgrounds, packed=False, eps2d=0.3,
-                                    near_plane=0.01, far_plane=1e10, rasterize_mode="classic")
-    return patched(raster, "gsplat_rasterize", rasterize)
-
-
 def _eager_correction():
     """The pose correction's kernels launched one by one (no CUDA graph)."""
-    from dimx_core.recon import pose_refinement
-
     return patched(pose_refinement, "graphed_correction", lambda device: pose_refinement.corrected_world_to_camera)
 
 
@@ -183,10 +167,6 @@ FITS = {
     "pack-perturbed": ("the pack, the training poses perturbed (--perturb), refined", pack_fit_perturbed, None),
     "pack-perturbed-fixed-poses": ("the pack, the training poses perturbed (--perturb), not refined",
                                    pack_fit_perturbed, _fixed_poses),
-    "pack-gsplat-sh": ("the pack, gsplat evaluating the SH (torch.inverse: a sync a step)", pack_fit,
-                       _gsplat_own_sh),
-    "pack-fixed-poses-gsplat-sh": ("the pack, exact poses not refined, gsplat evaluating the SH", pack_fit,
-                                   lambda: _together(_fixed_poses, _gsplat_own_sh)()),
     "pack-eager-poses": ("the pack, the pose correction launched op by op (no CUDA graph)", pack_fit,
                          _eager_correction),
     "pack-perturbed-eager-poses": ("the pack, poses perturbed, refined op by op (no CUDA graph)",
@@ -213,8 +193,6 @@ def main(argv: list[str] | None = None) -> int:
                              "scale")
     parser.add_argument("--pose-rate", type=float, default=None,
                         help="pose refinement's learning rate instead of gsplat's (pose_refinement.POSE_LEARNING_RATE)")
-    parser.add_argument("--pose-from", type=float, default=None,
-                        help="share of the fit's steps before poses move (pose_refinement.POSE_REFINEMENT_FROM)")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="profile each fit (torch.profiler) and add its ROWS operators of most host time: the fit "
                              "is bound by launching kernels. Keep --steps to a few hundred on the GPU (the table of "
@@ -224,12 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     PERTURBATION["degrees"], PERTURBATION["shift"] = (float(value) for value in args.perturb.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
-    from dimx_core.recon import pose_refinement
-
     if args.pose_rate is not None:
         pose_refinement.POSE_LEARNING_RATE = args.pose_rate
-    if args.pose_from is not None:
-        pose_refinement.POSE_REFINEMENT_FROM = args.pose_from
     device = torch.device(args.device)
     width, height = (int(value) for value in args.size.lower().split("x"))
     trajectory = orbit_rig(args.frames, 30.0, width, height)

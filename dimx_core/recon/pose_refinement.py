@@ -6,8 +6,8 @@ three changes:
   camera had a gradient, zeros but the viewed row's, and Adam's momentum moved all of them at every step);
 - the correction's rotation in closed form (Rodrigues) for the one camera a step sees, in few operations:
   torch.linalg.matrix_exp chooses its series on the host from the matrix's norm, a device sync every step on
-  CUDA. Refinement still cost 19-28 s of a 7000-step fit on the H200 after that (bench/RESULTS-recon-plain-device.md:
-  the fit is bound by launching kernels, and every operation here is one more launch forward and backward);
+  CUDA. The fit is bound by launching kernels, and every operation here is one more launch forward and backward: on
+  CUDA the correction runs as one CUDA graph each way (graphed_correction);
 - anchors: cameras that keep their planned pose and so fix the frame the scene is fitted in (the caller picks
   cameras the fit sees: an anchor that is never rendered fixes nothing, and the refined cameras and the scene then
   drift together off the plan, which held-out views at planned poses pay for; bench/RESULTS-recon-plain-cpu.md).
@@ -23,7 +23,6 @@ import torch
 
 POSE_LEARNING_RATE = 1e-5  # gsplat trainer's pose_opt_lr: radians (and scene-scale units) per step
 POSE_LEARNING_RATE_DECAY = 0.01  # over the whole fit, as gsplat's trainer decays pose_opt_lr (and the means' rate)
-POSE_REFINEMENT_FROM = 0.0  # share of the fit's steps the cameras keep their planned poses before they move
 
 
 @functools.lru_cache(maxsize=8)
@@ -75,8 +74,9 @@ def corrected_world_to_camera(planned_w2c: torch.Tensor, delta: torch.Tensor) ->
 
 def graphed_correction(device: torch.device):
     """corrected_world_to_camera for one camera; on CUDA replayed as one CUDA graph forward and one backward
-    (torch.cuda.make_graphed_callables): its ~40 small kernels a step, launched one by one, were most of what
-    refinement cost the fit (bound by launching kernels). A graph owns its buffers: one per CameraPoses."""
+    (torch.cuda.make_graphed_callables) instead of ~40 small kernels launched one by one: a 7000-step fit at 720x480
+    on the H200 took 56.8 s so and 50.7 s graphed, 39.4 s with the poses kept (bench/RESULTS-recon-poses-device.md).
+    A graph owns its buffers: one per CameraPoses."""
     if device.type != "cuda":
         return corrected_world_to_camera
     sample = (torch.eye(4, device=device)[None], torch.zeros(1, 6, device=device, requires_grad=True))
@@ -109,7 +109,6 @@ class CameraPoses:
         self.deltas = [torch.nn.Parameter(torch.zeros(1, 6, device=device)) for _ in range(len(self.c2w))]
         self.optimizer = self.decay = None
         self._correct = None  # the correction's forward and backward, made at the first refined step
-        self.steps_taken, self.start = 0, int(POSE_REFINEMENT_FROM * steps)
         if refine:
             self.optimizer = torch.optim.Adam([self.deltas[view] for view in range(len(self.c2w))
                                                if view not in self.anchors],
@@ -123,14 +122,13 @@ class CameraPoses:
 
     def world_to_camera(self, view: int) -> torch.Tensor:
         """(1, 4, 4) world-to-camera of camera `view`, with its correction when poses are refined."""
-        if not self.refined or view in self.anchors or self.steps_taken < self.start:
+        if not self.refined or view in self.anchors:
             return self.planned[view:view + 1]
         if self._correct is None:
             self._correct = graphed_correction(self.c2w.device)
         return self._correct(self.planned[view:view + 1], self.deltas[view])
 
     def step(self) -> None:
-        self.steps_taken += 1
         if self.optimizer is not None:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)

@@ -18,7 +18,9 @@ from ..camera import Trajectory
 from ..hooks import NO_HOOKS, Hooks
 from ..optional import require
 
-POSE_MODES = ("auto", "trajectory", "sfm")
+# "fixed" skips refinement: at gsplat's pose rate it moves a camera by hundredths of a degree and costs ~25% of a
+# 7000-step fit on the H200 (bench/RESULTS-recon-poses-device.md), so where poses are known to be exact it is pure cost
+POSE_MODES = ("auto", "trajectory", "fixed", "sfm")
 # measured SfM noise on the synthetic orbit: 0.8-1.5 deg at 128x96 and up, up to 3 deg at 96x64
 ROTATION_WARN_DEG, ROTATION_REFUSE_DEG = 3.0, 10.0
 # SfM on generated frames fixes the direction of travel only to several degrees (see align_sim3)
@@ -89,7 +91,7 @@ class PoseCheck:
 
 @dataclass
 class PoseChoice:
-    source: str                         # "sfm" or "trajectory"
+    source: str                         # "sfm", "trajectory" (refined by the fit) or "fixed" (kept as given)
     cameras: Trajectory                 # one pose per frame kept, in the trajectory's frame and scale
     kept: list[int]                     # indices of the frames these cameras belong to
     points: np.ndarray | None = None    # SfM points in the trajectory's frame, for initialisation
@@ -261,6 +263,7 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
     """Poses for `frames` in the trajectory's frame and scale, by `mode`:
 
     - "trajectory": the requested poses (the optimiser refines them later; nothing is measured here);
+    - "fixed": the requested poses exactly as given, never refined (poses known to be exact: the fastest fit);
     - "sfm": SfM poses, Sim(3)-fitted to the trajectory; fails when SfM cannot place enough frames;
     - "auto": SfM when it places enough frames and agrees with the request (a loud note when it merely
       differs); the trajectory when SfM is unavailable or fails; refuses (PoseMismatch) when SfM, having
@@ -269,6 +272,10 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
     if mode not in POSE_MODES:
         raise ValueError(f"poses must be one of {', '.join(POSE_MODES)}, got {mode!r}")
     everything = list(range(len(trajectory)))
+    if mode == "fixed":
+        return PoseChoice("fixed", trajectory, everything,
+                          notes=["poses: the requested trajectory exactly as given, not refined; the video's motion "
+                                 "was not checked by SfM"])
     if mode == "trajectory":
         return PoseChoice("trajectory", trajectory, everything,
                           notes=["poses: the requested trajectory, refined jointly with the scene (the first "

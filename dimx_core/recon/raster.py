@@ -53,13 +53,9 @@ def gsplat_rasterize(means, quats, scales, opacities, colors, viewmats, Ks, widt
                      backgrounds=None):
     import gsplat
 
-    if sh_degree is not None:  # evaluated here, as gsplat would, from camera centres found without a device sync
-        directions = means[None] - reference.camera_centres(viewmats)[:, None]
-        coefficients = colors[None].expand(len(viewmats), *colors.shape)
-        colors = torch.clamp_min(gsplat.spherical_harmonics(sh_degree, directions, coefficients) + 0.5, 0.0)
     # classic mode and eps2d 0.3: gsplat's defaults, which the reference rasterizer reproduces
     return gsplat.rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-                                sh_degree=None, backgrounds=backgrounds, packed=False, eps2d=0.3,
+                                sh_degree=sh_degree, backgrounds=backgrounds, packed=False, eps2d=0.3,
                                 near_plane=0.01, far_plane=1e10, rasterize_mode="classic")
 
 

@@ -36,13 +36,6 @@ SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.37317633
          -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
 
 
-def camera_centres(viewmats: torch.Tensor) -> torch.Tensor:
-    """(C, 3) camera positions -R^T t of rigid world-to-camera matrices (C, 4, 4). gsplat's rasterization takes them
-    from torch.inverse, whose error check syncs a CUDA device with the host at every call (every fit step)."""
-    rotations = viewmats[:, :3, :3]
-    return -(rotations.transpose(1, 2) @ viewmats[:, :3, 3:])[..., 0]
-
-
 def evaluate_sh(degree: int, directions: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     """Real SH of `degree` at the normalised `directions` (..., 3) weighted by `coeffs` (..., K, 3)."""
     x, y, z = torch.nn.functional.normalize(directions, dim=-1).unbind(-1)
@@ -253,7 +246,8 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
                                              eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
                                              radius_clip=radius_clip)
     if sh_degree is not None:
-        directions = means[None] - camera_centres(viewmats)[:, None]        # (C, N, 3)
+        camera_centres = torch.linalg.inv(viewmats)[:, :3, 3]
+        directions = means[None] - camera_centres[:, None]                  # (C, N, 3)
         view_colors = torch.clamp_min(evaluate_sh(sh_degree, directions, colors[None].expand(len(viewmats),
                                                                                              *colors.shape)) + 0.5, 0)
     else:

@@ -44,7 +44,7 @@ class ReconstructOptions:
     preset: str = "standard"
     steps: int | None = None             # overrides the preset's step count (schedules scale with it)
     seed: int = 0
-    poses: str = "auto"                  # auto | trajectory | sfm (see poses.choose_poses)
+    poses: str = "auto"                  # auto | trajectory | fixed | sfm (see poses.choose_poses)
     confidence: str = "flow"             # flow | residual | none
     lpips_weight: float = 0.0            # lambda of the optional LPIPS term (needs lpips_weights)
     lpips_weights: str | None = None     # torchvision's VGG16 file (loss.LPIPS_FILE) the LPIPS network is built on

@@ -83,11 +83,3 @@ def test_the_graphed_correction_has_the_eager_values_and_gradients_step_after_st
     assert any(delta.abs().max() > 0 for delta in graphed.deltas[1:])
     assert graphed.deltas[0].abs().max() == 0
 
-
-def test_camera_centres_of_rigid_poses_are_their_inverse_translations():
-    from dimx_core.recon.reference import camera_centres
-
-    path = plan("orbit_right", 6, 30.0, width=64, height=48)
-    viewmats = torch.linalg.inv(torch.as_tensor(path.c2w_opencv, dtype=torch.float64))
-    torch.testing.assert_close(camera_centres(viewmats), torch.as_tensor(path.c2w_opencv[:, :3, 3]), atol=1e-12,
-                               rtol=0)

@@ -36,6 +36,20 @@ def test_known_scene_is_recovered_on_held_out_frames(tmp_path):
     assert "held-out PSNR" in text and "pose refinement moved the cameras" in text
 
 
+def test_fixed_poses_come_out_exactly_as_given_and_the_report_says_so():
+    """poses=fixed: no camera moves (against poses=trajectory, which refines every camera but the anchor)."""
+    frames, trajectory = orbit_frames(64, 48, 16)
+    options = dict(TINY, steps=30)
+    fixed = reconstruct(frames, trajectory, ReconstructOptions(**dict(options, poses="fixed")))
+    refined = reconstruct(frames, trajectory, ReconstructOptions(**options))
+    assert fixed.report.pose_source == "fixed"
+    assert np.array_equal(fixed.gaussians.cameras.c2w_opencv, trajectory.c2w_opencv)
+    assert "exactly as given, not refined" in fixed.report.as_text()
+    assert "pose refinement moved the cameras" not in fixed.report.as_text()
+    moved = np.abs(refined.gaussians.cameras.c2w_opencv - trajectory.c2w_opencv).max(axis=(1, 2))
+    assert moved[0] < 1e-6 and moved[1:].max() > 1e-7
+
+
 def test_frames_and_trajectory_must_pair_one_to_one():
     frames, trajectory = orbit_frames(64, 48, 16)
     with pytest.raises(ValueError, match="got 15 frames but the trajectory has 16 poses"):
@@ -71,7 +85,7 @@ def test_bad_frames_and_options_are_refused():
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
         reconstruct(frames[..., 0], trajectory, ReconstructOptions(**TINY))
     for bad, message in ((dict(preset="ultra"), "preset must be one of fast, standard, high"),
-                         (dict(poses="colmap"), "poses must be one of auto, trajectory, sfm"),
+                         (dict(poses="colmap"), "poses must be one of auto, trajectory, fixed, sfm"),
                          (dict(steps=0), "steps must be at least 1")):
         with pytest.raises(ValueError, match=message):
             reconstruct(frames, trajectory, ReconstructOptions(**{**TINY, **bad}))
