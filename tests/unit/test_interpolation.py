@@ -1,8 +1,9 @@
 """Start/end-frame (CogVideoX-Fun InP) conditioning: the latents follow the reference layout, and bad inputs are
 named. The reference (VideoX-Fun's inpaint pipeline): the masked video holds the given frames and -1 elsewhere,
 VAE-encoded (mode) and scaled; the mask is 1 on given frames, the first frame resized alone onto the first latent
-frame and the rest trilinearly onto the others, scaled by the same factor. That an end image steers the video is checked on a small
-model trained on colour fades (tests/fade_model.py), since the random tiny models' VAE does not reconstruct."""
+frame and the rest trilinearly onto the others, scaled by the same factor. That an end image steers the video is
+checked on a small model trained on colour fades (tests/fade_model.py): the random tiny models' VAE does not
+reconstruct."""
 import dataclasses
 from pathlib import Path
 
