@@ -74,9 +74,9 @@ def corrected_world_to_camera(planned_w2c: torch.Tensor, delta: torch.Tensor) ->
 
 def graphed_correction(device: torch.device):
     """corrected_world_to_camera for one camera; on CUDA replayed as one CUDA graph forward and one backward
-    (torch.cuda.make_graphed_callables) instead of ~40 small kernels launched one by one: a 7000-step fit at 720x480
-    on the H200 took 56.8 s so and 50.7 s graphed, 39.4 s with the poses kept (bench/RESULTS-recon-poses-device.md).
-    A graph owns its buffers: one per CameraPoses."""
+    (torch.cuda.make_graphed_callables) instead of ~40 small kernels launched one by one: a 7000-step fit of the
+    ball at 720x480 on the H200 took 65.2 s launched op by op, 56.1 s graphed, 43.2 s with the poses kept
+    (bench/RESULTS-recon-poses-device.md). A graph owns its buffers: one per CameraPoses."""
     if device.type != "cuda":
         return corrected_world_to_camera
     sample = (torch.eye(4, device=device)[None], torch.zeros(1, 6, device=device, requires_grad=True))
