@@ -9,6 +9,9 @@ frame's typical residual) are down-weighted linearly.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -35,7 +38,6 @@ def flow_confidence(frames: np.ndarray, *, tolerance_px: float | None = None,
         return np.ones((count, height, width), np.float32)
     tolerance = tolerance_px or max(1.0, 0.005 * float(np.hypot(width, height)))
     gray = [cv2.cvtColor((np.clip(f, 0, 1) * 255).round().astype(np.uint8), cv2.COLOR_RGB2GRAY) for f in frames]
-    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     best = np.full((count, height, width), FLOOR, np.float32)
 
@@ -51,11 +53,18 @@ def flow_confidence(frames: np.ndarray, *, tolerance_px: float | None = None,
         leaves = (target_x < 0) | (target_x > width - 1) | (target_y < 0) | (target_y > height - 1)
         return np.where(leaves, FLOOR, confidence).astype(np.float32)
 
-    for index in range(count - 1):
-        forward = flow.calc(gray[index], gray[index + 1], None)
-        backward = flow.calc(gray[index + 1], gray[index], None)
-        best[index] = np.maximum(best[index], consistency(index, index + 1, forward, backward))
-        best[index + 1] = np.maximum(best[index + 1], consistency(index + 1, index, backward, forward))
+    def pair(index: int) -> tuple[np.ndarray, np.ndarray]:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # one per thread: it keeps state
+        forward = dis.calc(gray[index], gray[index + 1], None)
+        backward = dis.calc(gray[index + 1], gray[index], None)
+        return consistency(index, index + 1, forward, backward), consistency(index + 1, index, backward, forward)
+
+    # The pairs are independent and OpenCV releases the GIL: one thread per core (3.2 s serial for 49 frames at
+    # 720x480 before the fit could start on the H200's host, bench/RESULTS-recon-profile.md).
+    with ThreadPoolExecutor(max_workers=min(count - 1, os.cpu_count() or 1)) as pool:
+        for index, (ahead, behind) in enumerate(pool.map(pair, range(count - 1))):
+            best[index] = np.maximum(best[index], ahead)
+            best[index + 1] = np.maximum(best[index + 1], behind)
     return best
 
 
