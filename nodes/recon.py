@@ -98,8 +98,8 @@ class GaussianReconstruct(io.ComfyNode):
             category=CATEGORY,
             description="Fits a 3D Gaussian-splat scene to the frames an S-Director generated along a camera "
                         "trajectory (DimensionX's trajectory-aware 3D stage). Camera poses come from "
-                        "structure-from-motion checked against the trajectory, or from the trajectory refined "
-                        "with the scene; the loss is confidence-weighted (optical-flow consistency). Uses gsplat "
+                        "structure-from-motion checked against the trajectory, or from the trajectory (as given, "
+                        "or refined with the scene); the loss is confidence-weighted (optical-flow consistency). Uses gsplat "
                         "on CUDA, an exact PyTorch rasterizer elsewhere.",
             inputs=[
                 io.Image.Input("frames", tooltip="The generated video frames, in order (one per trajectory pose)."),
@@ -110,9 +110,10 @@ class GaussianReconstruct(io.ComfyNode):
                                        "densification. On a GPU with gsplat, standard takes well under a minute."),
                 io.Combo.Input("poses", options=list(POSE_MODES), default="auto",
                                tooltip="auto: SfM poses checked against the trajectory (refuses if the video "
-                                       "contradicts it), the trajectory when SfM fails; trajectory: the requested "
-                                       "poses, refined; fixed: the requested poses as given, not refined (exact "
-                                       "poses; about a quarter faster); sfm: SfM poses only."),
+                                       "contradicts it), the trajectory as given when SfM fails or is not to be "
+                                       "trusted; trajectory: the requested poses, refined with the scene (about a "
+                                       "fifth slower); fixed: the requested poses as given, not refined; sfm: SfM "
+                                       "poses only."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
                              tooltip="Seed for starting points, view order and densification."),
                 io.Int.Input("steps", default=0, min=0, max=100_000,

@@ -193,9 +193,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     recon.add_argument("--out", type=Path, required=True,
                        help=f"scene file to write; its extension picks the format ({', '.join(SCENE_EXTENSIONS)})")
     recon.add_argument("--poses", choices=POSE_MODES, default="auto",
-                       help="camera poses: SfM checked against the trajectory (auto, default), the trajectory "
-                            "refined with the scene, the trajectory as given (fixed: exact poses, fastest), or SfM "
-                            "only")
+                       help="camera poses: SfM checked against the trajectory, else the trajectory as given (auto, "
+                            "default), the trajectory refined with the scene (trajectory), the trajectory as given "
+                            "(fixed), or SfM only")
     recon.add_argument("--preset", choices=tuple(PRESETS), default="standard",
                        help="fast (3k steps), standard (7k, default) or high (30k)")
     add_fit_options(recon, holdout_help="keep every k-th frame out of the fit and report its PSNR (default 0: "

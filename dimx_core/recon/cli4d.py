@@ -52,8 +52,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="time index the warm-up fits and the canonical scene shows (default 0)")
     recon.add_argument("--poses", choices=POSE_MODES, default="auto",
                        help="camera poses from the reference time's views: SfM checked against the trajectory "
-                            "(auto, default), the trajectory refined with the scene, the trajectory as given "
-                            "(fixed), or SfM only")
+                            "else the trajectory as given (auto, default), the trajectory refined with the scene "
+                            "(trajectory), the trajectory as given (fixed), or SfM only")
     recon.add_argument("--preset", choices=tuple(PRESETS_4D), default="fast",
                        help="fast (6k steps, default), standard (14k) or high (30k)")
     add_fit_options(recon, holdout_help="score frames on every k-th diagonal of the camera x time grid, kept out "

@@ -18,9 +18,12 @@ from ..camera import Trajectory
 from ..hooks import NO_HOOKS, Hooks
 from ..optional import require
 
-# "fixed" skips refinement: at gsplat's pose rate it moves a camera by hundredths of a degree and costs ~25% of a
-# 7000-step fit on the H200 (bench/RESULTS-recon-poses-device.md), so where poses are known to be exact it is pure cost
+# "fixed" skips refinement: at gsplat's pose rate it moves a camera by at most ~0.1 degree, within noise of keeping the
+# poses on exact and on 0.5-degree-off ones, and costs ~20% of a 7000-step fit on the H200
+# (bench/RESULTS-recon-poses-device.md). So "auto" keeps the trajectory as given where SfM does not replace it;
+# "trajectory" asks for refinement.
 POSE_MODES = ("auto", "trajectory", "fixed", "sfm")
+AUTO_KEEPS = "poses: the requested trajectory as given, not refined (poses=trajectory refines it with the scene)"
 # measured SfM noise on the synthetic orbit: 0.8-1.5 deg at 128x96 and up, up to 3 deg at 96x64
 ROTATION_WARN_DEG, ROTATION_REFUSE_DEG = 3.0, 10.0
 # SfM on generated frames fixes the direction of travel only to several degrees (see align_sim3)
@@ -266,9 +269,9 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
     - "fixed": the requested poses exactly as given, never refined (poses known to be exact: the fastest fit);
     - "sfm": SfM poses, Sim(3)-fitted to the trajectory; fails when SfM cannot place enough frames;
     - "auto": SfM when it places enough frames and agrees with the request (a loud note when it merely
-      differs); the trajectory when SfM is unavailable or fails; refuses (PoseMismatch) when SfM, having
-      placed at least half the frames, says the video's motion contradicts the request, because either choice
-      would then be a guess."""
+      differs); else the trajectory as given, as "fixed" keeps it (SfM unavailable, failed or not to be
+      trusted); refuses (PoseMismatch) when SfM, having placed at least half the frames, says the video's motion
+      contradicts the request, because either choice would then be a guess."""
     if mode not in POSE_MODES:
         raise ValueError(f"poses must be one of {', '.join(POSE_MODES)}, got {mode!r}")
     everything = list(range(len(trajectory)))
@@ -294,9 +297,8 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
         if mode == "sfm":
             raise ValueError(f"structure-from-motion failed on these frames ({failure}); use poses=trajectory "
                              "or poses=auto to fit with the requested trajectory instead")
-        return PoseChoice("trajectory", trajectory, everything,
-                          notes=[f"poses: the requested trajectory, refined with the scene; SfM could not check "
-                                 f"the video's motion ({failure})"])
+        return PoseChoice("fixed", trajectory, everything,
+                          notes=[f"{AUTO_KEEPS}; SfM could not check the video's motion ({failure})"])
     registered = sfm.registered
     estimated = np.stack([sfm.c2w_opencv[i] for i in registered])
     both_ends = loop and registered[0] == 0 and registered[-1] == len(frames) - 1
@@ -309,9 +311,9 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
                 f"triangulated points per frame (at least {MIN_POINTS_PER_FRAME} are needed to trust its poses: "
                 "low-texture frames give poses degrees off)")
         if mode == "auto":
-            notes.append(f"poses: the requested trajectory, refined with the scene; {weak}, so neither its poses "
-                         f"nor its verdict ('{check.verdict}') replace the trajectory")
-            return PoseChoice("trajectory", trajectory, everything, check=check, notes=notes)
+            notes.append(f"{AUTO_KEEPS}; {weak}, so neither its poses nor its verdict ('{check.verdict}') replace "
+                         "the trajectory")
+            return PoseChoice("fixed", trajectory, everything, check=check, notes=notes)
         notes.append(f"WARNING: {weak}; poses=sfm uses them anyway")
     if mode == "auto" and check.verdict == "mismatch" and len(registered) >= 0.5 * len(frames):
         raise PoseMismatch(
@@ -320,12 +322,11 @@ def choose_poses(frames: np.ndarray, trajectory: Trajectory, mode: str = "auto",
             "the video; or choose poses=sfm to follow the video's own motion, or poses=trajectory to force the "
             "requested path.")
     if mode == "auto" and not enough:
-        notes.append(f"poses: the requested trajectory, refined with the scene; SfM placed only "
-                     f"{len(registered)}/{len(frames)} frames, too few to replace it")
+        notes.append(f"{AUTO_KEEPS}; SfM placed only {len(registered)}/{len(frames)} frames, too few to replace it")
         if check.verdict != "agrees":
             notes.append("WARNING: on the frames SfM could place, the video does not move the way the trajectory "
                          "asks; the geometry may be warped (check the director and magnitude, or use poses=sfm)")
-        return PoseChoice("trajectory", trajectory, everything, check=check, notes=notes)
+        return PoseChoice("fixed", trajectory, everything, check=check, notes=notes)
     if check.verdict != "agrees":
         notes.append("WARNING: the video does not move the way the trajectory asks; the scene follows the video's "
                      "own motion (SfM), fitted to the trajectory's frame as closely as a similarity allows")

@@ -58,7 +58,7 @@ def test_sfm_mode_fails_clearly_when_no_model_forms():
     with pytest.raises(ValueError, match="structure-from-motion failed.*poses=trajectory"):
         choose_poses(blank, orbit_rig(6, 20.0, 64, 48), "sfm")
     fallback = choose_poses(blank, orbit_rig(6, 20.0, 64, 48), "auto")
-    assert fallback.source == "trajectory" and "SfM could not check" in fallback.notes[0]
+    assert fallback.source == "fixed" and "SfM could not check" in fallback.notes[0]
 
 
 def test_the_planners_orbits_and_the_pose_check_share_one_convention():
@@ -84,7 +84,7 @@ def test_auto_keeps_exact_poses_when_sfm_registers_low_texture_frames_from_too_f
     trajectory = orbit_rig(12, 30.0, 96, 64)
     frames = render_views(low_texture_ball_before_wall(), trajectory).numpy()
     choice = choose_poses(frames, trajectory, "auto")
-    assert choice.source == "trajectory" and choice.check is not None and choice.check.registered >= 6
+    assert choice.source == "fixed" and choice.check is not None and choice.check.registered >= 6
     turned = rotation_angle_deg(np.einsum("nji,njk->nik", trajectory.c2w_opencv[:, :3, :3],
                                           choice.cameras.c2w_opencv[:, :3, :3]))
     assert turned.max() < 0.5
@@ -107,5 +107,5 @@ def test_auto_keeps_exact_poses_on_the_low_texture_orbit_at_320x240():
     choice = choose_poses(frames, trajectory, "auto")
     turned = rotation_angle_deg(np.einsum("nji,njk->nik", trajectory.c2w_opencv[:, :3, :3],
                                           choice.cameras.c2w_opencv[:, :3, :3]))
-    assert choice.source == "trajectory" and turned.max() < 0.5
+    assert choice.source == "fixed" and turned.max() < 0.5
     assert any(note.startswith("poses: the requested trajectory") and "SfM" in note for note in choice.notes)
