@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu for a smoke run")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps (checks the script runs)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS-recon.md"))
+    parser.add_argument("--poses", default="trajectory",
+                        help="comma-separated pose modes each preset is fitted with (trajectory: refined; fixed: the "
+                             "trajectory as given, what poses=auto fits when SfM does not replace it)")
     parser.add_argument("--skip-sfm", action="store_true", help="skip the SfM-posed fit and the pose check")
     parser.add_argument("--size", default=None, help="frame size WxH (default 720x480; --quick: 64x48)")
     parser.add_argument("--frames", type=int, default=None, help="number of frames (default 49; --quick: 16)")
@@ -253,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         if preset not in PRESETS:
             parser.error(f"unknown preset {preset!r}")
-        fit(preset, "trajectory")
+        for poses in args.poses.split(","):
+            fit(preset, poses)
         report.add("Synthetic fits (ball before a wall, 30 deg orbit, every 8th frame held out)", lines)
     if args.simple_trainer:
         for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:

@@ -32,7 +32,7 @@ from dimx_core.recon.gaussians import Gaussians, rgb_to_sh_dc  # noqa: E402
 from dimx_core.recon.raster import select_rasterizer  # noqa: E402
 from dimx_core.recon.render import camera_tensors, render_views  # noqa: E402
 from dimx_core.recon.synthetic import ball_before_wall, ball_on_fine_ground, orbit_rig  # noqa: E402
-from dimx_core.recon.train import ReconstructOptions, psnr, reconstruct  # noqa: E402
+from dimx_core.recon.train import PRESETS, ReconstructOptions, psnr, reconstruct  # noqa: E402
 
 SCENES = {"ball": ball_before_wall, "ground": ball_on_fine_ground}
 
@@ -118,6 +118,7 @@ def replace_views(trajectory, views: list[int]):
     return replace(trajectory, c2w_opencv=trajectory.c2w_opencv[views], intrinsics=trajectory.intrinsics[views])
 
 
+PACK = {"preset": "standard"}  # --preset: the pack's preset, stretched to --steps
 PERTURBATION = {"degrees": 0.5, "shift": 0.01}  # --perturb: each perturbed camera's rotation and move (share of scale)
 
 
@@ -150,7 +151,7 @@ def pack_fit_perturbed(images, trajectory, *, steps: int, points: int, seed: int
 
 def pack_fit(images, trajectory, *, steps: int, points: int, seed: int, device: torch.device):
     result = reconstruct(images, trajectory, ReconstructOptions(
-        preset="standard", steps=steps, poses="trajectory", holdout_every=8, device=str(device), seed=seed,
+        preset=PACK["preset"], steps=steps, poses="trajectory", holdout_every=8, device=str(device), seed=seed,
         initial_points=points, confidence="none"))
     return result.report.heldout_psnr, result.report.gaussians, result.report.seconds
 
@@ -162,7 +163,7 @@ def _eager_correction():
 
 FITS = {
     "plain": ("the plain loop (simple_trainer's)", plain_fit, None),
-    "pack": ("the pack: standard preset stretched to the steps, confidence none", pack_fit, None),
+    "pack": ("the pack: its preset (--preset) stretched to the steps, confidence none", pack_fit, None),
     "pack-fixed-poses": ("the pack, the exact poses not refined", pack_fit, _fixed_poses),
     "pack-perturbed": ("the pack, the training poses perturbed (--perturb), refined", pack_fit_perturbed, None),
     "pack-perturbed-fixed-poses": ("the pack, the training poses perturbed (--perturb), not refined",
@@ -188,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=100_000, help="starting points of every fit")
     parser.add_argument("--scene-gaussians", type=int, default=60_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="standard",
+                        help="the pack's preset in its fits (its schedules stretched to --steps)")
+    parser.add_argument("--preset-change", default="", metavar="FIELD=VALUE,...",
+                        help="fields of that preset replaced for this run, e.g. refine_stop=3000,sh_interval=1000")
     parser.add_argument("--perturb", default="0.5,0.01",
                         help="the perturbed fits' turn of each camera in degrees and its move as a share of the scene "
                              "scale")
@@ -199,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
                              "a 1500-step fit took over 90 s to build)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    PACK["preset"] = args.preset
+    if args.preset_change:
+        from dataclasses import replace
+
+        changes = dict(change.split("=") for change in args.preset_change.split(","))
+        PRESETS[args.preset] = replace(PRESETS[args.preset], **{field: int(value) if value.isdigit() else value
+                                                                  for field, value in changes.items()})
     PERTURBATION["degrees"], PERTURBATION["shift"] = (float(value) for value in args.perturb.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
