@@ -59,8 +59,9 @@ def flow_confidence(frames: np.ndarray, *, tolerance_px: float | None = None,
         backward = dis.calc(gray[index + 1], gray[index], None)
         return consistency(index, index + 1, forward, backward), consistency(index + 1, index, backward, forward)
 
-    # The pairs are independent and OpenCV releases the GIL: one thread per core (3.2 s serial for 49 frames at
-    # 720x480 before the fit could start on the H200's host, bench/RESULTS-recon-profile.md).
+    # The pairs are independent and OpenCV releases the GIL: one thread per core. For 49 frames at 720x480 on the
+    # H200's 16-core host this took 1.2 s against 4.5-5.0 s serial, before the fit could start
+    # (bench/RESULTS-recon-defaults-device.md).
     with ThreadPoolExecutor(max_workers=min(count - 1, os.cpu_count() or 1)) as pool:
         for index, (ahead, behind) in enumerate(pool.map(pair, range(count - 1))):
             best[index] = np.maximum(best[index], ahead)
