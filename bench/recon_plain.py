@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.recon_loop_ab import _fixed_poses, patched  # noqa: E402
-from dimx_core.recon import fit as fit_module, pose_refinement  # noqa: E402
+from bench.recon_loop_ab import _fixed_poses, _together, patched  # noqa: E402
+from dimx_core.recon import fit as fit_module, pose_refinement, train as train_module  # noqa: E402
 from dimx_core.recon.gaussians import Gaussians, rgb_to_sh_dc  # noqa: E402
 from dimx_core.recon.raster import select_rasterizer  # noqa: E402
 from dimx_core.recon.render import camera_tensors, render_views  # noqa: E402
@@ -161,6 +161,25 @@ def _eager_correction():
     return patched(pose_refinement, "graphed_correction", lambda device: pose_refinement.corrected_world_to_camera)
 
 
+def _gsplat_scene_scale():
+    """The pack's scene scale as gsplat's trainer has it, 1.1 x the cameras' extent, without the pack's floor of half
+    the scene depth (a 30-degree orbit's cameras span about half their distance to the scene)."""
+    def scale(cameras) -> float:
+        return 1.1 * float(np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max())
+    return patched(fit_module, "scene_scale", scale)
+
+
+def _plain_start():
+    """The pack's fit from the plain loop's starting Gaussians (a cube of 3 x the scene scale, random colours)."""
+    def start(cameras, frames, *, count: int, sh_degree: int, seed: int, points=None, colours=None) -> Gaussians:
+        return plain_start(cameras, count, torch.Generator().manual_seed(seed))[0]
+    return patched(train_module, "initial_gaussians", start)
+
+
+def _unscaled_grow():
+    return patched(fit_module, "GROW_REFERENCE_HEIGHT", 0)
+
+
 FITS = {
     "plain": ("the plain loop (simple_trainer's)", plain_fit, None),
     "pack": ("the pack: its preset (--preset) stretched to the steps, confidence none", pack_fit, None),
@@ -172,8 +191,14 @@ FITS = {
                          _eager_correction),
     "pack-perturbed-eager-poses": ("the pack, poses perturbed, refined op by op (no CUDA graph)",
                                    pack_fit_perturbed, _eager_correction),
+    "pack-gsplat-scale": ("the pack, the exact poses not refined, gsplat's scene scale (no depth floor)", pack_fit,
+                          _together(_fixed_poses, _gsplat_scene_scale)),
+    "pack-plain-start": ("the pack, the exact poses not refined, from the plain loop's starting Gaussians", pack_fit,
+                         _together(_fixed_poses, _plain_start)),
     "pack-unscaled-grow": ("the pack, gsplat's grow_grad2d not scaled by the frame height", pack_fit,
-                           lambda: patched(fit_module, "GROW_REFERENCE_HEIGHT", 0)),
+                           _unscaled_grow),
+    "pack-plain-start-unscaled-grow": ("the pack, exact poses kept, the plain loop's start and grow_grad2d",
+                                       pack_fit, _together(_fixed_poses, _plain_start, _unscaled_grow)),
 }
 
 
