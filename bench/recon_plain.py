@@ -44,12 +44,17 @@ def focus_point(c2w: np.ndarray) -> np.ndarray:
     return np.linalg.solve(projectors.sum(axis=0), (projectors @ origins[:, :, None]).sum(axis=0))[:, 0]
 
 
+def gsplat_scene_scale(trajectory) -> float:
+    """simple_trainer's scene scale: 1.1 x the cameras' largest distance from their mean."""
+    positions = trajectory.positions
+    return 1.1 * float(np.linalg.norm(positions - positions.mean(axis=0), axis=1).max())
+
+
 def plain_start(trajectory, count: int, generator: torch.Generator) -> tuple[Gaussians, float]:
     """simple_trainer's random start and its scene scale (1.1 x the cameras' largest distance from their mean)."""
     from scipy.spatial import cKDTree
 
-    positions = trajectory.positions
-    scale = 1.1 * float(np.linalg.norm(positions - positions.mean(axis=0), axis=1).max())
+    scale = gsplat_scene_scale(trajectory)
     centre = torch.as_tensor(focus_point(trajectory.c2w_opencv), dtype=torch.float32)
     means = centre + 3.0 * scale * (torch.rand(count, 3, generator=generator) * 2 - 1)
     distances, _ = cKDTree(means.numpy()).query(means.numpy(), k=4)
@@ -164,9 +169,7 @@ def _eager_correction():
 def _gsplat_scene_scale():
     """The pack's scene scale as gsplat's trainer has it, 1.1 x the cameras' extent, without the pack's floor of half
     the scene depth (a 30-degree orbit's cameras span about half their distance to the scene)."""
-    def scale(cameras) -> float:
-        return 1.1 * float(np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max())
-    return patched(fit_module, "scene_scale", scale)
+    return patched(fit_module, "scene_scale", gsplat_scene_scale)
 
 
 def _plain_start():
