@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fit with the --baseline rasterizer too (the issue's 'faster than today' is the fit's)")
     parser.add_argument("--quick", action="store_true", help="2000 Gaussians, one repeat, a 60-step fit at 64x48")
     args = parser.parse_args(argv)
+    if args.fit_baseline and not args.baseline:
+        parser.error("--fit-baseline fits with the --baseline rasterizer: give --baseline FILE too")
     torch.set_num_threads(args.threads)
     if args.quick:
         args.gaussians, args.repeats, args.fit_size, args.fit_steps = 2000, 1, "64x48", args.fit_steps or 60

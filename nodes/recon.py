@@ -99,8 +99,8 @@ class GaussianReconstruct(io.ComfyNode):
             description="Fits a 3D Gaussian-splat scene to the frames an S-Director generated along a camera "
                         "trajectory (DimensionX's trajectory-aware 3D stage). Camera poses come from "
                         "structure-from-motion checked against the trajectory, or from the trajectory (as given, "
-                        "or refined with the scene); the loss is confidence-weighted (optical-flow consistency). Uses gsplat "
-                        "on CUDA, an exact PyTorch rasterizer elsewhere.",
+                        "or refined with the scene); the loss is confidence-weighted (optical-flow consistency). "
+                        "Uses gsplat on CUDA, an exact PyTorch rasterizer elsewhere.",
             inputs=[
                 io.Image.Input("frames", tooltip="The generated video frames, in order (one per trajectory pose)."),
                 TrajectoryType.Input("trajectory", tooltip="The camera trajectory the video was generated along "

@@ -48,8 +48,8 @@ class Gaussian4DReconstruct(io.ComfyNode):
                 io.Combo.Input("poses", options=list(POSE_MODES), default="auto",
                                tooltip="Camera poses, from the K views at the reference time (a still scene): auto "
                                        "checks them with SfM against the trajectory (else keeps them as given), "
-                                       "trajectory refines the requested poses, fixed uses them as given, sfm uses SfM only. The poses "
-                                       "are shared by every time."),
+                                       "trajectory refines the requested poses, fixed uses them as given, sfm "
+                                       "uses SfM only. The poses are shared by every time."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
                              tooltip="Seed for starting points, the field's initial weights, frame order and "
                                      "densification."),
