@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.recon_loop_ab import _fixed_poses, _together, patched  # noqa: E402
-from dimx_core.recon import fit as fit_module, pose_refinement, train as train_module  # noqa: E402
+from dimx_core.recon import fit as fit_module, init as init_module, pose_refinement, train as train_module  # noqa: E402
 from dimx_core.recon.gaussians import Gaussians, rgb_to_sh_dc  # noqa: E402
 from dimx_core.recon.raster import select_rasterizer  # noqa: E402
 from dimx_core.recon.render import camera_tensors, render_views  # noqa: E402
@@ -50,21 +51,30 @@ def gsplat_scene_scale(trajectory) -> float:
     return 1.1 * float(np.linalg.norm(positions - positions.mean(axis=0), axis=1).max())
 
 
-def plain_start(trajectory, count: int, generator: torch.Generator) -> tuple[Gaussians, float]:
-    """simple_trainer's random start and its scene scale (1.1 x the cameras' largest distance from their mean)."""
+def cube_points(trajectory, count: int, generator: torch.Generator) -> torch.Tensor:
+    """simple_trainer's random points: a cube of 3 x its scene scale around the cameras' focus."""
+    centre = torch.as_tensor(focus_point(trajectory.c2w_opencv), dtype=torch.float32)
+    return centre + 3.0 * gsplat_scene_scale(trajectory) * (torch.rand(count, 3, generator=generator) * 2 - 1)
+
+
+def neighbour_log_scales(means: torch.Tensor) -> torch.Tensor:
+    """simple_trainer's starting sizes: the root mean square distance to the 3 nearest neighbours."""
     from scipy.spatial import cKDTree
 
-    scale = gsplat_scene_scale(trajectory)
-    centre = torch.as_tensor(focus_point(trajectory.c2w_opencv), dtype=torch.float32)
-    means = centre + 3.0 * scale * (torch.rand(count, 3, generator=generator) * 2 - 1)
     distances, _ = cKDTree(means.numpy()).query(means.numpy(), k=4)
-    log_scales = torch.as_tensor(np.log(np.sqrt((distances[:, 1:] ** 2).mean(axis=1))), dtype=torch.float32)
+    return torch.as_tensor(np.log(np.sqrt((distances[:, 1:] ** 2).mean(axis=1))), dtype=torch.float32)
+
+
+def plain_start(trajectory, count: int, generator: torch.Generator) -> tuple[Gaussians, float]:
+    """simple_trainer's random start and its scene scale (1.1 x the cameras' largest distance from their mean)."""
+    means = cube_points(trajectory, count, generator)
+    log_scales = neighbour_log_scales(means)
     sh = torch.zeros(count, 16, 3)
     sh[:, 0] = rgb_to_sh_dc(torch.rand(count, 3, generator=generator))
     scene = Gaussians(means=means, log_scales=log_scales[:, None].repeat(1, 3),
                       quats_wxyz=torch.rand(count, 4, generator=generator),
                       opacity_logits=torch.full((count,), math.log(0.1 / 0.9)), sh=sh)
-    return scene, scale
+    return scene, gsplat_scene_scale(trajectory)
 
 
 def plain_fit(images: torch.Tensor, trajectory, *, steps: int, points: int, seed: int, device: torch.device):
@@ -118,8 +128,6 @@ def plain_fit(images: torch.Tensor, trajectory, *, steps: int, points: int, seed
 
 
 def replace_views(trajectory, views: list[int]):
-    from dataclasses import replace
-
     return replace(trajectory, c2w_opencv=trajectory.c2w_opencv[views], intrinsics=trajectory.intrinsics[views])
 
 
@@ -131,8 +139,6 @@ def perturbed(trajectory, seed: int):
     """`trajectory` with every camera but the held-out ones (every 8th, scored on their exact poses) and the first
     one the fit sees (which anchors the frame) turned by PERTURBATION degrees about a random axis and moved by its
     share of the scene scale in a random direction: a video that follows its planned path only roughly."""
-    from dataclasses import replace
-
     from scipy.spatial.transform import Rotation
 
     from dimx_core.recon.init import scene_scale
@@ -179,6 +185,23 @@ def _plain_start():
     return patched(train_module, "initial_gaussians", start)
 
 
+def _start_from(place):
+    """The pack's start (frame colours, identity rotations, faint) at the points `place` (trajectory, count,
+    generator) -> means, sized as simple_trainer sizes them (3 nearest neighbours)."""
+    def start(cameras, frames, *, count: int, sh_degree: int, seed: int, points=None, colours=None) -> Gaussians:
+        means = place(cameras, count, torch.Generator().manual_seed(seed))
+        scene = init_module.initial_gaussians(cameras, frames, count=count, sh_degree=sh_degree, seed=seed,
+                                              points=means.numpy().astype(np.float64))
+        return replace(scene, log_scales=neighbour_log_scales(scene.means)[:, None].repeat(1, 3))
+    return patched(train_module, "initial_gaussians", start)
+
+
+def _frustum_points(cameras, count: int, generator: torch.Generator) -> torch.Tensor:
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    points = init_module.shared_frustum_points(cameras, count, np.random.default_rng(seed))
+    return torch.as_tensor(points, dtype=torch.float32)
+
+
 def _unscaled_grow():
     return patched(fit_module, "GROW_REFERENCE_HEIGHT", 0)
 
@@ -198,6 +221,10 @@ FITS = {
                           _together(_fixed_poses, _gsplat_scene_scale)),
     "pack-plain-start": ("the pack, the exact poses not refined, from the plain loop's starting Gaussians", pack_fit,
                          _together(_fixed_poses, _plain_start)),
+    "pack-cube-start": ("the pack, exact poses kept, the plain loop's cube and sizes, colours from the frames",
+                        pack_fit, _together(_fixed_poses, lambda: _start_from(cube_points))),
+    "pack-neighbour-sizes": ("the pack, exact poses kept, its frustum points sized by their 3 nearest neighbours",
+                             pack_fit, _together(_fixed_poses, lambda: _start_from(_frustum_points))),
     "pack-unscaled-grow": ("the pack, gsplat's grow_grad2d not scaled by the frame height", pack_fit,
                            _unscaled_grow),
     "pack-plain-start-unscaled-grow": ("the pack, exact poses kept, the plain loop's start and grow_grad2d",
@@ -234,7 +261,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     PACK["preset"] = args.preset
     if args.preset_change:
-        from dataclasses import replace
 
         changes = dict(change.split("=") for change in args.preset_change.split(","))
         PRESETS[args.preset] = replace(PRESETS[args.preset], **{field: int(value) if value.isdigit() else value
