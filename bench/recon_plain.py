@@ -57,18 +57,10 @@ def cube_points(trajectory, count: int, generator: torch.Generator) -> torch.Ten
     return centre + 3.0 * gsplat_scene_scale(trajectory) * (torch.rand(count, 3, generator=generator) * 2 - 1)
 
 
-def neighbour_log_scales(means: torch.Tensor) -> torch.Tensor:
-    """simple_trainer's starting sizes: the root mean square distance to the 3 nearest neighbours."""
-    from scipy.spatial import cKDTree
-
-    distances, _ = cKDTree(means.numpy()).query(means.numpy(), k=4)
-    return torch.as_tensor(np.log(np.sqrt((distances[:, 1:] ** 2).mean(axis=1))), dtype=torch.float32)
-
-
 def plain_start(trajectory, count: int, generator: torch.Generator) -> tuple[Gaussians, float]:
     """simple_trainer's random start and its scene scale (1.1 x the cameras' largest distance from their mean)."""
     means = cube_points(trajectory, count, generator)
-    log_scales = neighbour_log_scales(means)
+    log_scales = torch.as_tensor(np.log(init_module.neighbour_scales(means.numpy(), 0.0)), dtype=torch.float32)
     sh = torch.zeros(count, 16, 3)
     sh[:, 0] = rgb_to_sh_dc(torch.rand(count, 3, generator=generator))
     scene = Gaussians(means=means, log_scales=log_scales[:, None].repeat(1, 3),
@@ -185,23 +177,6 @@ def _plain_start():
     return patched(train_module, "initial_gaussians", start)
 
 
-def _start_from(place):
-    """The pack's start (frame colours, identity rotations, faint) at the points `place` (trajectory, count,
-    generator) -> means, sized as simple_trainer sizes them (3 nearest neighbours)."""
-    def start(cameras, frames, *, count: int, sh_degree: int, seed: int, points=None, colours=None) -> Gaussians:
-        means = place(cameras, count, torch.Generator().manual_seed(seed))
-        scene = init_module.initial_gaussians(cameras, frames, count=count, sh_degree=sh_degree, seed=seed,
-                                              points=means.numpy().astype(np.float64))
-        return replace(scene, log_scales=neighbour_log_scales(scene.means)[:, None].repeat(1, 3))
-    return patched(train_module, "initial_gaussians", start)
-
-
-def _frustum_points(cameras, count: int, generator: torch.Generator) -> torch.Tensor:
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    points = init_module.shared_frustum_points(cameras, count, np.random.default_rng(seed))
-    return torch.as_tensor(points, dtype=torch.float32)
-
-
 def _unscaled_grow():
     return patched(fit_module, "GROW_REFERENCE_HEIGHT", 0)
 
@@ -221,10 +196,6 @@ FITS = {
                           _together(_fixed_poses, _gsplat_scene_scale)),
     "pack-plain-start": ("the pack, the exact poses not refined, from the plain loop's starting Gaussians", pack_fit,
                          _together(_fixed_poses, _plain_start)),
-    "pack-cube-start": ("the pack, exact poses kept, the plain loop's cube and sizes, colours from the frames",
-                        pack_fit, _together(_fixed_poses, lambda: _start_from(cube_points))),
-    "pack-neighbour-sizes": ("the pack, exact poses kept, its frustum points sized by their 3 nearest neighbours",
-                             pack_fit, _together(_fixed_poses, lambda: _start_from(_frustum_points))),
     "pack-unscaled-grow": ("the pack, gsplat's grow_grad2d not scaled by the frame height", pack_fit,
                            _unscaled_grow),
     "pack-plain-start-unscaled-grow": ("the pack, exact poses kept, the plain loop's start and grow_grad2d",

@@ -49,6 +49,7 @@ class Preset:
     sh_interval: int       # one more SH band every this many steps, up to degree 3
     strategy: str = "default"  # a key of STRATEGIES
     view_order: str = "reshuffle"  # a key of VIEW_ORDERS
+    start: str = "cube"    # a key of init.STARTS: where the random starting points lie when SfM gives none
 
 
 def scaled_preset(preset: Preset, steps: int) -> Preset:

@@ -156,14 +156,14 @@ def _as_mask(mask, count: int, height: int, width: int) -> np.ndarray | None:
 def prepare_fit(choice: PoseChoice, frames: np.ndarray, preset: Preset, options: ReconstructOptions,
                 notices: list[str], *, anchor: int = 0, hooks: Hooks = NO_HOOKS) -> tuple[SceneOptimizer, Rasterizer,
                                                                                           torch.nn.Module | None]:
-    """Starting Gaussians (SfM points, else random points every camera sees) coloured from `frames` (one per
+    """Starting Gaussians (SfM points, else the preset's random start) coloured from `frames` (one per
     chosen camera), the rasterizer, the optional LPIPS network and the optimiser, whose pose refinement keeps camera
     `anchor` (a position among the chosen cameras; one the fit sees) where it was planned; what the user should know
     about them is appended to `notices`."""
     device = torch.device(options.device)
     scene = initial_gaussians(choice.cameras, frames, count=options.initial_points or preset.initial_points,
-                              sh_degree=MAX_SH_DEGREE, seed=options.seed, points=choice.points,
-                              colours=choice.colors)
+                              sh_degree=MAX_SH_DEGREE, seed=options.seed, start=preset.start,
+                              points=choice.points, colours=choice.colors)
     rasterizer = select_rasterizer(device, prefer=options.rasterizer, build_dir=options.build_dir, hooks=hooks)
     notices += [rasterizer.notice] if rasterizer.notice else []
     lpips_network = None

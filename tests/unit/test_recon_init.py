@@ -1,0 +1,95 @@
+"""Where the Gaussians start (recon/init.py): gsplat's trainer's cube of random points for the 3D fit, points every
+camera sees for the 4D fit, both sized by their neighbours and coloured from the frames."""
+import numpy as np
+import pytest
+
+from dimx_core.camera import Trajectory
+from dimx_core.recon.init import (STARTS, cube_points, initial_gaussians, neighbour_scales, sample_colours,
+                                  scene_depth, shared_frustum_points)
+from dimx_core.recon.synthetic import orbit_rig
+
+
+def dolly(frames: int, travel: float) -> Trajectory:
+    """Cameras moving `travel` units straight ahead along +z, no pivot (a dolly-in without an orbit centre)."""
+    poses = np.repeat(np.eye(4)[None], frames, axis=0)
+    poses[:, 2, 3] = np.linspace(0.0, travel, frames)
+    intrinsics = np.array([[40.0, 0.0, 32.0], [0.0, 40.0, 24.0], [0.0, 0.0, 1.0]])
+    return Trajectory(poses, np.repeat(intrinsics[None], frames, axis=0), 64, 48)
+
+
+def test_the_cube_is_centred_on_the_pivot_with_gsplats_half_width():
+    cameras = orbit_rig(49, 30.0, 64, 48)  # pivot (0, 0, 2); the cameras span 0.52 units about their mean
+    points = cube_points(cameras, 20_000, np.random.default_rng(0))
+    extent = np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max()
+    half_width = 3.0 * 1.1 * extent
+    assert half_width > 0.75 * scene_depth(cameras)  # gsplat's own cube here, not the floor
+    assert points.shape == (20_000, 3)
+    np.testing.assert_allclose(points.min(axis=0), np.array([0.0, 0.0, 2.0]) - half_width, atol=0.01)
+    np.testing.assert_allclose(points.max(axis=0), np.array([0.0, 0.0, 2.0]) + half_width, atol=0.01)
+    np.testing.assert_allclose(points.mean(axis=0), [0.0, 0.0, 2.0], atol=0.03)
+
+
+def test_cameras_that_barely_move_get_a_cube_as_deep_as_the_scene_ahead_of_the_first():
+    cameras = dolly(10, 0.02)
+    depth = scene_depth(cameras)  # no pivot: at least 1 unit
+    assert depth == 1.0
+    points = cube_points(cameras, 20_000, np.random.default_rng(1))
+    np.testing.assert_allclose(points.mean(axis=0), [0.0, 0.0, depth], atol=0.02)
+    np.testing.assert_allclose(points.max(axis=0) - points.min(axis=0), [1.5 * depth] * 3, atol=0.01)
+
+
+def test_neighbour_scales_are_the_rms_distance_to_the_three_nearest_points():
+    points = np.random.default_rng(2).normal(size=(300, 3))
+    distances = np.linalg.norm(points[:, None] - points[None], axis=2)
+    nearest = np.sort(distances, axis=1)[:, 1:4]
+    np.testing.assert_allclose(neighbour_scales(points, 0.5), np.sqrt((nearest ** 2).mean(axis=1)), rtol=1e-12)
+    two = np.array([[0.0, 0.0, 0.0], [0.0, 3.0, 4.0]])
+    np.testing.assert_allclose(neighbour_scales(two, 0.5), [5.0, 5.0])
+    np.testing.assert_allclose(neighbour_scales(two[:1], 0.5), [0.5])
+
+
+def test_the_frustum_start_lies_where_every_camera_sees_it():
+    cameras = orbit_rig(12, 30.0, 64, 48)
+    points = shared_frustum_points(cameras, 500, np.random.default_rng(3))
+    w2c = np.linalg.inv(cameras.c2w_opencv)
+    local = np.einsum("cij,pj->cpi", w2c[:, :3, :3], points) + w2c[:, None, :3, 3]
+    pixels = np.einsum("cij,cpj->cpi", cameras.intrinsics, local)[..., :2] / local[..., 2:]
+    assert (local[..., 2] > 0).all()
+    assert ((pixels >= 0) & (pixels < [64, 48])).all()
+
+
+@pytest.mark.parametrize("start", sorted(STARTS))
+def test_random_starts_are_sized_by_neighbours_and_coloured_from_the_frames(start):
+    cameras = orbit_rig(8, 20.0, 64, 48)
+    frames = np.zeros((8, 48, 64, 3))
+    frames[..., 0] = 1.0  # every frame is red
+    scene = initial_gaussians(cameras, frames, count=400, sh_degree=3, seed=4, start=start)
+    assert len(scene) == 400 and scene.sh.shape == (400, 16, 3)
+    np.testing.assert_allclose(scene.log_scales.exp()[:, 0].numpy(),
+                               neighbour_scales(scene.means.double().numpy(), 0.0), rtol=1e-5)
+    colours = sample_colours(scene.means.double().numpy(), cameras, frames)
+    seen = colours[:, 1] == 0.0  # points inside some frame are red; the others are grey
+    assert seen.sum() > (399 if start == "frustum" else 40)
+    np.testing.assert_allclose(scene.sh[seen, 0].numpy(), [[(1 - 0.5) / 0.28209479, -0.5 / 0.28209479,
+                                                           -0.5 / 0.28209479]] * int(seen.sum()), rtol=1e-5)
+    assert np.allclose(scene.sh[:, 1:].numpy(), 0.0) and np.allclose(scene.opacity_logits.sigmoid().numpy(), 0.1)
+
+
+def test_sfm_points_keep_their_colours_and_a_single_point_still_starts():
+    cameras = orbit_rig(8, 20.0, 64, 48)
+    frames = np.full((8, 48, 64, 3), 0.25)
+    points = np.array([[0.0, 0.0, 2.0], [0.1, 0.0, 2.0], [0.0, 0.2, 2.0], [0.0, 0.0, 2.3]])
+    colours = np.array([[1.0, 0.0, 0.0]] * 4)
+    scene = initial_gaussians(cameras, frames, count=99, sh_degree=0, seed=0, points=points, colours=colours)
+    assert len(scene) == 4
+    np.testing.assert_allclose(scene.means.numpy(), points, rtol=1e-6)
+    np.testing.assert_allclose(scene.log_scales.exp()[:, 0].numpy(), neighbour_scales(points, 0.0), rtol=1e-5)
+    assert float(scene.sh[0, 0, 0]) > 1.7  # red, not the frames' grey
+    one = initial_gaussians(cameras, frames, count=99, sh_degree=0, seed=0, points=points[:1])
+    np.testing.assert_allclose(one.log_scales.exp().numpy(), [[0.1 * scene_depth(cameras)] * 3], rtol=1e-5)
+
+
+def test_an_unknown_start_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"start must be one of cube, frustum, got 'sphere'"):
+        initial_gaussians(orbit_rig(4, 10.0, 32, 24), np.zeros((4, 24, 32, 3)), count=10, sh_degree=0, seed=0,
+                          start="sphere")
