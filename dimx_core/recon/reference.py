@@ -242,16 +242,29 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     Tiles of `tile_size` pixels are composited together in runs of at most `chunk_elements` (tiles x longest
     list x pixels); above `checkpoint_elements` in a view, the runs are recomputed in backward.
     """
-    radii, means2d, depths, conics = project(means, quats, scales, opacities, viewmats, Ks, width, height,
-                                             eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
-                                             radius_clip=radius_clip)
+    options = dict(eps2d=eps2d, near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip)
+    # Culling first, without autograd, then the differentiable projection and colours of the Gaussians some view
+    # sees only: a random start fills a cube about the scene of which a view sees less than half, and the rest never
+    # gets a gradient. Their rows of the outputs still hold their projection (as gsplat's do), with no graph.
+    with torch.no_grad():
+        radii, means2d, depths, conics = project(means, quats, scales, opacities, viewmats, Ks, width, height,
+                                                 **options)
+    seen = torch.nonzero((radii > 0).any(dim=-1).any(dim=0), as_tuple=True)[0]
+    seen_means, seen_colors = _gather(means, seen), _gather(colors, seen)
+    _, seen_means2d, seen_depths, seen_conics = project(seen_means, _gather(quats, seen), _gather(scales, seen),
+                                                        _gather(opacities, seen), viewmats, Ks, width, height,
+                                                        **options)
+    means2d, depths, conics = (full.index_copy(1, seen, part) for full, part in
+                               ((means2d, seen_means2d), (depths, seen_depths), (conics, seen_conics)))
     if sh_degree is not None:
         camera_centres = torch.linalg.inv(viewmats)[:, :3, 3]
-        directions = means[None] - camera_centres[:, None]                  # (C, N, 3)
-        view_colors = torch.clamp_min(evaluate_sh(sh_degree, directions, colors[None].expand(len(viewmats),
-                                                                                             *colors.shape)) + 0.5, 0)
+        directions = seen_means[None] - camera_centres[:, None]              # (C, seen, 3)
+        seen_colors = torch.clamp_min(evaluate_sh(sh_degree, directions, seen_colors[None].expand(
+            len(viewmats), *seen_colors.shape)) + 0.5, 0)
     else:
-        view_colors = colors[None].expand(len(viewmats), *colors.shape)
+        seen_colors = seen_colors[None].expand(len(viewmats), *seen_colors.shape)
+    view_colors = seen_colors.new_zeros(len(viewmats), len(means), seen_colors.shape[-1]).index_copy(1, seen,
+                                                                                                     seen_colors)
     if backgrounds is None:
         backgrounds = view_colors.new_zeros(len(viewmats), view_colors.shape[-1])
     renders, alphas = [], []
