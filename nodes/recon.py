@@ -86,7 +86,9 @@ def lpips_weights_path() -> str:
 def initial_points_input() -> io.Int.Input:
     return io.Int.Input("initial_points", default=0, min=0, max=2_000_000,
                         tooltip="Random starting Gaussians when SfM gives no points; 0 uses the preset's "
-                                "(30k fast, 50k standard, 100k high). Fewer is faster on a CPU.")
+                                "(30k fast, 50k standard, 100k high). The 3D fit draws them in a cube about the "
+                                "scene and drops those no camera sees; the 4D fit, where every camera looks. Fewer "
+                                "is faster on a CPU.")
 
 
 class GaussianReconstruct(io.ComfyNode):

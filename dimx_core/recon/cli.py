@@ -169,7 +169,8 @@ def add_fit_options(parser: argparse.ArgumentParser, *, holdout_help: str) -> No
                         help="per-pixel confidence of the loss (default: optical-flow consistency along the video)")
     parser.add_argument("--holdout-every", type=int, default=0, help=holdout_help)
     parser.add_argument("--initial-points", type=int, default=None,
-                        help="random starting points when SfM gives none (default: the preset's)")
+                        help="random starting points when SfM gives none, drawn in a cube about the scene; those no "
+                             "camera sees are dropped (default: the preset's)")
     parser.add_argument("--lpips-weight", type=float, default=0.0,
                         help="weight of the LPIPS term of the loss (default 0: off); needs --lpips-vgg")
     parser.add_argument("--lpips-vgg", type=Path, default=None,

@@ -52,14 +52,21 @@ def scene_centre(cameras: Trajectory) -> np.ndarray:
 
 
 def cube_points(cameras: Trajectory, count: int, generator: np.random.Generator) -> np.ndarray:
-    """`count` points uniform in a cube about the scene centre, as gsplat's trainer starts without SfM: its half width
-    is 3 x gsplat's scene scale (1.1 x the cameras' extent), at least 0.75 x the scene depth so a zoom or a short
-    pan (cameras that barely move) still gets a cube about as deep as the scene. Measured on 720x480 orbits
-    (bench/RESULTS-recon-start-device.md), this start beat points confined to the cameras' shared frustum by
-    1.0-3.4 dB in the 3D fit."""
+    """Of `count` points uniform in a cube about the scene centre, as gsplat's trainer starts without SfM, those that
+    some camera sees: a point no camera sees never gets a gradient and would stay, unfitted, as haze in the saved
+    scene (and as work on a CPU). The cube's half width is 3 x gsplat's scene scale (1.1 x the cameras' extent), at
+    least 0.75 x the scene depth so a zoom or a short pan (cameras that barely move) still gets a cube about as deep
+    as the scene. Measured on 720x480 orbits (bench/RESULTS-recon-start-device.md), this start beat points confined
+    to the cameras' shared frustum by 1.0-3.4 dB in the 3D fit."""
     extent = np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max()
     half_width = max(3.0 * 1.1 * float(extent), 0.75 * scene_depth(cameras))
-    return scene_centre(cameras) + generator.uniform(-half_width, half_width, (count, 3))
+    points = scene_centre(cameras) + generator.uniform(-half_width, half_width, (count, 3))
+    seen = np.concatenate([_visible(*_project(batch, cameras), cameras).any(axis=0)
+                           for batch in np.array_split(points, max(1, -(-count * len(cameras) // (1 << 21))))])
+    if not seen.any():
+        raise ValueError("no camera of this trajectory sees any of the starting points about its scene centre; "
+                         "check that the cameras look at the scene (their poses and intrinsics)")
+    return points[seen]
 
 
 def shared_frustum_points(cameras: Trajectory, count: int, generator: np.random.Generator) -> np.ndarray:

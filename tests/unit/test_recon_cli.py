@@ -26,7 +26,8 @@ def test_reconstruct_then_render_from_the_command_line(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "pose source: trajectory" in captured.err and "16 frames" in captured.err
     scene = load_scene(tmp_path / "out" / "scene.ply")
-    assert len(scene) >= 200 and scene.cameras is not None and len(scene.cameras) == 16
+    # of the 200 random points of the cube about the scene, those no camera sees were dropped; 20 steps do not refine
+    assert 50 < len(scene) < 200 and scene.cameras is not None and len(scene.cameras) == 16
     assert main(["convert-scene", str(tmp_path / "out" / "scene.ply"), str(tmp_path / "out" / "scene.splat")]) == 0
     assert (tmp_path / "out" / "scene.splat").stat().st_size == 32 * len(scene)
     assert "keeps no view-dependent colour" in capsys.readouterr().err
