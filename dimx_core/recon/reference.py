@@ -244,8 +244,8 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     """
     options = dict(eps2d=eps2d, near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip)
     # Culling first, without autograd, then the differentiable projection and colours of the Gaussians some view
-    # sees only: a random start fills a cube about the scene of which a view sees less than half, and the rest never
-    # gets a gradient. Their rows of the outputs still hold their projection (as gsplat's do), with no graph.
+    # sees only: one view of a fit sees part of the scene, and the rest gets no gradient from it. Their rows of the
+    # outputs still hold their projection (as gsplat's do), with no graph.
     with torch.no_grad():
         radii, means2d, depths, conics = project(means, quats, scales, opacities, viewmats, Ks, width, height,
                                                  **options)
