@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                               time_view(rasterizer_from(args.baseline), scene, 64, 48, args.repeats)))
         report.add("One view at 64x48", lines)
     lines.append(view_row("tiles (this version)", time_view(reference.rasterization, scene, 64, 48, args.repeats)))
-    lines.append(f"\n{args.gaussians} Gaussians (the fast preset's random start on the 24-view orbit), SH degree 3, "
-                 "gradients for every input; medians of the repeats after one warm-up.")
+    lines.append(f"\n{len(scene['means'])} Gaussians (the fast preset's random start on the 24-view orbit: those "
+                 f"some camera sees of {args.gaussians}), SH degree 3, gradients for every input; medians of the "
+                 "repeats after one warm-up.")
     report.add("One view at 64x48", lines)
 
     tiles = [int(value) for value in args.tiles.split(",") if value.strip()]
