@@ -47,8 +47,7 @@ def focus_point(c2w: np.ndarray) -> np.ndarray:
 
 def gsplat_scene_scale(trajectory) -> float:
     """simple_trainer's scene scale: 1.1 x the cameras' largest distance from their mean."""
-    positions = trajectory.positions
-    return 1.1 * float(np.linalg.norm(positions - positions.mean(axis=0), axis=1).max())
+    return 1.1 * init_module.camera_extent(trajectory)
 
 
 def cube_points(trajectory, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -232,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     PACK["preset"] = args.preset
     if args.preset_change:
-
         changes = dict(change.split("=") for change in args.preset_change.split(","))
         PRESETS[args.preset] = replace(PRESETS[args.preset], **{field: int(value) if value.isdigit() else value
                                                                   for field, value in changes.items()})

@@ -11,6 +11,12 @@ from ..camera import Trajectory
 from .gaussians import Gaussians, rgb_to_sh_dc, sh_bases
 
 INITIAL_OPACITY = 0.1  # gsplat's default: start faint, let the fit decide
+PROJECTED_AT_ONCE = 1 << 21  # (point, camera) pairs projected together when the cube is culled
+
+
+def camera_extent(cameras: Trajectory) -> float:
+    """The cameras' largest distance from their mean position (gsplat's scene scale is 1.1 x this)."""
+    return float(np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max())
 
 
 def scene_depth(cameras: Trajectory) -> float:
@@ -20,14 +26,12 @@ def scene_depth(cameras: Trajectory) -> float:
         in_first = np.linalg.inv(cameras.c2w_opencv[0]) @ np.append(cameras.pivot, 1.0)
         if in_first[2] > 1e-6:
             return float(in_first[2])
-    spread = np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max()
-    return max(1.0, 3.0 * float(spread))
+    return max(1.0, 3.0 * camera_extent(cameras))
 
 
 def scene_scale(cameras: Trajectory) -> float:
     """gsplat's scene scale (1.1 x the cameras' extent), kept from collapsing for small camera moves."""
-    extent = np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max()
-    return max(1.1 * float(extent), 0.5 * scene_depth(cameras))
+    return max(1.1 * camera_extent(cameras), 0.5 * scene_depth(cameras))
 
 
 def _project(points: np.ndarray, cameras: Trajectory) -> tuple[np.ndarray, np.ndarray]:
@@ -58,11 +62,10 @@ def cube_points(cameras: Trajectory, count: int, generator: np.random.Generator)
     least 0.75 x the scene depth so a zoom or a short pan (cameras that barely move) still gets a cube about as deep
     as the scene. Measured on 720x480 orbits (bench/RESULTS-recon-start-device.md), this start beat points confined
     to the cameras' shared frustum by 1.0-3.4 dB in the 3D fit."""
-    extent = np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max()
-    half_width = max(3.0 * 1.1 * float(extent), 0.75 * scene_depth(cameras))
+    half_width = max(3.0 * 1.1 * camera_extent(cameras), 0.75 * scene_depth(cameras))
     points = scene_centre(cameras) + generator.uniform(-half_width, half_width, (count, 3))
     seen = np.concatenate([_visible(*_project(batch, cameras), cameras).any(axis=0)
-                           for batch in np.array_split(points, max(1, -(-count * len(cameras) // (1 << 21))))])
+                           for batch in np.array_split(points, -(-count * len(cameras) // PROJECTED_AT_ONCE) or 1)])
     if not seen.any():
         raise ValueError("no camera of this trajectory sees any of the starting points about its scene centre; "
                          "check that the cameras look at the scene (their poses and intrinsics)")

@@ -17,21 +17,21 @@ def dolly(frames: int, travel: float) -> Trajectory:
     return Trajectory(poses, np.repeat(intrinsics[None], frames, axis=0), 64, 48)
 
 
-def seen_by_some_camera(points: np.ndarray, cameras: Trajectory) -> np.ndarray:
+def inside_each_camera(points: np.ndarray, cameras: Trajectory) -> np.ndarray:
+    """(C, P): point p projects in front of camera c and inside its image (an independent pinhole projection)."""
     w2c = np.linalg.inv(cameras.c2w_opencv)
     local = np.einsum("cij,pj->cpi", w2c[:, :3, :3], points) + w2c[:, None, :3, 3]
     pixels = np.einsum("cij,cpj->cpi", cameras.intrinsics, local)[..., :2] / local[..., 2:]
-    inside = (local[..., 2] > 0) & (pixels >= 0).all(-1) & (pixels < [cameras.width, cameras.height]).all(-1)
-    return inside.any(axis=0)
+    return (local[..., 2] > 0) & (pixels >= 0).all(-1) & (pixels < [cameras.width, cameras.height]).all(-1)
 
 
 def test_the_cube_is_centred_on_the_pivot_with_gsplats_half_width_and_keeps_what_a_camera_sees():
-    cameras = orbit_rig(49, 30.0, 64, 48)  # pivot (0, 0, 2); the cameras span 0.52 units about their mean
-    extent = np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max()
+    cameras = orbit_rig(49, 30.0, 64, 48)  # pivot (0, 0, 2), radius 2
+    extent = np.linalg.norm(cameras.positions - cameras.positions.mean(axis=0), axis=1).max()  # 0.52 here
     half_width = 3.0 * 1.1 * extent
     assert half_width > 0.75 * scene_depth(cameras)  # gsplat's own cube here, not the floor
     drawn = np.array([0.0, 0.0, 2.0]) + np.random.default_rng(0).uniform(-half_width, half_width, (20_000, 3))
-    seen = seen_by_some_camera(drawn, cameras)
+    seen = inside_each_camera(drawn, cameras).any(axis=0)
     assert 0.2 < seen.mean() < 0.8  # a real cut: the cube reaches well outside every view
     np.testing.assert_allclose(cube_points(cameras, 20_000, np.random.default_rng(0)), drawn[seen], rtol=1e-12)
 
@@ -41,7 +41,7 @@ def test_cameras_that_barely_move_get_a_cube_as_deep_as_the_scene_ahead_of_the_f
     depth = scene_depth(cameras)  # no pivot: at least 1 unit
     assert depth == 1.0
     drawn = np.array([0.0, 0.0, depth]) + np.random.default_rng(1).uniform(-0.75 * depth, 0.75 * depth, (20_000, 3))
-    seen = seen_by_some_camera(drawn, cameras)
+    seen = inside_each_camera(drawn, cameras).any(axis=0)
     assert 0.1 < seen.mean() < 0.9
     np.testing.assert_allclose(cube_points(cameras, 20_000, np.random.default_rng(1)), drawn[seen], rtol=1e-12)
 
@@ -67,11 +67,7 @@ def test_neighbour_scales_are_the_rms_distance_to_the_three_nearest_points():
 def test_the_frustum_start_lies_where_every_camera_sees_it():
     cameras = orbit_rig(12, 30.0, 64, 48)
     points = shared_frustum_points(cameras, 500, np.random.default_rng(3))
-    w2c = np.linalg.inv(cameras.c2w_opencv)
-    local = np.einsum("cij,pj->cpi", w2c[:, :3, :3], points) + w2c[:, None, :3, 3]
-    pixels = np.einsum("cij,cpj->cpi", cameras.intrinsics, local)[..., :2] / local[..., 2:]
-    assert (local[..., 2] > 0).all()
-    assert ((pixels >= 0) & (pixels < [64, 48])).all()
+    assert points.shape == (500, 3) and inside_each_camera(points, cameras).all()
 
 
 @pytest.mark.parametrize("start", sorted(STARTS))
