@@ -12,13 +12,15 @@ interchangeable and comparable:
   colour = sum w_i c_i + T_final * background;
 - SH colours up to degree 3 with gsplat's basis and `max(sh + 0.5, 0)`.
 It is tile-based like gsplat: every Gaussian is listed in the tiles (TILE_SIZE pixels square) that hold a pixel
-centre of its footprint box, and only those tiles evaluate it; since that box bounds every pixel where its alpha
-reaches 1/255, the image is the one every pixel against every Gaussian would give. Tiles whose lists have
+centre of its footprint box where its alpha reaches 1/255, and only those tiles evaluate it; since that box bounds
+every pixel where its alpha does, the image is the one every pixel against every Gaussian would give. Tiles whose lists have
 similar lengths are composited together as one padded tensor (few, large operations: the CPU's and MPS's
 strength); when a view's work is large each run is checkpointed under autograd, so memory stays bounded on
 large views (the GPU fallback without gsplat).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -103,8 +105,8 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, *, eps
 
 def _tile_lists(means2d, radii, depths, width, height, tile):
     """gsplat's intersection list: a (tile, Gaussian) pair for every tile with a pixel centre in the Gaussian's
-    footprint box, sorted by tile and inside a tile front to back. Returns the pairs' Gaussians and tiles and the
-    number of pairs per tile."""
+    footprint box. Returns the visible Gaussians front to back (`order`), and for the pairs, made Gaussian by
+    Gaussian in that order: each one's place in `order` and its tile."""
     device = means2d.device
     tiles_x, tiles_y = -(-width // tile), -(-height // tile)
     visible = torch.nonzero(radii[:, 0] > 0, as_tuple=True)[0]
@@ -121,8 +123,7 @@ def _tile_lists(means2d, radii, depths, width, height, tile):
     offset = torch.arange(len(owner), device=device) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
     columns = span[owner, 0]
     tile_ids = (tile_first[owner, 1] + offset // columns) * tiles_x + tile_first[owner, 0] + offset % columns
-    tile_ids, by_tile = torch.sort(tile_ids, stable=True)  # stable: the pairs were made front to back
-    return order[owner[by_tile]], tile_ids, torch.bincount(tile_ids, minlength=tiles_x * tiles_y)
+    return order, owner, tile_ids
 
 
 def _exponents(means2d, conics, opacities, tile_centres):
@@ -192,28 +193,49 @@ def _rasterize_view(radii, means2d, depths, conics, opacities, colors, backgroun
                     chunk_elements, checkpoint_elements):
     device, dtype = means2d.device, means2d.dtype
     tiles_x, tiles_y = -(-width // tile), -(-height // tile)
-    gaussians, tile_ids, per_tile = _tile_lists(means2d, radii, depths, width, height, tile)
+    order, owner, tile_ids = _tile_lists(means2d, radii, depths, width, height, tile)
+    # the visible Gaussians' fields front to back, then a row per pair; `owner` is sorted, so the backward's sum
+    # over each Gaussian's pairs walks its rows in order
+    front_to_back = _places(order, len(means2d))
+    means2d, conics, opacities, colors = (_gather(_pick_once(field, order, front_to_back), owner)
+                                          for field in (means2d, conics, opacities, colors))
     tile_centres = (torch.stack([tile_ids % tiles_x, tile_ids // tiles_x], dim=-1).to(dtype) + 0.5) * tile
-    exponents = _exponents(_gather(means2d, gaussians), _gather(conics, gaussians), _gather(opacities, gaussians),
-                           tile_centres)
     # one padding pair at the end (alpha 0, values 0) fills every tile's list up to the longest of its run
-    exponents = torch.cat([exponents, exponents.new_tensor([[-torch.inf, 0, 0, 0, 0, 0]])])
-    pair_values = torch.cat([torch.cat([_gather(colors, gaussians), colors.new_ones(len(gaussians), 1)], dim=-1),
+    exponents = torch.cat([_exponents(means2d, conics, opacities, tile_centres),
+                           conics.new_tensor([[-torch.inf, 0, 0, 0, 0, 0]])])
+    pair_values = torch.cat([torch.cat([colors, colors.new_ones(len(colors), 1)], dim=-1),
                              colors.new_zeros(1, colors.shape[-1] + 1)])
-    list_start = torch.cumsum(per_tile, 0) - per_tile
     ys, xs = torch.meshgrid(torch.arange(tile, device=device), torch.arange(tile, device=device), indexing="ij")
     u, v = xs.reshape(-1).to(dtype) + 0.5 - 0.5 * tile, ys.reshape(-1).to(dtype) + 0.5 - 0.5 * tile
     basis = torch.stack([torch.ones_like(u), u, v, u * u, u * v, v * v], dim=-1)      # (P, 6)
+    # A footprint box is wider than its ellipse: drop the pairs whose alpha stays under 1/255 at every pixel centre
+    # of their tile (a third at 64x48), which compositing would skip anyway. The margin keeps the pairs that
+    # rounding could put either side of the threshold, so the image and gradients stay exact.
+    with torch.no_grad():
+        reaches = torch.matmul(exponents[:-1], basis.T).amax(dim=-1) >= math.log(ALPHA_THRESHOLD) - 1e-4
+        kept = torch.nonzero(reaches, as_tuple=True)[0]
+        by_tile = kept[torch.sort(tile_ids[kept], stable=True)[1]]  # stable: the pairs were made front to back
+        per_tile = torch.bincount(tile_ids[kept], minlength=tiles_x * tiles_y)
     counts, tiles = torch.sort(per_tile, stable=True)
     counts = counts.tolist()
-    runs = list(_runs(counts, tile * tile, chunk_elements))
-    work = sum((stop - start) * max(counts[stop - 1], 1) for start, stop in runs) * tile * tile
-    use_checkpoint = torch.is_grad_enabled() and work > checkpoint_elements
+    runs = [(start, stop, max(counts[stop - 1], 1)) for start, stop in _runs(counts, tile * tile, chunk_elements)]
+    # every run's table of pairs (its tiles x its longest list) in one gather: each pair sits in one table once
+    list_start = torch.cumsum(per_tile, 0) - per_tile
+    pair_at = torch.cat([by_tile, by_tile.new_tensor([len(owner)])])  # the pair at a place sorted by tile; padding
+    tables = []
+    for start, stop, length in runs:
+        chosen, rank = tiles[start:stop], torch.arange(length, device=device)
+        place = torch.where(rank < per_tile[chosen, None], list_start[chosen, None] + rank, len(by_tile))
+        tables.append(pair_at[place].reshape(-1))
+    table = torch.cat(tables)
+    places = _places(table, len(owner) + 1, constant=len(owner))
+    exponents, pair_values = _pick_once(exponents, table, places), _pick_once(pair_values, table, places)
+    use_checkpoint = torch.is_grad_enabled() and len(table) * tile * tile > checkpoint_elements
+    sizes = [(stop - start) * length for start, stop, length in runs]
     pieces = []
-    for start, stop in runs:
-        chosen, rank = tiles[start:stop], torch.arange(max(counts[stop - 1], 1), device=device)
-        table = torch.where(rank < per_tile[chosen, None], list_start[chosen, None] + rank, len(gaussians))
-        args = (_gather(exponents, table), _gather(pair_values, table), basis, background)
+    for (start, stop, length), run_exponents, run_values in zip(runs, exponents.split(sizes), pair_values.split(sizes)):
+        args = (run_exponents.reshape(stop - start, length, -1), run_values.reshape(stop - start, length, -1),
+                basis, background)
         pieces.append(checkpoint(_CompositeTiles.apply, *args, use_reentrant=False) if use_checkpoint
                       else _CompositeTiles.apply(*args))
     values = torch.cat(pieces)
@@ -221,6 +243,40 @@ def _rasterize_view(radii, means2d, depths, conics, opacities, colors, backgroun
     image = values.reshape(tiles_y, tiles_x, tile, tile, -1).permute(0, 2, 1, 3, 4)
     image = image.reshape(tiles_y * tile, tiles_x * tile, -1)[:height, :width]
     return image[..., :-1], image[..., -1:]
+
+
+class _PickOnce(torch.autograd.Function):
+    """rows[index] whose backward is a gather too: `places` holds each row's place in the output (len(index) where
+    no gradient goes back), so the gradients go back in parallel and in a fixed order, where index_select's
+    backward adds them one by one (index_add_, serial on the CPU)."""
+
+    @staticmethod
+    def forward(ctx, rows, index, places):
+        ctx.save_for_backward(places)
+        return rows.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (places,) = ctx.saved_tensors
+        return torch.cat([grad, grad.new_zeros(1, *grad.shape[1:])]).index_select(0, places), None, None
+
+
+def _places(index: torch.Tensor, rows: int, constant: int | None = None) -> torch.Tensor:
+    """Each of `rows` rows' place in `index`, which picks every row at most once apart from the row `constant`
+    (padding, no gradient); len(index) for the rows it does not pick."""
+    places = torch.full((rows,), len(index), dtype=torch.long, device=index.device)
+    positions = torch.arange(len(index), device=index.device)
+    if constant is not None:
+        keep = index != constant
+        index, positions = index[keep], positions[keep]
+    return places.index_put_((index,), positions)
+
+
+def _pick_once(rows: torch.Tensor, index: torch.Tensor, places: torch.Tensor) -> torch.Tensor:
+    """rows[index] for an index that picks each row at most once (`places` from `_places`)."""
+    if torch.is_grad_enabled() and rows.requires_grad:
+        return _PickOnce.apply(rows, index, places)
+    return rows.index_select(0, index)
 
 
 def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -250,10 +306,11 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
         radii, means2d, depths, conics = project(means, quats, scales, opacities, viewmats, Ks, width, height,
                                                  **options)
     seen = torch.nonzero((radii > 0).any(dim=-1).any(dim=0), as_tuple=True)[0]
-    seen_means, seen_colors = _gather(means, seen), _gather(colors, seen)
-    _, seen_means2d, seen_depths, seen_conics = project(seen_means, _gather(quats, seen), _gather(scales, seen),
-                                                        _gather(opacities, seen), viewmats, Ks, width, height,
-                                                        **options)
+    places = _places(seen, len(means))
+    seen_means, seen_colors = _pick_once(means, seen, places), _pick_once(colors, seen, places)
+    _, seen_means2d, seen_depths, seen_conics = project(
+        seen_means, _pick_once(quats, seen, places), _pick_once(scales, seen, places),
+        _pick_once(opacities, seen, places), viewmats, Ks, width, height, **options)
     means2d, depths, conics = (full.index_copy(1, seen, part) for full, part in
                                ((means2d, seen_means2d), (depths, seen_depths), (conics, seen_conics)))
     if sh_degree is not None:
