@@ -22,7 +22,7 @@ from ..camera import Trajectory
 from ..hooks import NO_HOOKS, Hooks
 from .gaussians import Gaussians
 from .init import scene_scale
-from .pose_refinement import CameraPoses
+from .pose_refinement import CameraPoses, adam
 from .poses import PoseCheck, PoseChoice, describe_refinement
 from .raster import Rasterizer
 from .render import render_views
@@ -128,10 +128,7 @@ class SceneOptimizer:
             "means": scene.means, "scales": scene.log_scales, "quats": scene.quats_wxyz,
             "opacities": scene.opacity_logits, "sh0": scene.sh[:, :1], "shN": scene.sh[:, 1:]}.items()}
         rates = dict(LEARNING_RATES, means=LEARNING_RATES["means"] * self.extent)
-        # One fused kernel per group on CUDA: the fit is bound by kernel launches on the host
-        # (bench/RESULTS-recon-profile.md), and the unfused Adam was its largest GPU item as well.
-        fused = device.type == "cuda"
-        self.optimizers = {name: torch.optim.Adam([param], lr=rates[name], eps=1e-15, fused=fused)
+        self.optimizers = {name: adam([param], lr=rates[name], eps=1e-15, device=device)
                            for name, param in self.params.items()}
         self.means_decay = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"],
                                                                   gamma=0.01 ** (1.0 / preset.steps))

@@ -83,6 +83,15 @@ def graphed_correction(device: torch.device):
     return torch.cuda.make_graphed_callables(corrected_world_to_camera, sample)
 
 
+FUSED_ADAM_DEVICES = ("cuda", "cpu")  # where torch has one fused Adam kernel per step (tested here on both)
+
+
+def adam(params, *, lr: float, device: torch.device, **options) -> torch.optim.Adam:
+    """Adam, fused where the device has it: a fit's step is bound by its many small operations (on the GPU by
+    launches, bench/RESULTS-recon-profile.md; on the CPU by the same), and the unfused step is a dozen per tensor."""
+    return torch.optim.Adam(params, lr=lr, fused=device.type in FUSED_ADAM_DEVICES, **options)
+
+
 def world_to_camera(c2w: torch.Tensor) -> torch.Tensor:
     """Inverse of rigid (N, 4, 4) poses without a general matrix inverse."""
     rotation_t = c2w[:, :3, :3].transpose(1, 2)
@@ -110,9 +119,8 @@ class CameraPoses:
         self.optimizer = self.decay = None
         self._correct = None  # the correction's forward and backward, made at the first refined step
         if refine:
-            self.optimizer = torch.optim.Adam([self.deltas[view] for view in range(len(self.c2w))
-                                               if view not in self.anchors],
-                                              lr=POSE_LEARNING_RATE * max(scale, 1e-3), fused=device.type == "cuda")
+            self.optimizer = adam([self.deltas[view] for view in range(len(self.c2w)) if view not in self.anchors],
+                                  lr=POSE_LEARNING_RATE * max(scale, 1e-3), device=device)
             self.decay = torch.optim.lr_scheduler.ExponentialLR(
                 self.optimizer, gamma=POSE_LEARNING_RATE_DECAY ** (1.0 / max(1, steps)))
 

@@ -19,8 +19,8 @@ def test_known_scene_is_recovered_on_held_out_frames(tmp_path):
     """The issue's accuracy evidence, small: 16 views of the ball-before-wall scene at 64x48, frames 0 and 8
     held out, 400 steps from 300 random points. Recorded: 23.9 dB since the shared fit loop (22.9 before: densification
     ran before the optimisers' step), 21.0 from the cube start, 20.8 / 22.6 / 21.2 for seeds 0 / 1 / 2 since the
-    rasterizer drops the pairs that reach no pixel (the same image, other rounding: a fit this short and small
-    follows it by a dB either way); the floor leaves room for that."""
+    rasterizer drops the pairs that reach no pixel and Adam is fused on the CPU (the same image and update, other
+    rounding: a fit this short and small follows it by a dB either way); the floor leaves room for that."""
     frames, trajectory = orbit_frames(64, 48, 16)
     result = reconstruct(frames, trajectory, ReconstructOptions(preset="fast", steps=400, initial_points=300,
                                                                 holdout_every=8, poses="trajectory", seed=0))
