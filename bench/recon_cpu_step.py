@@ -45,6 +45,12 @@ class TimedComposite(torch.autograd.Function):
     backward = staticmethod(timed("backward: compositing", reference._CompositeTiles.backward))
 
 
+class TimedProjection(torch.autograd.Function):
+    """reference._Project with its forward and backward timed."""
+    forward = staticmethod(timed("forward: projection", reference._Project.forward))
+    backward = staticmethod(timed("backward: projection", reference._Project.backward))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gaussians", type=int, default=60_000)
@@ -61,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     fit = SceneOptimizer(scene, trajectory, preset, device=torch.device("cpu"), refine_poses=True)
     rasterizer = select_rasterizer("cpu")
     late = preset.refine_stop + 1  # no densification: the count stays fixed
-    for name in ("project", "evaluate_sh", "_tile_lists", "_exponents", "_gather"):
+    for name in ("evaluate_sh", "_tile_lists", "_exponents", "_gather", "_pick_once"):
         setattr(reference, name, timed(f"forward: {name}", getattr(reference, name)))
-    reference._CompositeTiles = TimedComposite
+    reference._CompositeTiles, reference._Project = TimedComposite, TimedProjection
     for name, optimizer in fit.optimizers.items():
         optimizer.step = timed("Adam (all groups)", optimizer.step)
 

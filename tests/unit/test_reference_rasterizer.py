@@ -201,3 +201,34 @@ def test_gradients_are_the_same_at_every_backward_on_several_threads():
         torch.set_num_threads(threads)
     for later in grads[1:]:
         assert all(torch.equal(a, b) for a, b in zip(grads[0], later))
+
+
+def test_projection_backward_written_out_equals_autograd_through_project():
+    """The rasterizer's projection (`_Project`, its backward written out) against autograd through `project`'s
+    operations, in float64: Gaussians in front of two cameras, beside them (where the Jacobian's frustum clamp
+    holds) and behind them, every output weighted, gradients for means, quats, scales and the cameras."""
+    generator = torch.Generator().manual_seed(5)
+    n = 400
+    scene = dict(means=torch.randn(n, 3, generator=generator, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.5])
+                 + torch.tensor([0.0, 0.0, 2.0]), quats=torch.randn(n, 4, generator=generator, dtype=torch.float64),
+                 scales=torch.rand(n, 3, generator=generator, dtype=torch.float64) * 0.3 + 0.01)
+    viewmats = torch.eye(4, dtype=torch.float64)[None].repeat(2, 1, 1)
+    viewmats[1, :3, :3] = torch.tensor([[0.8, 0.0, 0.6], [0.0, 1.0, 0.0], [-0.6, 0.0, 0.8]], dtype=torch.float64)
+    viewmats[1, :3, 3] = torch.tensor([0.3, -0.1, 0.5], dtype=torch.float64)
+    ks, opacities = K.repeat(2, 1, 1).to(torch.float64), torch.full((n,), 0.5, dtype=torch.float64)
+    weights = [torch.randn(2, n, size, generator=generator, dtype=torch.float64) for size in (2, 1, 3)]
+    results = []
+    for projection in (lambda *args: reference._Project.apply(*args, 32, 24, 0.3, 0.01, 1e10, 0.0),
+                       lambda *args: reference.project(*args, 32, 24)):
+        leaves = [tensor.clone().requires_grad_() for tensor in (*scene.values(), viewmats)]
+        radii, means2d, depths, conics = projection(*leaves[:3], opacities, leaves[3], ks)
+        loss = sum((output.reshape(2, n, -1) * weight).sum() for output, weight in
+                   zip((means2d, depths, conics), weights))
+        results.append((radii, means2d, conics, torch.autograd.grad(loss, leaves)))
+    (radii, means2d, conics, grads), (radii_ref, means2d_ref, conics_ref, grads_ref) = results
+    x_over_z = (scene["means"][:, 0] / scene["means"][:, 2]).abs()
+    assert (scene["means"][:, 2] < 0.01).sum() > 20 and (x_over_z > 1.0).sum() > 50  # behind, and clamped
+    assert torch.equal(radii, radii_ref) and (radii > 0).sum() > 100
+    assert torch.allclose(means2d, means2d_ref) and torch.allclose(conics, conics_ref)
+    for name, got, want in zip(("means", "quats", "scales", "viewmats"), grads, grads_ref):
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-12), name
