@@ -13,8 +13,8 @@ interchangeable and comparable:
 - SH colours up to degree 3 with gsplat's basis and `max(sh + 0.5, 0)`.
 It is tile-based like gsplat: every Gaussian is listed in the tiles (TILE_SIZE pixels square) that hold a pixel
 centre of its footprint box where its alpha reaches 1/255, and only those tiles evaluate it; since that box bounds
-every pixel where its alpha does, the image is the one every pixel against every Gaussian would give. Tiles whose lists have
-similar lengths are composited together as one padded tensor (few, large operations: the CPU's and MPS's
+every pixel where its alpha does, the image is the one every pixel against every Gaussian would give. Tiles whose
+lists have similar lengths are composited together as one padded tensor (few, large operations: the CPU's and MPS's
 strength); when a view's work is large each run is checkpointed under autograd, so memory stays bounded on
 large views (the GPU fallback without gsplat).
 """
@@ -65,7 +65,7 @@ def quat_to_rotmat(quats_wxyz: torch.Tensor) -> torch.Tensor:
 
 
 def _ewa(means, quats, scales, viewmats, Ks, width, height, eps2d, near_plane, far_plane) -> dict:
-    """The EWA projection's terms, kept for `_Project`'s backward (see `project`)."""
+    """The EWA projection's terms (see `project`): `_Project` keeps them for its backward."""
     # einsum over the camera batch only: a matmul batched over N tiny matrices is slow on the CPU
     rotation, t = viewmats[:, :3, :3], viewmats[:, None, :3, 3]         # (C, 3, 3), (C, 1, 3)
     means_c = torch.einsum("cik,nk->cni", rotation, means) + t          # (C, N, 3)
@@ -78,8 +78,9 @@ def _ewa(means, quats, scales, viewmats, Ks, width, height, eps2d, near_plane, f
     fx, fy, cx, cy = (Ks[:, None, 0, 0], Ks[:, None, 1, 1], Ks[:, None, 0, 2], Ks[:, None, 1, 2])
     tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
     # x/z and y/z clamped to the view frustum widened by 30%, as gsplat's Jacobian takes them
-    u = torch.minimum(torch.maximum(x / z, -(cx / fx + 0.3 * tan_fovx)), (width - cx) / fx + 0.3 * tan_fovx)
-    w = torch.minimum(torch.maximum(y / z, -(cy / fy + 0.3 * tan_fovy)), (height - cy) / fy + 0.3 * tan_fovy)
+    x_over_z, y_over_z = x / z, y / z
+    u = torch.minimum(torch.maximum(x_over_z, -(cx / fx + 0.3 * tan_fovx)), (width - cx) / fx + 0.3 * tan_fovx)
+    w = torch.minimum(torch.maximum(y_over_z, -(cy / fy + 0.3 * tan_fovy)), (height - cy) / fy + 0.3 * tan_fovy)
     # rows of J W R S, with the EWA Jacobian J = [[fx/z, 0, -fx u/z], [0, fy/z, -fy w/z]] written out
     gain_x, gain_y = fx / z, fy / z
     row_x = gain_x[..., None] * (root_c[..., 0, :] - u[..., None] * root_c[..., 2, :])     # (C, N, 3)
@@ -90,7 +91,7 @@ def _ewa(means, quats, scales, viewmats, Ks, width, height, eps2d, near_plane, f
     safe_det = torch.where(det > 0, det, torch.ones_like(det))
     conics = torch.stack([c / safe_det, -b / safe_det, a / safe_det], dim=-1)
     return dict(means=means, quats=quats, scales=scales, rotation=rotation, turn=turn, root_c=root_c, x=x, y=y,
-                depth=depth, in_depth=in_depth, z=z, u=u, w=w, u_free=(u == x / z), w_free=(w == y / z),
+                depth=depth, in_depth=in_depth, z=z, u=u, w=w, u_free=(u == x_over_z), w_free=(w == y_over_z),
                 gain_x=gain_x, gain_y=gain_y, row_x=row_x, row_y=row_y, a=a, b=b, c=c, det=det, safe_det=safe_det,
                 means2d=means2d, conics=conics)
 
@@ -183,14 +184,14 @@ class _Project(torch.autograd.Function):
 def _quat_backward(quats: torch.Tensor, grad_turn: torch.Tensor) -> torch.Tensor:
     """d loss / d quats (N, 4) from d loss / d quat_to_rotmat(quats) (N, 3, 3), through the normalisation."""
     norm = quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = (quats / norm).unbind(-1)
+    unit = quats / norm
+    w, x, y, z = unit.unbind(-1)
     g = grad_turn.reshape(-1, 9).unbind(-1)  # row by row: g[3 i + j] = d loss / d R_ij
     grad_unit = 2 * torch.stack([
         -z * g[1] + y * g[2] + z * g[3] - x * g[5] - y * g[6] + x * g[7],
         y * g[1] + z * g[2] + y * g[3] - 2 * x * g[4] - w * g[5] + z * g[6] + w * g[7] - 2 * x * g[8],
         -2 * y * g[0] + x * g[1] + w * g[2] + x * g[3] + z * g[5] - w * g[6] + z * g[7] - 2 * y * g[8],
         -2 * z * g[0] - w * g[1] + x * g[2] + w * g[3] - 2 * z * g[4] + y * g[5] + x * g[6] + y * g[7]], dim=-1)
-    unit = quats / norm
     return (grad_unit - unit * (unit * grad_unit).sum(-1, keepdim=True)) / norm
 
 
