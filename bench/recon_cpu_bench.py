@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import importlib.util
 import os
 import platform
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-baseline", action="store_true",
                         help="fit with the --baseline rasterizer too (the issue's 'faster than today' is the fit's)")
     parser.add_argument("--quick", action="store_true", help="2000 Gaussians, one repeat, a 60-step fit at 64x48")
+    parser.add_argument("--compositors", default=",".join(reference.COMPOSITORS),
+                        help="this version's compositors to time, each in turn (entries of reference.COMPOSITORS)")
     args = parser.parse_args(argv)
     if args.fit_baseline and not args.baseline:
         parser.error("--fit-baseline fits with the --baseline rasterizer: give --baseline FILE too")
@@ -156,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(view_row(f"before ({args.baseline.name})",
                               time_view(rasterizer_from(args.baseline), scene, 64, 48, args.repeats)))
         report.add("One view at 64x48", lines)
-    lines.append(view_row("tiles (this version)", time_view(reference.rasterization, scene, 64, 48, args.repeats)))
+    versions = {f"this version, {name} compositor": functools.partial(reference.rasterization, compositor=name)
+                for name in args.compositors.split(",")}
+    for name, rasterization in versions.items():
+        lines.append(view_row(name, time_view(rasterization, scene, 64, 48, args.repeats)))
     lines.append(f"\n{len(scene['means'])} Gaussians (the fast preset's random start on the 24-view orbit: those "
                  f"some camera sees of {args.gaussians}), SH degree 3, gradients for every input; medians of the "
                  "repeats after one warm-up.")
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             lines = ["| rasterizer | frames | size | steps | time s | CPU s | held-out PSNR dB | Gaussians | machine "
                      "before / after |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-            fits = {"tiles (this version)": reference.rasterization}
+            fits = dict(versions)
             if args.baseline and args.fit_baseline:
                 fits = {f"before ({args.baseline.name})": rasterizer_from(args.baseline), **fits}
             for name, rasterization in fits.items():

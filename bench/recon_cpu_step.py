@@ -45,6 +45,12 @@ class TimedComposite(torch.autograd.Function):
     backward = staticmethod(timed("backward: compositing", reference._CompositeTiles.backward))
 
 
+class TimedCompiled(torch.autograd.Function):
+    """reference._CompositeCompiled with its forward and backward timed."""
+    forward = staticmethod(timed("forward: compiled tiles", reference._CompositeCompiled.forward))
+    backward = staticmethod(timed("backward: compiled tiles", reference._CompositeCompiled.backward))
+
+
 class TimedProjection(torch.autograd.Function):
     """reference._Project with its forward and backward timed."""
     forward = staticmethod(timed("forward: projection", reference._Project.forward))
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="160x120")
     parser.add_argument("--steps", type=int, default=6, help="timed steps (after two untimed)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--compositor", default="auto", help="auto, or an entry of reference.COMPOSITORS")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     width, height = (int(value) for value in args.size.lower().split("x"))
@@ -69,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     late = preset.refine_stop + 1  # no densification: the count stays fixed
     for name in ("evaluate_sh", "_tile_lists", "_exponents", "_gather", "_pick_once"):
         setattr(reference, name, timed(f"forward: {name}", getattr(reference, name)))
-    reference._CompositeTiles, reference._Project = TimedComposite, TimedProjection
+    reference._CompositeTiles, reference._CompositeCompiled = TimedComposite, TimedCompiled
+    reference._Project = TimedProjection
+    chosen = reference._compositor(args.compositor, torch.device("cpu"))
+    reference._compositor = lambda name, device: chosen
     for name, optimizer in fit.optimizers.items():
         optimizer.step = timed("Adam (all groups)", optimizer.step)
 
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     for index in range(args.steps):
         step(3 + index % 20)
     total = (time.process_time() - started) / args.steps
-    print(f"{args.gaussians} Gaussians at {width}x{height}, {args.threads} thread(s), load average "
+    print(f"{args.gaussians} Gaussians at {width}x{height}, {args.threads} thread(s), {chosen.__name__}, load average "
           f"{'%.1f / %.1f / %.1f' % os.getloadavg()}: {total:.3f} CPU s a step\n")
     print("| piece | CPU s a step |\n| --- | --- |")
     for name, seconds in SECONDS.items():

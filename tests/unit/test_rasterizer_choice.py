@@ -17,6 +17,13 @@ def test_cpu_uses_the_reference_and_never_touches_gsplats_build(monkeypatch):
         raster.select_rasterizer("cpu", prefer="fast")
 
 
+def test_cpu_without_numba_says_what_installing_it_gains(monkeypatch):
+    monkeypatch.setattr(raster, "is_installed", lambda module: module != "numba")
+    notice = raster.select_rasterizer("cpu").notice
+    assert "numba is not installed" in notice and "pip install numba" in notice
+    assert raster.select_rasterizer("mps").notice is None  # the tensor compositor is MPS's own
+
+
 def test_build_cache_is_a_persistent_folder_keyed_by_versions(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("LOCALAPPDATA", raising=False)
