@@ -159,7 +159,7 @@ def select_rasterizer(device: torch.device | str, *, prefer: str = "auto", build
         notice = None
         if device.type == "cpu" and not is_installed("numba"):
             notice = ("numba is not installed, so the CPU rasterizer composites with tensor operations: a fit takes "
-                      "about 1.7x as long. Install it into the Python that runs ComfyUI: python -m pip install numba")
+                      "about twice as long. Install it into the Python that runs ComfyUI: python -m pip install numba")
         return Rasterizer("torch", device, reference.rasterization, notice)
     reason = gsplat_status(build_dir, hooks)
     if not reason:

@@ -17,7 +17,7 @@ every pixel where its alpha does, the image is the one every pixel against every
 lists have similar lengths are composited together as one padded tensor (few, large operations: MPS's strength);
 when a view's work is large each run is checkpointed under autograd, so memory stays bounded on large views (the
 GPU fallback without gsplat). On the CPU, where numba imports, cpu_tiles' compiled loops composite instead
-(`COMPOSITORS`): same image and gradients, a fit at 64x48 in 0.6x the time.
+(`COMPOSITORS`): same image and gradients, a fit at 64x48 in about half the time.
 """
 from __future__ import annotations
 
