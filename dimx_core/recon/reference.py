@@ -470,8 +470,8 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     renders, alphas = [], []
     for view in range(len(viewmats)):
         rgb, alpha = rasterize_view(radii[view], means2d[view], depths[view], conics[view], opacities,
-                                     view_colors[view], backgrounds[view], width, height, tile_size,
-                                     chunk_elements, checkpoint_elements)
+                                    view_colors[view], backgrounds[view], width, height, tile_size,
+                                    chunk_elements, checkpoint_elements)
         renders.append(rgb)
         alphas.append(alpha)
     meta = {"radii": radii, "means2d": means2d, "depths": depths, "conics": conics, "width": width,
