@@ -5,23 +5,61 @@ hundreds of operations, not in arithmetic. These loops do what gsplat's CUDA ker
 the Gaussians of each tile front to back, composite its pixels with early termination, and in the backward walk
 them back to front recovering the transmittance. A tile's pixels are evaluated together in vector registers.
 numba compiles with the LLVM its wheel ships, so no C compiler is needed; the machine code is cached beside this
-file (or in numba's user cache) on first use, which takes some 20 seconds once. The math and its constants are
+file (or in numba's user cache) on first use, which takes some 20 seconds once per import name. The math and its constants are
 reference.py's (passed in, so this module imports nothing of the pack).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import threading
 
 import numba
 import numpy as np
+from numba.core import caching
 
 # fused multiply-adds and sums in any order (over a tile's pixels, the same order every run); no assumptions
 # about NaN or infinity
 _FAST = {"contract", "reassoc", "nsz", "arcp"}
 # numba's workqueue threading layer (the one every platform has) runs one parallel kernel at a time
 _ONE_AT_A_TIME = threading.Lock()
+
+
+class _CachePerImportName(caching._CacheLocator):
+    """numba's own cache location, with this module's import name in the file names. A cached kernel records the
+    name its module was imported by and imports it again on loading, so a cache written where ComfyUI imports the
+    pack by its folder's path fails to load where the CLI imports dimx_core, and the other way round."""
+
+    def __init__(self, located: caching._CacheLocator, import_name: str):
+        self._located = located
+        self._name_digest = hashlib.sha1(import_name.encode()).hexdigest()[:12]
+
+    def ensure_cache_path(self):
+        self._located.ensure_cache_path()
+
+    def get_cache_path(self):
+        return self._located.get_cache_path()
+
+    def get_source_stamp(self):
+        return self._located.get_source_stamp()
+
+    def get_disambiguator(self):
+        return f"{self._located.get_disambiguator()}-{self._name_digest}"
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if py_func.__module__ != __name__:
+            return None
+        for locator in caching.CacheImpl._locator_classes:
+            located = None if locator is cls else locator.from_function(py_func, py_file)
+            if located is not None:
+                return cls(located, __name__)
+        return None
+
+
+# numba asks the locators in turn; this one answers for this module's kernels only
+caching.CacheImpl._locator_classes.insert(0, _CachePerImportName)
 
 
 @contextlib.contextmanager
