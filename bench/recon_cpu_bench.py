@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-baseline", action="store_true",
                         help="fit with the --baseline rasterizer too (the issue's 'faster than today' is the fit's)")
     parser.add_argument("--quick", action="store_true", help="2000 Gaussians, one repeat, a 60-step fit at 64x48")
-    parser.add_argument("--compositors", default=",".join(reference.COMPOSITORS),
-                        help="this version's compositors to time, each in turn (entries of reference.COMPOSITORS)")
+    parser.add_argument("--kernels", default=",".join(reference.KERNELS),
+                        help="this version's kernels to time, each in turn (entries of reference.KERNELS)")
     args = parser.parse_args(argv)
     if args.fit_baseline and not args.baseline:
         parser.error("--fit-baseline fits with the --baseline rasterizer: give --baseline FILE too")
@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(view_row(f"before ({args.baseline.name})",
                               time_view(rasterizer_from(args.baseline), scene, 64, 48, args.repeats)))
         report.add("One view at 64x48", lines)
-    versions = {f"this version, {name} compositor": functools.partial(reference.rasterization, compositor=name)
-                for name in args.compositors.split(",")}
+    versions = {f"this version, {name} kernels": functools.partial(reference.rasterization, kernels=name)
+                for name in args.kernels.split(",")}
     for name, rasterization in versions.items():
         lines.append(view_row(name, time_view(rasterization, scene, 64, 48, args.repeats)))
     lines.append(f"\n{len(scene['means'])} Gaussians (the fast preset's random start on the 24-view orbit: those "

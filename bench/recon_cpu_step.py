@@ -39,22 +39,11 @@ def timed(name: str, function):
     return run
 
 
-class TimedComposite(torch.autograd.Function):
-    """reference._CompositeTiles with its forward and backward timed."""
-    forward = staticmethod(timed("forward: compositing", reference._CompositeTiles.forward))
-    backward = staticmethod(timed("backward: compositing", reference._CompositeTiles.backward))
-
-
-class TimedCompiled(torch.autograd.Function):
-    """reference._CompositeCompiled with its forward and backward timed."""
-    forward = staticmethod(timed("forward: compiled tiles", reference._CompositeCompiled.forward))
-    backward = staticmethod(timed("backward: compiled tiles", reference._CompositeCompiled.backward))
-
-
-class TimedProjection(torch.autograd.Function):
-    """reference._Project with its forward and backward timed."""
-    forward = staticmethod(timed("forward: projection", reference._Project.forward))
-    backward = staticmethod(timed("backward: projection", reference._Project.backward))
+def time_backwards() -> None:
+    """Every autograd Function of the rasterizer with its backward timed (its forward is within its stage's)."""
+    for name in ("_Project", "_ProjectCompiled", "_ShadeCompiled", "_CompositeTiles", "_CompositeCompiled"):
+        function = getattr(reference, name)
+        function.backward = staticmethod(timed(f"backward: {name}", function.backward))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="160x120")
     parser.add_argument("--steps", type=int, default=6, help="timed steps (after two untimed)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--compositor", default="auto", help="auto, or an entry of reference.COMPOSITORS")
+    parser.add_argument("--kernels", default="auto", help="auto, or an entry of reference.KERNELS")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     width, height = (int(value) for value in args.size.lower().split("x"))
@@ -76,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     late = preset.refine_stop + 1  # no densification: the count stays fixed
     for name in ("evaluate_sh", "_tile_lists", "_exponents", "_gather", "_pick_once"):
         setattr(reference, name, timed(f"forward: {name}", getattr(reference, name)))
-    reference._CompositeTiles, reference._CompositeCompiled = TimedComposite, TimedCompiled
-    reference._Project = TimedProjection
-    chosen = reference._compositor(args.compositor, torch.device("cpu"))
-    reference._compositor = lambda name, device: chosen
+    time_backwards()
+    stages = reference._kernels(args.kernels, torch.device("cpu"))
+    timed_stages = reference.Kernels(*(timed(f"forward: {field}", stage)
+                                       for field, stage in zip(reference.Kernels._fields, stages)))
+    reference._kernels = lambda name, device: timed_stages
     for name, optimizer in fit.optimizers.items():
         optimizer.step = timed("Adam (all groups)", optimizer.step)
 
@@ -101,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for index in range(args.steps):
         step(3 + index % 20)
     total = (time.process_time() - started) / args.steps
-    print(f"{args.gaussians} Gaussians at {width}x{height}, {args.threads} thread(s), {chosen.__name__}, load average "
+    print(f"{args.gaussians} Gaussians at {width}x{height}, {args.threads} thread(s), {args.kernels} kernels, load average "
           f"{'%.1f / %.1f / %.1f' % os.getloadavg()}: {total:.3f} CPU s a step\n")
     print("| piece | CPU s a step |\n| --- | --- |")
     for name, seconds in SECONDS.items():

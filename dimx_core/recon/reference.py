@@ -16,12 +16,13 @@ centre of its footprint box where its alpha reaches 1/255, and only those tiles 
 every pixel where its alpha does, the image is the one every pixel against every Gaussian would give. Tiles whose
 lists have similar lengths are composited together as one padded tensor (few, large operations: MPS's strength);
 when a view's work is large each run is checkpointed under autograd, so memory stays bounded on large views (the
-GPU fallback without gsplat). On the CPU, where numba imports, cpu_tiles' compiled loops composite instead
-(`COMPOSITORS`): same image and gradients, a fit at 64x48 in about half the time.
+GPU fallback without gsplat). On the CPU, where numba imports, cpu_kernels' compiled loops project, shade and
+composite instead (`KERNELS`): same images and gradients, a fit at 64x48 in a third of the time.
 """
 from __future__ import annotations
 
 import math
+import typing
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -38,6 +39,7 @@ SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
 SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
          -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+SH_CONSTANTS = (SH_C0, SH_C1, *SH_C2, *SH_C3)  # in a row, for cpu_kernels
 
 
 def evaluate_sh(degree: int, directions: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
@@ -197,6 +199,84 @@ def _quat_backward(quats: torch.Tensor, grad_turn: torch.Tensor) -> torch.Tensor
     return (grad_unit - unit * (unit * grad_unit).sum(-1, keepdim=True)) / norm
 
 
+class _ProjectCompiled(torch.autograd.Function):
+    """`_Project` as cpu_kernels' loops, a Gaussian per task, the backward computing its forward terms again: on
+    the CPU the tensor formulation's some 180 small operations took a quarter of a fit's step."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane,
+                radius_clip):
+        from . import cpu_kernels
+
+        arrays = [tensor.detach().contiguous().numpy() for tensor in (means, quats, scales, opacities, viewmats, Ks)]
+        settings = (width, height, eps2d, near_plane, far_plane)
+        with cpu_kernels.threads(torch.get_num_threads()):
+            radii, means2d, depths, conics = cpu_kernels.project(*arrays, *settings, radius_clip, ALPHA_THRESHOLD)
+        ctx.kernel_state = (arrays, settings)
+        radii = torch.from_numpy(radii)
+        ctx.mark_non_differentiable(radii)
+        return radii, torch.from_numpy(means2d), torch.from_numpy(depths), torch.from_numpy(conics)
+
+    @staticmethod
+    def backward(ctx, _, grad_means2d, grad_depths, grad_conics):
+        from . import cpu_kernels
+
+        (means, quats, scales, _, viewmats, Ks), settings = ctx.kernel_state
+        grads = [grad.contiguous().numpy() for grad in (grad_means2d, grad_depths, grad_conics)]
+        with cpu_kernels.threads(torch.get_num_threads()):
+            grad_means, grad_quats, grad_scales, grad_rows = cpu_kernels.project_backward(
+                means, quats, scales, viewmats, Ks, *settings, *grads)
+        grad_viewmats = None
+        if ctx.needs_input_grad[4]:
+            grad_rows = torch.from_numpy(grad_rows).sum(dim=1)                  # (C, 12)
+            grad_viewmats = grad_rows.new_zeros(len(viewmats), 4, 4)
+            grad_viewmats[:, :3, :3] = grad_rows[:, :9].reshape(-1, 3, 3)
+            grad_viewmats[:, :3, 3] = grad_rows[:, 9:]
+        return (torch.from_numpy(grad_means), torch.from_numpy(grad_quats), torch.from_numpy(grad_scales), None,
+                grad_viewmats, None, None, None, None, None, None, None)
+
+
+def _shade(degree: int, means, coeffs, centres, seen) -> torch.Tensor:
+    """max(SH + 0.5, 0) of the Gaussians `seen` as each camera (centres (C, 3)) sees them: (C, N, 3), zero for the
+    others."""
+    places = _places(seen, len(means))
+    seen_means, seen_coeffs = _pick_once(means, seen, places), _pick_once(coeffs, seen, places)
+    directions = seen_means[None] - centres[:, None]                          # (C, seen, 3)
+    seen_colors = torch.clamp_min(evaluate_sh(degree, directions, seen_coeffs[None].expand(
+        len(centres), *seen_coeffs.shape)) + 0.5, 0)
+    return seen_colors.new_zeros(len(centres), len(means), 3).index_copy(1, seen, seen_colors)
+
+
+class _ShadeCompiled(torch.autograd.Function):
+    """`_shade` as cpu_kernels' loops, a Gaussian per task: autograd's backward of the SH took a sixth of a CPU
+    fit's step."""
+
+    @staticmethod
+    def forward(ctx, means, coeffs, centres, seen, degree):
+        from . import cpu_kernels
+
+        arrays = [tensor.detach().contiguous().numpy() for tensor in (means, coeffs, centres, seen)]
+        with cpu_kernels.threads(torch.get_num_threads()):
+            colours = cpu_kernels.sh_colours(*arrays, degree, SH_CONSTANTS)
+        ctx.kernel_state = (arrays, degree)
+        return torch.from_numpy(colours)
+
+    @staticmethod
+    def backward(ctx, grad_colours):
+        from . import cpu_kernels
+
+        arrays, degree = ctx.kernel_state
+        with cpu_kernels.threads(torch.get_num_threads()):
+            grad_coeffs, grad_means, grad_centres = cpu_kernels.sh_colours_backward(
+                *arrays, degree, SH_CONSTANTS, grad_colours.contiguous().numpy())
+        return (torch.from_numpy(grad_means), torch.from_numpy(grad_coeffs),
+                torch.from_numpy(grad_centres).sum(dim=1), None, None)
+
+
+def _shade_compiled(degree: int, means, coeffs, centres, seen) -> torch.Tensor:
+    return _ShadeCompiled.apply(means, coeffs, centres, seen, degree)
+
+
 def _tile_lists(means2d, radii, depths, width, height, tile):
     """gsplat's intersection list: a (tile, Gaussian) pair for every tile with a pixel centre in the Gaussian's
     footprint box. Returns the visible Gaussians front to back (`order`), and for the pairs, made Gaussian by
@@ -340,32 +420,33 @@ def _rasterize_view(radii, means2d, depths, conics, opacities, colors, backgroun
 
 
 class _CompositeCompiled(torch.autograd.Function):
-    """One view's tile lists, compositing and backward as cpu_tiles' compiled loops, which stop at each pixel's
+    """One view's tile lists, compositing and backward as cpu_kernels' compiled loops, which stop at each pixel's
     last Gaussian and skip the ones below 1/255 as gsplat's kernels do: on the CPU the tensor formulation spends a
     small view's time in the overhead of some hundreds of operations. Output (H, W, D + 1): colours, coverage."""
 
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, background, radii, order, width, height, tile):
-        from . import cpu_tiles
+        from . import cpu_kernels
 
         arrays = [tensor.detach().contiguous().numpy() for tensor in (means2d, conics, opacities, colors, background)]
-        with cpu_tiles.threads(torch.get_num_threads()):
-            starts, gaussians = cpu_tiles.tile_lists(arrays[0], radii.numpy(), order.numpy(), width, height, tile)
-            image, reached, final = cpu_tiles.composite(starts, gaussians, *arrays, width, height, tile,
+        with cpu_kernels.threads(torch.get_num_threads()):
+            starts, gaussians = cpu_kernels.tile_lists(arrays[0], radii.numpy(), arrays[1], arrays[2], order.numpy(),
+                                                       width, height, tile, ALPHA_THRESHOLD)
+            image, reached, final = cpu_kernels.composite(starts, gaussians, *arrays, width, height, tile,
                                                         ALPHA_THRESHOLD, MAX_ALPHA, MIN_TRANSMITTANCE)
         ctx.kernel_state = (arrays, starts, gaussians, reached, final, tile)
         return torch.from_numpy(image)
 
     @staticmethod
     def backward(ctx, grad_image):
-        from . import cpu_tiles
+        from . import cpu_kernels
 
         arrays, starts, gaussians, reached, final, tile = ctx.kernel_state
-        with cpu_tiles.threads(torch.get_num_threads()):
-            grad_pairs, grad_background = cpu_tiles.composite_backward(
+        with cpu_kernels.threads(torch.get_num_threads()):
+            grad_pairs, grad_background = cpu_kernels.composite_backward(
                 starts, gaussians, *arrays, reached, final, grad_image.contiguous().numpy(), tile, ALPHA_THRESHOLD,
                 MAX_ALPHA)
-            grads = torch.from_numpy(cpu_tiles.sum_by_gaussian(grad_pairs, gaussians, len(arrays[0])))
+            grads = torch.from_numpy(cpu_kernels.sum_by_gaussian(grad_pairs, gaussians, len(arrays[0])))
         grad_means2d, grad_conics, grad_opacities, grad_colors = grads.split([2, 3, 1, grads.shape[1] - 6], dim=1)
         return (grad_means2d, grad_conics, grad_opacities[:, 0], grad_colors,
                 torch.from_numpy(grad_background).sum(dim=(0, 1)), None, None, None, None, None)
@@ -421,24 +502,33 @@ def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return values.index_select(0, index.reshape(-1)).reshape(*index.shape, *values.shape[1:])
 
 
-# how a view's tiles are composited: tensor operations anywhere torch runs, or compiled loops on the CPU
-COMPOSITORS = {"tensor": _rasterize_view, "compiled": _rasterize_view_compiled}
+class Kernels(typing.NamedTuple):
+    """The rasterizer's three stages: the projection (as `_Project.apply`), the SH colours (as `_shade`) and a
+    view's compositing (as `_rasterize_view`)."""
+    project: typing.Callable
+    shade: typing.Callable
+    composite_view: typing.Callable
 
 
-def _compositor(name: str, device: torch.device):
+# tensor operations anywhere torch runs, or compiled loops on the CPU; the same images and gradients
+KERNELS = {"tensor": Kernels(_Project.apply, _shade, _rasterize_view),
+           "compiled": Kernels(_ProjectCompiled.apply, _shade_compiled, _rasterize_view_compiled)}
+
+
+def _kernels(name: str, device: torch.device) -> Kernels:
     """"auto" takes the compiled loops on the CPU wherever numba imports, the tensor operations elsewhere."""
     if name == "auto":
         name = "compiled" if device.type == "cpu" and is_installed("numba") else "tensor"
-    if name not in COMPOSITORS:
-        raise ValueError(f"compositor must be auto or one of {', '.join(COMPOSITORS)}, got {name!r}")
+    if name not in KERNELS:
+        raise ValueError(f"kernels must be auto or one of {', '.join(KERNELS)}, got {name!r}")
     if name == "compiled" and device.type != "cpu":
-        raise ValueError(f"the compiled compositor runs on the CPU; these Gaussians are on {device}")
-    return COMPOSITORS[name]
+        raise ValueError(f"the compiled kernels run on the CPU; these Gaussians are on {device}")
+    return KERNELS[name]
 
 
 def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *, sh_degree=None,
                   backgrounds=None, near_plane=0.01, far_plane=1e10, eps2d=0.3, radius_clip=0.0,
-                  tile_size=TILE_SIZE, chunk_elements=1 << 24, checkpoint_elements=1 << 24, compositor="auto"):
+                  tile_size=TILE_SIZE, chunk_elements=1 << 24, checkpoint_elements=1 << 24, kernels="auto"):
     """Render N Gaussians into C views, like gsplat.rasterization(..., packed=False).
 
     means (N,3), quats (N,4) wxyz, scales (N,3) linear, opacities (N,) in 0..1, colors (N,D) or SH (N,K,3)
@@ -446,30 +536,23 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     Returns colours (C,H,W,D), alphas (C,H,W,1) and meta with radii, means2d (retain_grad() on it gives the
     screen-space gradients densification uses), depths, conics, width, height, n_cameras.
     Tiles of `tile_size` pixels are composited together in runs of at most `chunk_elements` (tiles x longest
-    list x pixels); above `checkpoint_elements` in a view, the runs are recomputed in backward. `compositor`
-    names an entry of COMPOSITORS or "auto" (see `_compositor`); both give the same image and gradients.
+    list x pixels); above `checkpoint_elements` in a view, the runs are recomputed in backward. `kernels` names
+    an entry of KERNELS or "auto" (see `_kernels`); all give the same images and gradients.
     """
-    rasterize_view = _compositor(compositor, means.device)
-    # one projection of every Gaussian, with its backward written out; the colours only of those some view sees
-    radii, means2d, depths, conics = _Project.apply(means, quats, scales, opacities, viewmats, Ks, width, height,
+    stages = _kernels(kernels, means.device)
+    # one projection of every Gaussian, with its backward written out; the SH only of those some view sees
+    radii, means2d, depths, conics = stages.project(means, quats, scales, opacities, viewmats, Ks, width, height,
                                                     eps2d, near_plane, far_plane, radius_clip)
-    seen = torch.nonzero((radii > 0).any(dim=-1).any(dim=0), as_tuple=True)[0]
-    places = _places(seen, len(means))
-    seen_means, seen_colors = _pick_once(means, seen, places), _pick_once(colors, seen, places)
-    if sh_degree is not None:
-        camera_centres = torch.linalg.inv(viewmats)[:, :3, 3]
-        directions = seen_means[None] - camera_centres[:, None]              # (C, seen, 3)
-        seen_colors = torch.clamp_min(evaluate_sh(sh_degree, directions, seen_colors[None].expand(
-            len(viewmats), *seen_colors.shape)) + 0.5, 0)
+    if sh_degree is None:
+        view_colors = colors[None].expand(len(viewmats), *colors.shape)
     else:
-        seen_colors = seen_colors[None].expand(len(viewmats), *seen_colors.shape)
-    view_colors = seen_colors.new_zeros(len(viewmats), len(means), seen_colors.shape[-1]).index_copy(1, seen,
-                                                                                                     seen_colors)
+        seen = torch.nonzero((radii > 0).any(dim=-1).any(dim=0), as_tuple=True)[0]
+        view_colors = stages.shade(sh_degree, means, colors, torch.linalg.inv(viewmats)[:, :3, 3], seen)
     if backgrounds is None:
         backgrounds = view_colors.new_zeros(len(viewmats), view_colors.shape[-1])
     renders, alphas = [], []
     for view in range(len(viewmats)):
-        rgb, alpha = rasterize_view(radii[view], means2d[view], depths[view], conics[view], opacities,
+        rgb, alpha = stages.composite_view(radii[view], means2d[view], depths[view], conics[view], opacities,
                                     view_colors[view], backgrounds[view], width, height, tile_size,
                                     chunk_elements, checkpoint_elements)
         renders.append(rgb)

@@ -21,7 +21,7 @@ def test_cpu_without_numba_says_what_installing_it_gains(monkeypatch):
     monkeypatch.setattr(raster, "is_installed", lambda module: module != "numba")
     notice = raster.select_rasterizer("cpu").notice
     assert "numba is not installed" in notice and "pip install numba" in notice
-    assert raster.select_rasterizer("mps").notice is None  # the tensor compositor is MPS's own
+    assert raster.select_rasterizer("mps").notice is None  # the tensor kernels are MPS's own
 
 
 def test_build_cache_is_a_persistent_folder_keyed_by_versions(monkeypatch, tmp_path):

@@ -1,6 +1,6 @@
 """The PyTorch reference rasterizer against closed forms, compositing rules, finite differences, and gsplat's
 own PyTorch implementation of projection and spherical harmonics; every test that renders runs with each of its
-compositors (tensor operations, and the compiled CPU loops)."""
+kernels (tensor operations, and the compiled CPU loops)."""
 import functools
 import math
 
@@ -11,11 +11,11 @@ from dimx_core.recon import reference
 from tests.unit.recon_scenes import one_thread  # noqa: F401 (autouse fixture)
 
 
-@pytest.fixture(autouse=True, params=sorted(reference.COMPOSITORS))
-def compositor(request, monkeypatch):
-    monkeypatch.setattr(reference, "rasterization",
-                        functools.partial(reference.rasterization, compositor=request.param))
+@pytest.fixture(autouse=True, params=sorted(reference.KERNELS))
+def kernels(request, monkeypatch):
+    monkeypatch.setattr(reference, "rasterization", functools.partial(reference.rasterization, kernels=request.param))
     return request.param
+
 
 K = torch.tensor([[[40.0, 0.0, 16.0], [0.0, 40.0, 12.0], [0.0, 0.0, 1.0]]])
 EYE = torch.eye(4)[None]
@@ -245,53 +245,54 @@ def test_projection_backward_written_out_equals_autograd_through_project():
 
 def opaque_scene(count, generator, dtype):
     """Gaussians in front of the camera, many of them nearly opaque, so that pixels stop early."""
-    return dict(means=torch.randn(count, 3, generator=generator, dtype=dtype) * 0.4 + torch.tensor([0, 0, 3.0], dtype=dtype),
+    centre = torch.tensor([0, 0, 3.0], dtype=dtype)
+    return dict(means=torch.randn(count, 3, generator=generator, dtype=dtype) * 0.4 + centre,
                 quats=torch.randn(count, 4, generator=generator, dtype=dtype),
                 scales=torch.rand(count, 3, generator=generator, dtype=dtype) * 0.12 + 0.02,
                 opacities=torch.rand(count, generator=generator, dtype=dtype) ** 0.3,
                 colors=torch.rand(count, 16, 3, generator=generator, dtype=dtype) - 0.3)
 
 
-@pytest.mark.parametrize("compositor", ["both"])  # no autouse patch: the test names each compositor
+@pytest.mark.parametrize("kernels", ["both"])  # no autouse patch: the test names each kind of kernels
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-11), (torch.float32, 2e-5)])
-def test_compiled_and_tensor_compositors_give_the_same_image_and_gradients(compositor, dtype, tolerance):
-    """The compiled loops (early termination per pixel, the transmittance recovered back to front) against the
-    tensor operations (cumulative products), with SH colours, a background and two cameras, gradients for every
-    input; in float64 they agree to rounding."""
+def test_compiled_and_tensor_kernels_give_the_same_image_and_gradients(kernels, dtype, tolerance):
+    """The compiled loops (a Gaussian per task for the projection and the SH, then early termination per pixel
+    and the transmittance recovered back to front) against the tensor operations (cumulative products), with SH
+    colours, a background and two cameras, gradients for every input and the cameras; in float64 they agree to
+    rounding."""
     generator = torch.Generator().manual_seed(7)
     scene = opaque_scene(400, generator, dtype)
     viewmats = torch.eye(4, dtype=dtype)[None].repeat(2, 1, 1)
     viewmats[1, :3, :3] = torch.tensor([[0.8, 0.0, 0.6], [0.0, 1.0, 0.0], [-0.6, 0.0, 0.8]], dtype=dtype)
     viewmats[1, :3, 3] = torch.tensor([1.2, -0.1, 0.5], dtype=dtype)
-    backgrounds = torch.tensor([[0.2, 0.1, 0.4], [0.0, 0.5, 0.1]], dtype=dtype, requires_grad=True)
+    backgrounds = torch.tensor([[0.2, 0.1, 0.4], [0.0, 0.5, 0.1]], dtype=dtype)
     results = []
     for name in ("tensor", "compiled"):
-        leaves = {key: value.clone().requires_grad_(True) for key, value in scene.items()}
+        leaves = {key: value.clone().requires_grad_(True)
+                  for key, value in {**scene, "viewmats": viewmats, "backgrounds": backgrounds}.items()}
         image, alpha, meta = reference.rasterization(
-            *leaves.values(), viewmats, K.repeat(2, 1, 1).to(dtype), 30, 22, sh_degree=3, backgrounds=backgrounds,
-            compositor=name)
+            *list(leaves.values())[:-1], K.repeat(2, 1, 1).to(dtype), 30, 22, sh_degree=3,
+            backgrounds=leaves["backgrounds"], kernels=name)
         meta["means2d"].retain_grad()
         weights = torch.linspace(-1, 1, image.numel(), dtype=dtype).reshape(image.shape)
         ((image * weights).sum() + (alpha * alpha).sum()).backward()
-        results.append((image, alpha, [leaf.grad for leaf in leaves.values()], meta["means2d"].grad,
-                        backgrounds.grad.clone()))
-        backgrounds.grad = None
-    (image_t, alpha_t, grads_t, screen_t, bg_t), (image_c, alpha_c, grads_c, screen_c, bg_c) = results
+        results.append((image, alpha, meta["radii"], [leaf.grad for leaf in leaves.values()], meta["means2d"].grad))
+    (image_t, alpha_t, radii_t, grads_t, screen_t), (image_c, alpha_c, radii_c, grads_c, screen_c) = results
     assert 0.2 < float((alpha_c > 0.99).float().mean()) < 0.9  # many pixels nearly covered: they stop early
+    assert torch.equal(radii_c, radii_t) and int((radii_c > 0).sum()) > 400  # seen by both cameras
     assert torch.allclose(image_c, image_t, atol=tolerance) and torch.allclose(alpha_c, alpha_t, atol=tolerance)
-    for name, got, want in zip([*scene, "means2d", "background"], [*grads_c, screen_c, bg_c],
-                               [*grads_t, screen_t, bg_t]):
+    for name, got, want in zip([*leaves, "means2d"], [*grads_c, screen_c], [*grads_t, screen_t]):
         scale = float(want.abs().max())
         assert scale > 0 and torch.allclose(got, want, atol=tolerance * max(scale, 1.0), rtol=1e-3), name
 
 
-@pytest.mark.parametrize("compositor", ["auto"])
-def test_auto_takes_the_compiled_compositor_on_the_cpu_when_numba_imports(compositor, monkeypatch):
-    assert reference._compositor(compositor, torch.device("cpu")) is reference.COMPOSITORS["compiled"]
-    assert reference._compositor(compositor, torch.device("mps")) is reference.COMPOSITORS["tensor"]
+@pytest.mark.parametrize("kernels", ["auto"])
+def test_auto_takes_the_compiled_kernels_on_the_cpu_when_numba_imports(kernels, monkeypatch):
+    assert reference._kernels(kernels, torch.device("cpu")) is reference.KERNELS["compiled"]
+    assert reference._kernels(kernels, torch.device("mps")) is reference.KERNELS["tensor"]
     monkeypatch.setattr(reference, "is_installed", lambda module: module != "numba")
-    assert reference._compositor("auto", torch.device("cpu")) is reference.COMPOSITORS["tensor"]
-    with pytest.raises(ValueError, match="compositor must be auto or one of compiled, tensor|tensor, compiled"):
-        reference._compositor("cuda-kernels", torch.device("cpu"))
-    with pytest.raises(ValueError, match="runs on the CPU"):
-        reference._compositor("compiled", torch.device("cuda"))
+    assert reference._kernels("auto", torch.device("cpu")) is reference.KERNELS["tensor"]
+    with pytest.raises(ValueError, match="kernels must be auto or one of tensor, compiled, got 'cuda-kernels'"):
+        reference._kernels("cuda-kernels", torch.device("cpu"))
+    with pytest.raises(ValueError, match="run on the CPU"):
+        reference._kernels("compiled", torch.device("cuda"))
