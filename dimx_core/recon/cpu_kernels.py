@@ -61,7 +61,9 @@ class _CachePerImportName(caching._CacheLocator):
         return None
 
 
-# numba asks the locators in turn; this one answers for this module's kernels only
+# numba asks the locators in turn; this one answers for this module's kernels only. numba has no public hook for
+# a locator (its NUMBA_CACHE_LOCATOR_CLASSES, from 0.68, is process-wide and read from the environment), so this
+# uses the list it keeps, unchanged in name since 0.57.
 caching.CacheImpl._locator_classes.insert(0, _CachePerImportName)
 
 
@@ -78,8 +80,7 @@ def tile_lists(means2d, radii, conics, opacities, order, width, height, tile, al
     """gsplat's intersection lists, for every tile the Gaussians of `order` (front to back) whose footprint box
     holds one of its pixel centres, in that order, less those whose alpha stays below `alpha_threshold` over the
     whole rectangle of the tile's pixel centres (they add nothing to it, forward or backward; a fifth of the pairs
-    gsplat lists).
-    Returns the lists' starts (tiles + 1) and the Gaussians."""
+    gsplat lists). Returns the lists' starts (tiles + 1) and the Gaussians."""
     tiles_x, tiles_y = (width + tile - 1) // tile, (height + tile - 1) // tile
     boxes = np.empty((len(order), 4), np.int64)
     candidates = np.zeros(len(order) + 1, np.int64)  # each Gaussian's first tile of its box, counted over all
@@ -105,6 +106,7 @@ def tile_lists(means2d, radii, conics, opacities, order, width, height, tile, al
         for tile_y in range(boxes[rank, 2], boxes[rank, 3] + 1):
             for tile_x in range(boxes[rank, 0], boxes[rank, 1] + 1):
                 left, top = tile_x * tile, tile_y * tile
+                # the place computed, not counted: numba takes a counter in a parallel loop for a reduction
                 candidate = candidates[rank] + (tile_y - boxes[rank, 2]) * box_width + tile_x - boxes[rank, 0]
                 reaches[candidate] = _lowest_sigma(
                     left + 0.5 - means2d[gaussian, 0], min(left + tile, width) - 0.5 - means2d[gaussian, 0],
@@ -323,7 +325,6 @@ def sum_by_gaussian(grad_pairs, gaussians, count):
     return grads.T
 
 
-
 # The projection's 3-vectors and 3x3 matrices (rows of 3-vectors) are tuples: values in registers, where arrays
 # would be allocated on the heap for every Gaussian.
 
@@ -383,6 +384,15 @@ def _rotation(quat):
     return ((1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)),
             (2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)),
             (2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y))), norm
+
+
+@numba.njit(cache=True, nogil=True)
+def _gaussian(means, quats, scales, gaussian):
+    """A Gaussian's mean, its rotation R(q) (and the quaternion's norm), its scales and R(q) S."""
+    turn, norm = _rotation(quats[gaussian])
+    scale = (scales[gaussian, 0], scales[gaussian, 1], scales[gaussian, 2])
+    mean = (means[gaussian, 0], means[gaussian, 1], means[gaussian, 2])
+    return mean, turn, norm, scale, _scaled_columns(turn, scale)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -455,9 +465,7 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d,
 @numba.njit(cache=True, nogil=True)
 def _project_one(gaussian, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane,
                  far_plane, radius_clip, alpha_threshold, radii, means2d, depths, conics):
-    turn, _ = _rotation(quats[gaussian])
-    scaled_turn = _scaled_columns(turn, (scales[gaussian, 0], scales[gaussian, 1], scales[gaussian, 2]))
-    mean = (means[gaussian, 0], means[gaussian, 1], means[gaussian, 2])
+    mean, _, _, _, scaled_turn = _gaussian(means, quats, scales, gaussian)
     opacity = opacities[gaussian]
     extend = min(math.sqrt(2.0 * math.log(max(opacity, alpha_threshold) / alpha_threshold)), 3.33)
     for camera in range(len(viewmats)):
@@ -518,10 +526,7 @@ def project_backward(means, quats, scales, viewmats, Ks, width, height, eps2d, n
 @numba.njit(cache=True, nogil=True)
 def _project_backward_one(gaussian, means, quats, scales, viewmats, Ks, width, height, eps2d, near_plane, far_plane,
                           grad_means2d, grad_depths, grad_conics, grad_means, grad_quats, grad_scales, grad_viewmats):
-    turn, norm = _rotation(quats[gaussian])
-    scale = (scales[gaussian, 0], scales[gaussian, 1], scales[gaussian, 2])
-    scaled_turn = _scaled_columns(turn, scale)
-    mean = (means[gaussian, 0], means[gaussian, 1], means[gaussian, 2])
+    mean, turn, norm, scale, scaled_turn = _gaussian(means, quats, scales, gaussian)
     zero = (0.0, 0.0, 0.0)
     grad_mean, grad_scaled_turn = zero, (zero, zero, zero)
     for camera in range(len(viewmats)):
