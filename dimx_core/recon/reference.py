@@ -540,6 +540,11 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     an entry of KERNELS or "auto" (see `_kernels`); all give the same images and gradients.
     """
     stages = _kernels(kernels, means.device)
+    if sh_degree is not None and (colors.dim() != 3 or colors.shape[1] < (sh_degree + 1) ** 2
+                                  or colors.shape[2] != 3):
+        # the compiled loops read the coefficients unchecked
+        raise ValueError(f"SH colours of degree {sh_degree} must be (N, K >= {(sh_degree + 1) ** 2}, 3), got "
+                         f"{tuple(colors.shape)}")
     # one projection of every Gaussian, with its backward written out; the SH only of those some view sees
     radii, means2d, depths, conics = stages.project(means, quats, scales, opacities, viewmats, Ks, width, height,
                                                     eps2d, near_plane, far_plane, radius_clip)
@@ -553,8 +558,8 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     renders, alphas = [], []
     for view in range(len(viewmats)):
         rgb, alpha = stages.composite_view(radii[view], means2d[view], depths[view], conics[view], opacities,
-                                    view_colors[view], backgrounds[view], width, height, tile_size,
-                                    chunk_elements, checkpoint_elements)
+                                           view_colors[view], backgrounds[view], width, height, tile_size,
+                                           chunk_elements, checkpoint_elements)
         renders.append(rgb)
         alphas.append(alpha)
     meta = {"radii": radii, "means2d": means2d, "depths": depths, "conics": conics, "width": width,

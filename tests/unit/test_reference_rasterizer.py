@@ -296,3 +296,11 @@ def test_auto_takes_the_compiled_kernels_on_the_cpu_when_numba_imports(kernels, 
         reference._kernels("cuda-kernels", torch.device("cpu"))
     with pytest.raises(ValueError, match="run on the CPU"):
         reference._kernels("compiled", torch.device("cuda"))
+
+
+def test_sh_colours_with_too_few_coefficients_for_the_degree_are_refused():
+    scene = gaussians([[0.0, 0.0, 3.0]], [[0.1] * 3], [0.9], [[[0.5, 0.5, 0.5]] * 4])
+    with pytest.raises(ValueError, match=r"SH colours of degree 3 must be \(N, K >= 16, 3\), got \(1, 4, 3\)"):
+        reference.rasterization(**scene, viewmats=EYE, Ks=K, width=32, height=24, sh_degree=3)
+    image, _, _ = reference.rasterization(**scene, viewmats=EYE, Ks=K, width=32, height=24, sh_degree=1)
+    assert float(image[0, 12, 16].max()) > 0.5  # the band-0 colour 0.5 C0 + 0.5 over the Gaussian's centre
