@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(view_row(f"{size[0]}x{size[1]}, tile {tile}", time_view(
                     reference.rasterization, scene, *size, args.repeats, tile_size=tile)))
                 report.add("Tile sizes", lines)
-        lines.append(f"\nThe default is {reference.TILE_SIZE}.")
+        defaults = ", ".join(f"{name} {kernels.tile}" for name, kernels in reference.KERNELS.items())
+        lines.append(f"\nThe defaults: {defaults}.")
         report.add("Tile sizes", lines)
 
     if not args.skip_fit:

@@ -20,7 +20,8 @@ import typing
 
 import numba
 import numpy as np
-from numba.core import caching
+from numba.core import caching, types
+from numba.extending import overload
 
 # fused multiply-adds and sums in any order (over a tile's pixels, the same order every run); no assumptions
 # about NaN or infinity
@@ -153,14 +154,30 @@ def _lowest_sigma(dx_first, dx_last, dy_first, dy_last, conic_a, conic_b, conic_
     return lowest
 
 
+def _real(value, like):
+    """`value` in the float type of `like` (an array or a float). numba types a float literal as float64, which
+    would turn a float32 kernel's arithmetic into float64, half as many values to a vector register."""
+    return np.asarray(like).dtype.type(value)
+
+
+@overload(_real, inline="always")
+def _real_compiled(value, like):
+    real = like.dtype if isinstance(like, types.Array) else like
+    return lambda value, like: real(value)
+
+
 @numba.njit(cache=True, nogil=True)
-def _pixel_centres(left, top, columns, rows):
-    """The centres of a tile's pixels, row by row (a table: no integer division in the loops over them)."""
-    xs, ys = np.empty(rows * columns), np.empty(rows * columns)
+def _pixel_centres(left, top, columns, rows, like):
+    """The centres of a tile's pixels, row by row (a table: no integer division in the loops over them), in the
+    float type of `like`."""
+    xs, ys = np.empty(rows * columns, like.dtype), np.empty(rows * columns, like.dtype)
     for row in range(rows):
         for column in range(columns):
             xs[row * columns + column], ys[row * columns + column] = left + column + 0.5, top + row + 0.5
     return xs, ys
+
+
+_TAYLOR_EXP = tuple(1 / math.factorial(power) for power in range(11, -1, -1))  # 1 / k!, the highest power first
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -169,10 +186,11 @@ def _falloff(sigma):
     sigmas give exp(-6), under the threshold all the same. Written out because math.exp is a scalar call into libm
     that keeps LLVM from evaluating a tile's pixels together in vector registers (numba vectorizes it only with
     Intel's SVML, which exists for x86 alone): exp(-sigma / 16) by its Taylor series to degree 11, then squared
-    four times, within 2e-13 of exp."""
-    x = -min(sigma, 6.0) * 0.0625
-    series = 1.0 + x * (1.0 + x * (1 / 2 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120 + x * (1 / 720 + x * (
-        1 / 5040 + x * (1 / 40320 + x * (1 / 362880 + x * (1 / 3628800 + x / 39916800))))))))))
+    four times, within 2e-13 of exp in float64 (float32 rounds it the way it rounds math.exp)."""
+    x = -min(sigma, _real(6.0, sigma)) * _real(0.0625, sigma)
+    series = _real(0.0, sigma)
+    for coefficient in _TAYLOR_EXP:  # Horner's scheme
+        series = series * x + _real(coefficient, sigma)
     series *= series
     series *= series
     series *= series
@@ -183,8 +201,8 @@ def _falloff(sigma):
 def _alpha(x, y, mx, my, conic_a, conic_b, conic_c, opacity, max_alpha):
     """A Gaussian's exp(-sigma) and alpha at the pixel centre (x, y); zero where sigma < 0, which gsplat skips."""
     dx, dy = x - mx, y - my
-    sigma = 0.5 * (conic_a * dx * dx + conic_c * dy * dy) + conic_b * dx * dy
-    falloff = _falloff(sigma) if sigma >= 0.0 else 0.0
+    sigma = _real(0.5, x) * (conic_a * dx * dx + conic_c * dy * dy) + conic_b * dx * dy
+    falloff = _falloff(sigma) if sigma >= _real(0.0, x) else _real(0.0, x)
     return falloff, min(max_alpha, opacity * falloff)
 
 
@@ -195,47 +213,50 @@ def _alpha(x, y, mx, my, conic_a, conic_b, conic_c, opacity, max_alpha):
 def composite(starts, gaussians, means2d, conics, opacities, colors, background, width, height, tile,
               alpha_threshold, max_alpha, min_transmittance):
     """Front-to-back compositing, a tile per task: each Gaussian of the tile's list is read once and evaluated
-    at all the tile's pixels. Returns the image (H, W, D + 1: colours over the background and the coverage), and
-    per pixel the end of its list that it reached and its final transmittance."""
+    at all the tile's pixels, in the colours' float type. Returns the image (H, W, D + 1: colours over the
+    background and the coverage), and per pixel the end of its list that it reached and its final transmittance."""
     tiles_x = (width + tile - 1) // tile
     channels = colors.shape[1]
+    zero, one = _real(0.0, colors), _real(1.0, colors)
+    alpha_threshold, max_alpha = _real(alpha_threshold, colors), _real(max_alpha, colors)
+    min_transmittance = _real(min_transmittance, colors)
     image = np.empty((height, width, channels + 1), colors.dtype)
     reached = np.empty((height, width), np.int64)
     final = np.empty((height, width), colors.dtype)
     for index in numba.prange(len(starts) - 1):
         left, top = (index % tiles_x) * tile, (index // tiles_x) * tile
-        xs, ys = _pixel_centres(left, top, min(tile, width - left), min(tile, height - top))
-        transmittance = np.ones(len(xs))  # 0 once a pixel has stopped, its last one kept in last_transmittance
-        last_transmittance = np.zeros(len(xs))
-        end = np.full(len(xs), starts[index])
-        colour, weights = np.zeros((channels, len(xs))), np.empty(len(xs))
+        xs, ys = _pixel_centres(left, top, min(tile, width - left), min(tile, height - top), colors)
+        transmittance = np.ones(len(xs), colors.dtype)  # 0 once a pixel has stopped, its last one kept below
+        last_transmittance = np.zeros(len(xs), colors.dtype)
+        end = np.zeros(len(xs), np.int32)  # past the last Gaussian each pixel added, counted from the list's start
+        colour, weights = np.zeros((channels, len(xs)), colors.dtype), np.empty(len(xs), colors.dtype)
         for pair in range(starts[index], starts[index + 1]):
             gaussian = gaussians[pair]
             mx, my, opacity = means2d[gaussian, 0], means2d[gaussian, 1], opacities[gaussian]
             conic_a, conic_b, conic_c = conics[gaussian, 0], conics[gaussian, 1], conics[gaussian, 2]
-            still_open = 0
+            still_open, next_place = False, np.int32(pair + 1 - starts[index])
             for pixel in range(len(xs)):
                 _, alpha = _alpha(xs[pixel], ys[pixel], mx, my, conic_a, conic_b, conic_c, opacity, max_alpha)
                 before = transmittance[pixel]
-                behind = before * (1.0 - alpha)
-                counts = (alpha >= alpha_threshold) & (before > 0.0)
+                behind = before * (one - alpha)
+                counts = (alpha >= alpha_threshold) & (before > zero)
                 stops = counts & (behind <= min_transmittance)  # before this Gaussian: its pixel is done
                 adds = counts & ~stops
-                weights[pixel] = alpha * before if adds else 0.0
+                weights[pixel] = alpha * before if adds else zero
                 last_transmittance[pixel] = before if stops else last_transmittance[pixel]
-                transmittance[pixel] = 0.0 if stops else (behind if adds else before)
-                end[pixel] = pair + 1 if adds else end[pixel]
-                still_open += before > 0.0
+                transmittance[pixel] = zero if stops else (behind if adds else before)
+                end[pixel] = next_place if adds else end[pixel]
+                still_open |= before > zero
             for channel in range(channels):
                 value = colors[gaussian, channel]
                 for pixel in range(len(xs)):
                     colour[channel, pixel] += weights[pixel] * value
-            if still_open == 0:
+            if not still_open:
                 break
         for pixel in range(len(xs)):
             py, px = int(ys[pixel]), int(xs[pixel])
             remaining = transmittance[pixel] if transmittance[pixel] > 0.0 else last_transmittance[pixel]
-            reached[py, px], final[py, px] = end[pixel], remaining
+            reached[py, px], final[py, px] = starts[index] + end[pixel], remaining
             for channel in range(channels):
                 image[py, px, channel] = colour[channel, pixel] + remaining * background[channel]
             image[py, px, channels] = 1.0 - remaining
@@ -254,18 +275,20 @@ def composite_backward(starts, gaussians, means2d, conics, opacities, colors, ba
     channels = colors.shape[1]
     grad_pairs = np.zeros((6 + channels, len(gaussians)), colors.dtype)
     grad_background = np.empty((height, width, channels), colors.dtype)
+    zero, one, half = _real(0.0, colors), _real(1.0, colors), _real(0.5, colors)
+    alpha_threshold, max_alpha = _real(alpha_threshold, colors), _real(max_alpha, colors)
     for index in numba.prange(len(starts) - 1):
         left, top = (index % tiles_x) * tile, (index // tiles_x) * tile
-        xs, ys = _pixel_centres(left, top, min(tile, width - left), min(tile, height - top))
-        transmittance, ends = np.empty(len(xs)), np.empty(len(xs), np.int64)
-        after = np.empty(len(xs))  # d loss / d alpha reaching each Gaussian from all behind it
-        grad_colour = np.empty((channels + 1, len(xs)))
-        own, weights = np.empty(len(xs)), np.empty(len(xs))
+        xs, ys = _pixel_centres(left, top, min(tile, width - left), min(tile, height - top), colors)
+        transmittance, ends = np.empty(len(xs), colors.dtype), np.empty(len(xs), np.int32)  # ends from the start
+        after = np.empty(len(xs), colors.dtype)  # d loss / d alpha reaching each Gaussian from all behind it
+        grad_colour = np.empty((channels + 1, len(xs)), colors.dtype)
+        own, weights = np.empty(len(xs), colors.dtype), np.empty(len(xs), colors.dtype)
         last = starts[index]
         for pixel in range(len(xs)):
             py, px = int(ys[pixel]), int(xs[pixel])
-            ends[pixel], transmittance[pixel] = reached[py, px], final[py, px]
-            through_background = 0.0
+            ends[pixel], transmittance[pixel] = reached[py, px] - starts[index], final[py, px]
+            through_background = zero
             for channel in range(channels + 1):
                 grad_colour[channel, pixel] = grad_image[py, px, channel]
             for channel in range(channels):
@@ -273,41 +296,42 @@ def composite_backward(starts, gaussians, means2d, conics, opacities, colors, ba
                 grad_background[py, px, channel] = final[py, px] * grad_colour[channel, pixel]
             # the final transmittance reaches every alpha, through the background and the coverage
             after[pixel] = final[py, px] * (through_background - grad_colour[channels, pixel])
-            last = max(last, ends[pixel])
+            last = max(last, reached[py, px])
         for pair in range(last - 1, starts[index] - 1, -1):
             gaussian = gaussians[pair]
             mx, my, opacity = means2d[gaussian, 0], means2d[gaussian, 1], opacities[gaussian]
             conic_a, conic_b, conic_c = conics[gaussian, 0], conics[gaussian, 1], conics[gaussian, 2]
-            own[:] = 0.0  # its colour . d loss / d pixel colour
+            own[:] = zero  # its colour . d loss / d pixel colour
             for channel in range(channels):
                 value = colors[gaussian, channel]
                 for pixel in range(len(xs)):
                     own[pixel] += value * grad_colour[channel, pixel]
-            grad_mx = grad_my = grad_a = grad_b = grad_c = grad_opacity = 0.0
+            grad_mx = grad_my = grad_a = grad_b = grad_c = grad_opacity = zero
+            place = np.int32(pair - starts[index])
             for pixel in range(len(xs)):
                 falloff, alpha = _alpha(xs[pixel], ys[pixel], mx, my, conic_a, conic_b, conic_c, opacity, max_alpha)
-                counts = (alpha >= alpha_threshold) & (pair < ends[pixel])
-                before = transmittance[pixel] / (1.0 - alpha) if counts else transmittance[pixel]
+                counts = (alpha >= alpha_threshold) & (place < ends[pixel])
+                before = transmittance[pixel] / (one - alpha) if counts else transmittance[pixel]
                 transmittance[pixel] = before
-                weight = alpha * before if counts else 0.0
+                weight = alpha * before if counts else zero
                 weights[pixel] = weight
                 # d loss / d alpha: its own colour, less what it hides (the colours behind, the background); none
                 # where alpha was clamped
-                grad_alpha = before * own[pixel] - after[pixel] / (1.0 - alpha)
-                grad_alpha = grad_alpha if counts & (opacity * falloff < max_alpha) else 0.0
+                grad_alpha = before * own[pixel] - after[pixel] / (one - alpha)
+                grad_alpha = grad_alpha if counts & (opacity * falloff < max_alpha) else zero
                 after[pixel] += weight * own[pixel]
                 grad_sigma = -alpha * grad_alpha
                 dx, dy = xs[pixel] - mx, ys[pixel] - my
                 grad_mx -= grad_sigma * (conic_a * dx + conic_b * dy)
                 grad_my -= grad_sigma * (conic_c * dy + conic_b * dx)
-                grad_a += grad_sigma * 0.5 * dx * dx
+                grad_a += grad_sigma * half * dx * dx
                 grad_b += grad_sigma * dx * dy
-                grad_c += grad_sigma * 0.5 * dy * dy
+                grad_c += grad_sigma * half * dy * dy
                 grad_opacity += grad_alpha * falloff
             grad_pairs[0, pair], grad_pairs[1, pair], grad_pairs[2, pair] = grad_mx, grad_my, grad_a
             grad_pairs[3, pair], grad_pairs[4, pair], grad_pairs[5, pair] = grad_b, grad_c, grad_opacity
             for channel in range(channels):
-                total = 0.0
+                total = zero
                 for pixel in range(len(xs)):
                     total += weights[pixel] * grad_colour[channel, pixel]
                 grad_pairs[6 + channel, pair] = total

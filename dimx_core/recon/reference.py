@@ -11,7 +11,7 @@ interchangeable and comparable:
   skipped below 1/255, stopping before the Gaussian that would bring transmittance to 1e-4 or below;
   colour = sum w_i c_i + T_final * background;
 - SH colours up to degree 3 with gsplat's basis and `max(sh + 0.5, 0)`.
-It is tile-based like gsplat: every Gaussian is listed in the tiles (TILE_SIZE pixels square) that hold a pixel
+It is tile-based like gsplat: every Gaussian is listed in the tiles (`Kernels.tile` pixels square) that hold a pixel
 centre of its footprint box where its alpha reaches 1/255, and only those tiles evaluate it; since that box bounds
 every pixel where its alpha does, the image is the one every pixel against every Gaussian would give. Tiles whose
 lists have similar lengths are composited together as one padded tensor (few, large operations: MPS's strength);
@@ -33,7 +33,6 @@ from .gaussians import SH_C0
 ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
-TILE_SIZE = 4
 RUN_GROWTH, RUN_SLACK = 1.5, 16  # tiles composited together: lists within 1.5x + 16 of each other
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
@@ -504,15 +503,18 @@ def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 class Kernels(typing.NamedTuple):
     """The rasterizer's three stages: the projection (as `_Project.apply`), the SH colours (as `_shade`) and a
-    view's compositing (as `_rasterize_view`)."""
+    view's compositing (as `_rasterize_view`), and the tile size (pixels square) that composites fastest."""
     project: typing.Callable
     shade: typing.Callable
     composite_view: typing.Callable
+    tile: int
 
 
-# tensor operations anywhere torch runs, or compiled loops on the CPU; the same images and gradients
-KERNELS = {"tensor": Kernels(_Project.apply, _shade, _rasterize_view),
-           "compiled": Kernels(_ProjectCompiled.apply, _shade_compiled, _rasterize_view_compiled)}
+# tensor operations anywhere torch runs, or compiled loops on the CPU; the same images and gradients. A compiled
+# tile's pixels are evaluated eight float32s to a vector register: 8x8 tiles fill them, where 4x4 tiles made a
+# 64x48 view's lists three times as long (bench/RESULTS-recon-cpu.md, "Tile sizes").
+KERNELS = {"tensor": Kernels(_Project.apply, _shade, _rasterize_view, tile=4),
+           "compiled": Kernels(_ProjectCompiled.apply, _shade_compiled, _rasterize_view_compiled, tile=8)}
 
 
 def _kernels(name: str, device: torch.device) -> Kernels:
@@ -528,14 +530,14 @@ def _kernels(name: str, device: torch.device) -> Kernels:
 
 def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *, sh_degree=None,
                   backgrounds=None, near_plane=0.01, far_plane=1e10, eps2d=0.3, radius_clip=0.0,
-                  tile_size=TILE_SIZE, chunk_elements=1 << 24, checkpoint_elements=1 << 24, kernels="auto"):
+                  tile_size=None, chunk_elements=1 << 24, checkpoint_elements=1 << 24, kernels="auto"):
     """Render N Gaussians into C views, like gsplat.rasterization(..., packed=False).
 
     means (N,3), quats (N,4) wxyz, scales (N,3) linear, opacities (N,) in 0..1, colors (N,D) or SH (N,K,3)
     with `sh_degree`, viewmats (C,4,4) world-to-camera (OpenCV), Ks (C,3,3), backgrounds (C,D) or None.
     Returns colours (C,H,W,D), alphas (C,H,W,1) and meta with radii, means2d (retain_grad() on it gives the
     screen-space gradients densification uses), depths, conics, width, height, n_cameras.
-    Tiles of `tile_size` pixels are composited together in runs of at most `chunk_elements` (tiles x longest
+    Tiles of `tile_size` pixels (the kernels' own by default) are composited together in runs of at most `chunk_elements` (tiles x longest
     list x pixels); above `checkpoint_elements` in a view, the runs are recomputed in backward. `kernels` names
     an entry of KERNELS or "auto" (see `_kernels`); all give the same images and gradients.
     """
@@ -558,7 +560,8 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     renders, alphas = [], []
     for view in range(len(viewmats)):
         rgb, alpha = stages.composite_view(radii[view], means2d[view], depths[view], conics[view], opacities,
-                                           view_colors[view], backgrounds[view], width, height, tile_size,
+                                           view_colors[view], backgrounds[view], width, height,
+                                           tile_size or stages.tile,
                                            chunk_elements, checkpoint_elements)
         renders.append(rgb)
         alphas.append(alpha)
