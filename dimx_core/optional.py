@@ -17,7 +17,7 @@ KNOWN = {
     "peft": ("peft", "director LoRA adapters"),
     "safetensors": ("safetensors", "reading and writing weights"),
     "gsplat": ("gsplat", "fast Gaussian-splat rasterisation on CUDA"),
-    "numba": ("numba", "the CPU rasterizer's compiled loops"),
+    "numba": ("numba", "the CPU rasterizer's and SSIM's compiled loops"),
     "pycolmap": ("pycolmap", "structure-from-motion camera poses"),
     "cv2": ("opencv-python-headless", "optical flow and image features"),
     "imageio": ("imageio", "reading and writing video files"),

@@ -1,5 +1,5 @@
-"""The CPU's rasterizer kernels: gsplat's projection, SH colours and per-tile compositing, forward and backward,
-as loops that numba compiles.
+"""The CPU's kernels: gsplat's projection, SH colours and per-tile compositing, forward and backward, and the
+loss's SSIM, as loops that numba compiles.
 
 On the CPU the tensor formulation in reference.py spends most of a small view's time in the overhead of some
 hundreds of operations, not in arithmetic. These loops do what gsplat's CUDA kernels do: project and shade a
@@ -7,8 +7,8 @@ Gaussian per task; list the Gaussians of each tile front to back, composite its 
 and in the backward walk them back to front recovering the transmittance, a tile per task, its pixels evaluated
 together in vector registers. numba compiles with the LLVM its wheel ships, so no C compiler is needed; the
 machine code is cached beside this file (or in numba's user cache) on first use, which takes some 40 seconds
-once per import name and float type. The math and its constants are reference.py's (passed in, so this module
-imports nothing of the pack).
+once per import name and float type. The math and its constants are reference.py's and loss.py's (passed in, so this
+module imports nothing of the pack).
 """
 from __future__ import annotations
 
@@ -725,3 +725,130 @@ def _sh_colours_backward_one(place, gaussian, means, coeffs, centres, terms, con
             grad_centres[camera, place, axis] = -grad_direction[axis]
     for axis in range(3):
         grad_means[gaussian, axis] = grad_mean[axis]
+
+
+# The loss's SSIM (loss.ssim_map): each of the five local statistics of a colour channel is a plane that one task
+# blurs along its rows and then its columns, reflecting at the borders; the backward runs the blur's adjoint.
+
+@numba.njit(cache=True, nogil=True)
+def _reflected(index, size):
+    """torch's "reflect" padding: -1 reads 1, size reads size - 2 (the pad is less than the size)."""
+    if index < 0:
+        return -index
+    if index >= size:
+        return 2 * (size - 1) - index
+    return index
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _blur(plane, window, out):
+    """`plane` (H, W) blurred by the 1D `window` along its rows, then along its columns, into `out`."""
+    height, width = plane.shape
+    radius = len(window) // 2
+    across = np.zeros_like(plane)
+    padded = np.empty(width + 2 * radius, plane.dtype)
+    for row in range(height):
+        for place in range(len(padded)):
+            padded[place] = plane[row, _reflected(place - radius, width)]
+        for tap in range(len(window)):
+            weight = window[tap]
+            for column in range(width):
+                across[row, column] += weight * padded[column + tap]
+    out[:] = 0
+    for row in range(height):
+        for tap in range(len(window)):
+            weight, source = window[tap], _reflected(row + tap - radius, height)
+            for column in range(width):
+                out[row, column] += weight * across[source, column]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _blur_adjoint(grad_out, window, grad_plane):
+    """_blur's transpose: d loss / d plane from d loss / d out."""
+    height, width = grad_out.shape
+    radius = len(window) // 2
+    grad_across = np.zeros_like(grad_out)
+    for row in range(height):
+        for tap in range(len(window)):
+            weight, source = window[tap], _reflected(row + tap - radius, height)
+            for column in range(width):
+                grad_across[source, column] += weight * grad_out[row, column]
+    padded = np.empty(width + 2 * radius, grad_out.dtype)
+    for row in range(height):
+        padded[:] = 0
+        for tap in range(len(window)):
+            weight = window[tap]
+            for column in range(width):
+                padded[column + tap] += weight * grad_across[row, column]
+        grad_plane[row, :] = 0
+        for place in range(len(padded)):
+            grad_plane[row, _reflected(place - radius, width)] += padded[place]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def ssim(render, target, window, c1, c2, eps):
+    """loss.ssim_map of two (C, H, W) images: the map (C, H, W), and the blurred statistics (5, C, H, W: the
+    means of x, y, x^2, y^2 and xy) its backward reads."""
+    channels, height, width = render.shape
+    blurred = np.empty((5, channels, height, width), render.dtype)
+    for task in numba.prange(5 * channels):
+        statistic, channel = task // channels, task % channels
+        x, y = render[channel], target[channel]
+        plane = x if statistic == 0 else y if statistic == 1 else x * x if statistic == 2 else (
+            y * y if statistic == 3 else x * y)
+        _blur(plane, window, blurred[statistic, channel])
+    c1, c2, eps = _real(c1, render), _real(c2, render), _real(eps, render)
+    two = _real(2.0, render)
+    similarity = np.empty_like(render)
+    for row in numba.prange(height):
+        for channel in range(channels):
+            for column in range(width):
+                mu_x, mu_y = blurred[0, channel, row, column], blurred[1, channel, row, column]
+                mu_xy, mu_xx, mu_yy = mu_x * mu_y, mu_x * mu_x, mu_y * mu_y
+                numerator = (two * mu_xy + c1) * (two * (blurred[4, channel, row, column] - mu_xy) + c2)
+                denominator = (mu_xx + mu_yy + c1) * ((blurred[2, channel, row, column] - mu_xx)
+                                                      + (blurred[3, channel, row, column] - mu_yy) + c2)
+                similarity[channel, row, column] = numerator / (denominator + eps)
+    return similarity, blurred
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def ssim_backward(render, target, window, c1, c2, eps, blurred, grad_similarity):
+    """ssim's backward: d loss / d render (C, H, W) from d loss / d map (the target is a constant)."""
+    channels, height, width = render.shape
+    c1, c2, eps = _real(c1, render), _real(c2, render), _real(eps, render)
+    two = _real(2.0, render)
+    # d loss / d the blurred means of x, x^2 and xy (y's statistics lead to the target only)
+    grad_blurred = np.empty((3, channels, height, width), render.dtype)
+    for row in numba.prange(height):
+        for channel in range(channels):
+            for column in range(width):
+                mu_x, mu_y = blurred[0, channel, row, column], blurred[1, channel, row, column]
+                mu_xy, mu_xx, mu_yy = mu_x * mu_y, mu_x * mu_x, mu_y * mu_y
+                luminance, structure = two * mu_xy + c1, two * (blurred[4, channel, row, column] - mu_xy) + c2
+                energy = mu_xx + mu_yy + c1
+                spread = (blurred[2, channel, row, column] - mu_xx) + (blurred[3, channel, row, column] - mu_yy) + c2
+                denominator = energy * spread + eps
+                grad = grad_similarity[channel, row, column] / denominator
+                similarity = luminance * structure
+                # d map / d luminance, structure, energy, spread, each times the map's gradient
+                grad_luminance, grad_structure = grad * structure, grad * luminance
+                grad_energy = -grad * similarity * spread / denominator
+                grad_spread = -grad * similarity * energy / denominator
+                grad_blurred[0, channel, row, column] = two * (mu_y * (grad_luminance - grad_structure)
+                                                               + mu_x * (grad_energy - grad_spread))
+                grad_blurred[1, channel, row, column] = grad_spread
+                grad_blurred[2, channel, row, column] = two * grad_structure
+    grad_statistics = np.empty_like(grad_blurred)
+    for task in numba.prange(3 * channels):
+        statistic, channel = task // channels, task % channels
+        _blur_adjoint(grad_blurred[statistic, channel], window, grad_statistics[statistic, channel])
+    grad_render = np.empty_like(render)
+    for channel in numba.prange(channels):
+        for row in range(height):
+            for column in range(width):
+                grad_render[channel, row, column] = (
+                    grad_statistics[0, channel, row, column]
+                    + two * render[channel, row, column] * grad_statistics[1, channel, row, column]
+                    + target[channel, row, column] * grad_statistics[2, channel, row, column])
+    return grad_render

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import torch
 
-from ..optional import require
+from ..optional import is_installed, require
 
 L1_WEIGHT, SSIM_WEIGHT = 0.8, 0.2
 
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5                      # the 3DGS trainers' SSIM: an 11-tap Gaussian, sigma 1.5
 SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2                  # (k L)^2 for colours in 0..1
+SSIM_EPS = 1e-12                                        # kornia's, added to the denominator
 
 
 @functools.lru_cache(maxsize=8)
@@ -32,11 +33,10 @@ def _ssim_window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return kernel / kernel.sum()
 
 
-def ssim_map(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(H, W, C) SSIM of two (H, W, C) images: kornia.metrics.ssim(..., 11)'s map (Gaussian window, reflect padding,
-    eps 1e-12), with the five local statistics (x, y, x^2, y^2, xy) blurred together, one depthwise convolution per
-    axis over all of them. kornia blurs them one by one (five pads and ten convolutions per call): on the GPU the
-    fit is bound by launching kernels (bench/RESULTS-recon-profile.md), and SSIM was a tenth of them."""
+def _ssim_tensor(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The five local statistics (x, y, x^2, y^2, xy) blurred together, one depthwise convolution per axis over all
+    of them. kornia blurs them one by one (five pads and ten convolutions per call): on the GPU the fit is bound by
+    launching kernels (bench/RESULTS-recon-profile.md), and SSIM was a tenth of them."""
     channels, radius = render.shape[-1], SSIM_WINDOW // 2
     kernel = _ssim_window(render.device, render.dtype)
     x, y = render.permute(2, 0, 1), target.permute(2, 0, 1)
@@ -50,7 +50,54 @@ def ssim_map(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mu_xy, mu_xx, mu_yy = mu_x * mu_y, mu_x * mu_x, mu_y * mu_y
     numerator = (2.0 * mu_xy + SSIM_C1) * (2.0 * (xy - mu_xy) + SSIM_C2)
     denominator = (mu_xx + mu_yy + SSIM_C1) * ((xx - mu_xx) + (yy - mu_yy) + SSIM_C2)
-    return (numerator / (denominator + 1e-12)).permute(1, 2, 0)
+    return (numerator / (denominator + SSIM_EPS)).permute(1, 2, 0)
+
+
+class _SsimCompiled(torch.autograd.Function):
+    """The SSIM map as cpu_kernels' compiled loops, with its backward written out: on the CPU the convolutions,
+    pads and some forty small operations of the tensor form and their backward took a sixth of a fit's step."""
+
+    @staticmethod
+    def forward(ctx, render, target):
+        from . import cpu_kernels
+
+        planes = [image.detach().permute(2, 0, 1).contiguous().numpy() for image in (render, target)]
+        window = _ssim_window(render.device, render.dtype).numpy()
+        with cpu_kernels.threads(torch.get_num_threads()):
+            similarity, blurred = cpu_kernels.ssim(*planes, window, SSIM_C1, SSIM_C2, SSIM_EPS)
+        ctx.kernel_state = (planes, window, blurred)
+        return torch.from_numpy(similarity).permute(1, 2, 0)
+
+    @staticmethod
+    def backward(ctx, grad_similarity):
+        from . import cpu_kernels
+
+        planes, window, blurred = ctx.kernel_state
+        with cpu_kernels.threads(torch.get_num_threads()):
+            grad_render = cpu_kernels.ssim_backward(*planes, window, SSIM_C1, SSIM_C2, SSIM_EPS, blurred,
+                                                    grad_similarity.permute(2, 0, 1).contiguous().numpy())
+        return torch.from_numpy(grad_render).permute(1, 2, 0), None
+
+
+# tensor operations anywhere torch runs, or compiled loops on the CPU (a constant target: frames are not fitted);
+# the same map and gradients
+SSIM_KINDS = {"tensor": _ssim_tensor, "compiled": _SsimCompiled.apply}
+
+
+def ssim_map(render: torch.Tensor, target: torch.Tensor, kind: str = "auto") -> torch.Tensor:
+    """(H, W, C) SSIM of two (H, W, C) images: kornia.metrics.ssim(..., 11)'s map (Gaussian window, reflect padding,
+    eps 1e-12). `kind` names an entry of SSIM_KINDS, or "auto": the compiled loops on the CPU wherever numba
+    imports, the target needs no gradient and the image is larger than the window's radius (smaller ones get
+    torch's error for reflect padding)."""
+    if kind == "auto":
+        compiled = (render.device.type == "cpu" and is_installed("numba") and not target.requires_grad
+                    and min(render.shape[:2]) > SSIM_WINDOW // 2)
+        kind = "compiled" if compiled else "tensor"
+    if kind not in SSIM_KINDS:
+        raise ValueError(f"the SSIM kind must be auto or one of {', '.join(SSIM_KINDS)}, got {kind!r}")
+    if kind == "compiled" and render.device.type != "cpu":
+        raise ValueError(f"the compiled SSIM runs on the CPU; this image is on {render.device}")
+    return SSIM_KINDS[kind](render, target)
 
 
 def photometric_map(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
