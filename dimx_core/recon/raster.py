@@ -158,8 +158,9 @@ def select_rasterizer(device: torch.device | str, *, prefer: str = "auto", build
             raise ValueError(f"gsplat needs a CUDA device, got {device}")
         notice = None
         if device.type == "cpu" and not is_installed("numba"):
-            notice = ("numba is not installed, so the CPU rasterizer runs as tensor operations: a fit takes two to "
-                      "three times as long. Install it into the Python that runs ComfyUI: python -m pip install numba")
+            notice = ("numba is not installed, so the CPU rasterizer and the SSIM run as tensor operations: a fit "
+                      "takes some four times as long. Install it into the Python that runs ComfyUI: python -m pip "
+                      "install numba")
         return Rasterizer("torch", device, reference.rasterization, notice)
     reason = gsplat_status(build_dir, hooks)
     if not reason:

@@ -17,7 +17,7 @@ every pixel where its alpha does, the image is the one every pixel against every
 lists have similar lengths are composited together as one padded tensor (few, large operations: MPS's strength);
 when a view's work is large each run is checkpointed under autograd, so memory stays bounded on large views (the
 GPU fallback without gsplat). On the CPU, where numba imports, cpu_kernels' compiled loops project, shade and
-composite instead (`KERNELS`): same images and gradients, a fit at 64x48 in some two fifths of the time.
+composite instead (`KERNELS`): same images and gradients, a fit at 64x48 in some two sevenths of the time.
 """
 from __future__ import annotations
 
@@ -537,9 +537,10 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     with `sh_degree`, viewmats (C,4,4) world-to-camera (OpenCV), Ks (C,3,3), backgrounds (C,D) or None.
     Returns colours (C,H,W,D), alphas (C,H,W,1) and meta with radii, means2d (retain_grad() on it gives the
     screen-space gradients densification uses), depths, conics, width, height, n_cameras.
-    Tiles of `tile_size` pixels (the kernels' own by default) are composited together in runs of at most `chunk_elements` (tiles x longest
-    list x pixels); above `checkpoint_elements` in a view, the runs are recomputed in backward. `kernels` names
-    an entry of KERNELS or "auto" (see `_kernels`); all give the same images and gradients.
+    Tiles of `tile_size` pixels (by default the kernels' own) are composited together in runs of at most
+    `chunk_elements` (tiles x longest list x pixels); above `checkpoint_elements` in a view, the runs are
+    recomputed in backward. `kernels` names an entry of KERNELS or "auto" (see `_kernels`); all give the same
+    images and gradients.
     """
     stages = _kernels(kernels, means.device)
     if sh_degree is not None and (colors.dim() != 3 or colors.shape[1] < (sh_degree + 1) ** 2
@@ -561,8 +562,7 @@ def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     for view in range(len(viewmats)):
         rgb, alpha = stages.composite_view(radii[view], means2d[view], depths[view], conics[view], opacities,
                                            view_colors[view], backgrounds[view], width, height,
-                                           tile_size or stages.tile,
-                                           chunk_elements, checkpoint_elements)
+                                           tile_size or stages.tile, chunk_elements, checkpoint_elements)
         renders.append(rgb)
         alphas.append(alpha)
     meta = {"radii": radii, "means2d": means2d, "depths": depths, "conics": conics, "width": width,

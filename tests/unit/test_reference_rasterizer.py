@@ -131,7 +131,7 @@ def dense_composite(means2d, conics, opacities, colours, depths, radii, width, h
     return image.reshape(height, width, -1)
 
 
-@pytest.mark.parametrize("tile_size, chunk_elements", [(1, 1 << 24), (4, 1 << 24), (4, 64), (16, 1 << 24)])
+@pytest.mark.parametrize("tile_size, chunk_elements", [(1, 1 << 24), (4, 1 << 24), (4, 64), (8, 1 << 24), (16, 1 << 24)])
 def test_tiles_reproduce_every_pixel_against_every_gaussian_with_gradients(tile_size, chunk_elements):
     """Each Gaussian only reaches the tiles its footprint box covers, tiles are composited in runs of similar list
     length (a tiny chunk budget makes one run per tile and checkpoints them): image and gradients are the dense
