@@ -87,11 +87,11 @@ SSIM_KINDS = {"tensor": _ssim_tensor, "compiled": _SsimCompiled.apply}
 def ssim_map(render: torch.Tensor, target: torch.Tensor, kind: str = "auto") -> torch.Tensor:
     """(H, W, C) SSIM of two (H, W, C) images: kornia.metrics.ssim(..., 11)'s map (Gaussian window, reflect padding,
     eps 1e-12). `kind` names an entry of SSIM_KINDS, or "auto": the compiled loops on the CPU wherever numba
-    imports, the target needs no gradient and the image is larger than the window's radius (smaller ones get
-    torch's error for reflect padding)."""
+    imports, for float32 or float64 images larger than the window's radius (smaller ones get torch's error for
+    reflect padding) and a target that needs no gradient."""
     if kind == "auto":
         compiled = (render.device.type == "cpu" and is_installed("numba") and not target.requires_grad
-                    and min(render.shape[:2]) > SSIM_WINDOW // 2)
+                    and render.dtype in (torch.float32, torch.float64) and min(render.shape[:2]) > SSIM_WINDOW // 2)
         kind = "compiled" if compiled else "tensor"
     if kind not in SSIM_KINDS:
         raise ValueError(f"the SSIM kind must be auto or one of {', '.join(SSIM_KINDS)}, got {kind!r}")

@@ -174,6 +174,8 @@ def test_ssim_auto_takes_the_compiled_loops_on_the_cpu_and_refuses_unknown_kinds
     assert torch.equal(auto, ssim_map(render, target, "compiled"))
     # a target that is fitted too, or an image within the window's radius, takes the tensor form
     assert type(ssim_map(render, target.requires_grad_()).grad_fn).__name__ != type(auto.grad_fn).__name__
+    half = render.detach().bfloat16().requires_grad_()
+    assert type(ssim_map(half, target.detach().bfloat16()).grad_fn).__name__ != type(auto.grad_fn).__name__
     with pytest.raises(RuntimeError, match="[Pp]adding"):
         ssim_map(torch.rand(4, 30, 3), torch.rand(4, 30, 3))
     with pytest.raises(ValueError, match="SSIM kind must be auto or one of tensor, compiled, got 'fast'"):
